@@ -1,0 +1,79 @@
+"""The contract between the cache facade and a storage backend.
+
+Backends store opaque bytes under fully-qualified keys; naming, serialisation, telemetry and
+resilience all live above them, so a backend is small enough to reason about (and to write).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["Backend", "BackendInfo", "Usage"]
+
+
+@dataclass(frozen=True)
+class Usage:
+    """How much this cache holds: keys and bytes (keys plus serialised values)."""
+
+    keys: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """Static facts about where a backend stores data (for spans, health and logs; no secrets)."""
+
+    kind: str  # "memory" or "redis"
+    system: str | None = None  # the database system, e.g. "redis"
+    host: str | None = None
+    port: int | None = None
+    db: str | None = None  # database index / namespace as a string
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Async storage of bytes. ``ttl`` is in seconds (``None`` = no expiry).
+
+    ``tags`` and ``tag_keys`` are fully-qualified tag-set names chosen by the facade.
+    """
+
+    info: BackendInfo
+
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]: ...
+
+    async def set(self, key: str, value: bytes, ttl: float | None, tags: Sequence[str] = ()) -> None: ...
+
+    async def set_many(
+        self, items: Sequence[tuple[str, bytes]], ttl: float | None, tags: Sequence[str] = ()
+    ) -> None: ...
+
+    async def delete(self, keys: Sequence[str]) -> int: ...
+
+    async def exists(self, key: str) -> bool: ...
+
+    async def invalidate_pattern(self, pattern: str) -> int:
+        """Delete every key matching a Redis glob ``pattern``; return how many were deleted."""
+        ...
+
+    async def invalidate_tags(self, tag_keys: Sequence[str]) -> int:
+        """Delete every key recorded under these tag sets, and the sets; return keys deleted."""
+        ...
+
+    async def ping(self) -> None:
+        """Round-trip to the store; raise if it cannot be reached."""
+        ...
+
+    async def usage(self, pattern: str) -> Usage:
+        """Count keys/bytes matching ``pattern``. May be expensive: callers cache the answer."""
+        ...
+
+    def pool_stats(self) -> dict[str, Any] | None:
+        """Connection-pool figures (max, in_use, idle, created) or ``None`` where there is no pool."""
+        ...
+
+    async def close(self) -> None: ...

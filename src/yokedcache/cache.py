@@ -1,0 +1,355 @@
+"""``YokedCache``: the async facade applications talk to.
+
+It owns naming (key prefix, tag sets), serialisation, TTL defaults, resilience and the one
+instrumentation point; backends only move bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from time import perf_counter
+from typing import Any
+
+from ._glob import escape_glob
+from .backends.base import Backend, Usage
+from .backends.memory import MemoryBackend
+from .config import CacheConfig
+from .errors import CacheConnectionError
+from .resilience import CircuitBreaker, Guard
+from .serializers import resolve_serializer
+from .telemetry import semconv as sc
+from .telemetry.instrumentation import Instrumentation
+
+__all__ = ["YokedCache"]
+
+log = logging.getLogger("yokedcache")
+
+#: Tag sets live outside the data prefix so ``invalidate_pattern("*")`` never matches them.
+TAG_ROOT = "yokedcache-tags:"
+
+_MISSING = object()
+
+
+def _check_key(key: object) -> str:
+    if type(key) is not str:
+        raise TypeError(f"key: expected a str, got {type(key).__name__}")
+    return key
+
+
+def _check_ttl(ttl: object) -> float:
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+        raise TypeError(f"ttl: expected seconds as a number or None, got {type(ttl).__name__}")
+    if not (math.isfinite(ttl) and ttl > 0):
+        raise ValueError(f"ttl: must be a positive finite number of seconds, got {ttl!r}")
+    return float(ttl)
+
+
+def _check_tags(tags: object) -> tuple[str, ...]:
+    if tags is None:
+        return ()
+    if isinstance(tags, str):
+        tags = (tags,)
+    if not isinstance(tags, Iterable):
+        raise TypeError(f"tags: expected a str or an iterable of str, got {type(tags).__name__}")
+    out = tuple(dict.fromkeys(tags))
+    for tag in out:
+        if type(tag) is not str:
+            raise TypeError(f"tags: every tag must be a str, got {type(tag).__name__}")
+    return out
+
+
+class YokedCache:
+    """Async cache with TTLs and tags over Redis or memory, instrumented with OpenTelemetry.
+
+    ``YokedCache()``, ``YokedCache(config)``, ``YokedCache(config=config)`` and
+    ``YokedCache(redis_url=..., key_prefix=...)`` (fields of :class:`CacheConfig`) all work.
+    """
+
+    def __init__(self, config: CacheConfig | None = None, **overrides: Any) -> None:
+        if config is None:
+            config = CacheConfig(**overrides)
+        elif not isinstance(config, CacheConfig):
+            raise TypeError(f"config: expected a CacheConfig, got {type(config).__name__}")
+        elif overrides:
+            raise TypeError("pass either a CacheConfig or keyword settings, not both")
+        self.config = config
+        self._prefix = config.key_prefix
+        self._tag_prefix = TAG_ROOT + config.key_prefix
+        self._serializer = resolve_serializer(config.serializer)
+        self._dumps = self._serializer.dumps
+        self._loads = self._serializer.loads
+        self._default_ttl = config.default_ttl
+        self._fail_open = config.fail_open
+        self.backend: Backend = self._make_backend(config)
+
+        transient: tuple[type[BaseException], ...] = getattr(self.backend, "transient_errors", ())
+        breaker = (
+            CircuitBreaker(config.circuit_failure_threshold, config.circuit_recovery_timeout)
+            if config.circuit_breaker_enabled and transient
+            else None
+        )
+        self.breaker = breaker
+        self._guard = Guard(transient, breaker, config.retry_attempts, config.retry_backoff) if transient else None
+
+        self._usage: Usage | None = None
+        self._refresher: asyncio.Task[None] | None = None
+        self._stop: asyncio.Event | None = None
+        self._needs_refresher = not isinstance(self.backend, MemoryBackend)
+        meter_provider = config.metrics.meter_provider if config.metrics is not None else config.meter_provider
+        info = self.backend.info
+        self.telemetry = Instrumentation(
+            backend_info=info,
+            meter_provider=meter_provider,
+            tracer_provider=config.tracer_provider,
+            metrics_enabled=config.enable_metrics,
+            tracing_enabled=config.enable_tracing if config.enable_tracing is not None else info.system is not None,
+            capture_keys=config.capture_keys,
+            usage=self._current_usage,
+            evictions=lambda: getattr(self.backend, "evictions", None),
+        )
+        self._closed = False
+
+    @staticmethod
+    def _make_backend(config: CacheConfig) -> Backend:
+        if config.backend is not None and not isinstance(config.backend, str):
+            return config.backend
+        url = config.resolved_redis_url()
+        if url is not None:
+            from .backends.redis import RedisBackend
+
+            return RedisBackend(
+                url,
+                max_connections=config.max_connections,
+                socket_timeout=config.operation_timeout,
+                connect_timeout=config.connect_timeout,
+            )
+        return MemoryBackend(max_keys=config.max_keys, max_memory_bytes=config.max_memory_bytes)
+
+    def __repr__(self) -> str:
+        return f"YokedCache(backend={self.backend!r}, key_prefix={self._prefix!r})"
+
+    # -- plumbing -------------------------------------------------------------------------
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        if self._needs_refresher and self._refresher is None:
+            self._start_refresher()
+        guard = self._guard
+        if guard is None:
+            return await fn(*args)
+        return await guard.call(fn, *args)
+
+    def _failed(self, op: str, started: float, active: Any, exc: BaseException) -> None:
+        """Record a failure; re-raise unless it is a connection failure and we fail open."""
+        self.telemetry.fail(op, started, active, exc)
+        if isinstance(exc, CacheConnectionError) and self._fail_open:
+            return
+        raise exc
+
+    def _ttl(self, ttl: float | None) -> float | None:
+        return self._default_ttl if ttl is None else _check_ttl(ttl)
+
+    def _current_usage(self) -> Usage | None:
+        backend = self.backend
+        if isinstance(backend, MemoryBackend):
+            return backend.snapshot()
+        return self._usage
+
+    def _start_refresher(self) -> None:
+        try:
+            self._refresher = asyncio.get_running_loop().create_task(self._refresh_usage_forever())
+        except RuntimeError:  # no running loop: try again on the next operation
+            return
+
+    async def _refresh_usage_forever(self) -> None:
+        interval = self.config.stats_refresh_interval
+        stop = self._stop = asyncio.Event()
+        while not self._closed:
+            await self.refresh_usage()
+            try:
+                await asyncio.wait_for(stop.wait(), interval)
+            except asyncio.TimeoutError:
+                pass
+
+    async def refresh_usage(self) -> Usage | None:
+        """Recount the keys and bytes under this cache's prefix (cached for metrics and stats)."""
+        try:
+            self._usage = await self.backend.usage(escape_glob(self._prefix) + "*")
+        except Exception as exc:  # a failed refresh keeps the last known figures
+            log.debug("usage refresh failed: %s", type(exc).__name__)
+        return self._usage
+
+    def _tag_keys(self, tags: Sequence[str]) -> list[str]:
+        prefix = self._tag_prefix
+        return [prefix + t for t in tags]
+
+    # -- operations -----------------------------------------------------------------------
+    async def get(self, key: str, default: Any = None) -> Any:
+        """The value stored under ``key``, or ``default`` when absent (or unreachable, fail-open)."""
+        full = self._prefix + _check_key(key)
+        tel = self.telemetry
+        active = tel.start_span(sc.OP_GET, full)
+        started = perf_counter()
+        try:
+            raw = await self._call(self.backend.get, full)
+            if raw is None:
+                tel.counters.misses += 1
+                tel.finish(sc.OP_GET, started, active, False)
+                return default
+            value = self._loads(raw)
+        except BaseException as exc:
+            self._failed(sc.OP_GET, started, active, exc)
+            return default
+        tel.counters.hits += 1
+        tel.finish(sc.OP_GET, started, active, True)
+        return value
+
+    async def set(self, key: str, value: Any, ttl: float | None = None, tags: Iterable[str] | None = None) -> bool:
+        """Store ``value``; ``ttl`` seconds (default ``default_ttl``). False if unreachable (fail-open)."""
+        full = self._prefix + _check_key(key)
+        expiry = self._ttl(ttl)
+        tag_list = _check_tags(tags)
+        data = self._dumps(value)  # raises SerializationError before anything is written
+        tel = self.telemetry
+        active = tel.start_span(sc.OP_SET, full)
+        started = perf_counter()
+        try:
+            await self._call(self.backend.set, full, data, expiry, self._tag_keys(tag_list) if tag_list else ())
+        except BaseException as exc:
+            self._failed(sc.OP_SET, started, active, exc)
+            return False
+        tel.counters.sets += 1
+        tel.finish(sc.OP_SET, started, active)
+        return True
+
+    async def delete(self, key: str) -> bool:
+        """Remove ``key``; True when it existed."""
+        full = self._prefix + _check_key(key)
+        tel = self.telemetry
+        active = tel.start_span(sc.OP_DELETE, full)
+        started = perf_counter()
+        try:
+            removed = await self._call(self.backend.delete, [full])
+        except BaseException as exc:
+            self._failed(sc.OP_DELETE, started, active, exc)
+            return False
+        tel.counters.deletes += 1
+        tel.finish(sc.OP_DELETE, started, active)
+        return bool(removed)
+
+    async def exists(self, key: str) -> bool:
+        full = self._prefix + _check_key(key)
+        tel = self.telemetry
+        active = tel.start_span(sc.OP_EXISTS, full)
+        started = perf_counter()
+        try:
+            found = await self._call(self.backend.exists, full)
+        except BaseException as exc:
+            self._failed(sc.OP_EXISTS, started, active, exc)
+            return False
+        tel.finish(sc.OP_EXISTS, started, active)
+        return bool(found)
+
+    async def get_many(self, keys: Iterable[str], default: Any = None) -> dict[str, Any]:
+        """``{key: value}`` for every requested key (``default`` where absent). One round trip."""
+        key_list = [_check_key(k) for k in keys]
+        prefix = self._prefix
+        tel = self.telemetry
+        active = tel.start_span(sc.OP_GET_MANY, batch=len(key_list))
+        started = perf_counter()
+        result: dict[str, Any] = {}
+        try:
+            raws = await self._call(self.backend.get_many, [prefix + k for k in key_list])
+            hits = 0
+            for key, raw in zip(key_list, raws, strict=True):
+                if raw is None:
+                    result[key] = default
+                else:
+                    result[key] = self._loads(raw)
+                    hits += 1
+        except BaseException as exc:
+            self._failed(sc.OP_GET_MANY, started, active, exc)
+            return dict.fromkeys(key_list, default)
+        tel.counters.hits += hits
+        tel.counters.misses += len(key_list) - hits
+        tel.finish(sc.OP_GET_MANY, started, active, hits == len(key_list) if key_list else None)
+        return result
+
+    async def set_many(
+        self, items: Mapping[str, Any], ttl: float | None = None, tags: Iterable[str] | None = None
+    ) -> bool:
+        """Store every item atomically on Redis (one MULTI); all values are serialised first."""
+        if not isinstance(items, Mapping):
+            raise TypeError(f"items: expected a mapping of key to value, got {type(items).__name__}")
+        prefix = self._prefix
+        pairs = [(prefix + _check_key(k), self._dumps(v)) for k, v in items.items()]
+        expiry = self._ttl(ttl)
+        tag_list = _check_tags(tags)
+        tel = self.telemetry
+        active = tel.start_span(sc.OP_SET_MANY, batch=len(pairs))
+        started = perf_counter()
+        try:
+            await self._call(self.backend.set_many, pairs, expiry, self._tag_keys(tag_list) if tag_list else ())
+        except BaseException as exc:
+            self._failed(sc.OP_SET_MANY, started, active, exc)
+            return False
+        tel.counters.sets += len(pairs)
+        tel.finish(sc.OP_SET_MANY, started, active)
+        return True
+
+    async def _invalidate(self, op: str, fn: Any, arg: Any) -> int:
+        tel = self.telemetry
+        active = tel.start_span(op)
+        started = perf_counter()
+        try:
+            removed = int(await self._call(fn, arg))
+        except BaseException as exc:
+            self._failed(op, started, active, exc)
+            return 0
+        tel.counters.invalidations += 1
+        tel.finish(op, started, active)
+        return removed
+
+    async def invalidate_pattern(self, pattern: str) -> int:
+        """Delete keys matching a Redis glob ``pattern`` (relative to the key prefix); return the count."""
+        if not isinstance(pattern, str):
+            raise TypeError(f"pattern: expected a str, got {type(pattern).__name__}")
+        full = escape_glob(self._prefix) + pattern
+        return await self._invalidate(sc.OP_INVALIDATE_PATTERN, self.backend.invalidate_pattern, full)
+
+    async def invalidate_tags(self, tags: Iterable[str] | str) -> int:
+        """Delete every key stored with any of ``tags`` (in any process sharing the Redis)."""
+        tag_keys = self._tag_keys(_check_tags(tags))
+        return await self._invalidate(sc.OP_INVALIDATE_TAGS, self.backend.invalidate_tags, tag_keys)
+
+    async def clear(self) -> int:
+        """Delete everything under this cache's key prefix (and its tag sets)."""
+        removed = await self._invalidate(sc.OP_CLEAR, self._clear_all, None)
+        return removed
+
+    async def _clear_all(self, _: None) -> int:
+        removed = await self.backend.invalidate_pattern(escape_glob(self._prefix) + "*")
+        await self.backend.invalidate_pattern(escape_glob(self._tag_prefix) + "*")
+        return removed
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def close(self) -> None:
+        """Stop background work, stop reporting telemetry, release connections. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._refresher is not None:
+            # redis-py can absorb a cancellation mid-command, so the loop also watches an event.
+            if self._stop is not None:
+                self._stop.set()
+            self._refresher.cancel()
+            await asyncio.wait({self._refresher}, timeout=1.0)
+        self.telemetry.close()
+        await self.backend.close()
+
+    async def __aenter__(self) -> YokedCache:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

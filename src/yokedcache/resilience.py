@@ -1,0 +1,170 @@
+"""Circuit breaker and bounded retries around a backend.
+
+Order matters: the breaker is checked before every attempt, so an open breaker fails fast
+(no network wait, no retry sleep). A half-open breaker lets exactly one trial call through;
+if that trial is cancelled (``CancelledError`` is a ``BaseException``) its slot is released,
+so the breaker can never be wedged open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from .errors import CacheConnectionError, CacheTimeoutError, CircuitOpenError
+
+__all__ = ["CLOSED", "HALF_OPEN", "OPEN", "CircuitBreaker", "Guard"]
+
+log = logging.getLogger("yokedcache.resilience")
+T = TypeVar("T")
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+STATE_VALUES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
+
+
+class CircuitBreaker:
+    """closed -> open after ``failure_threshold`` consecutive failures -> half-open after
+    ``recovery_timeout`` seconds -> closed on one successful trial (or open again)."""
+
+    def __init__(
+        self,
+        failure_threshold: int = 5,
+        recovery_timeout: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.failure_threshold = failure_threshold
+        self.recovery_timeout = recovery_timeout
+        self._clock = clock
+        self.state = CLOSED
+        self.consecutive_failures = 0
+        self.total_failures = 0
+        self.opens = 0
+        self.last_failure_at: float | None = None  # wall-clock seconds
+        self.last_error: str | None = None
+        self._opened_at = 0.0
+        self._trial_in_flight = False
+
+    def acquire(self) -> bool:
+        """Allow a call or raise :class:`CircuitOpenError`. Returns True when it is the trial."""
+        state = self.state
+        if state == CLOSED:
+            return False
+        if state == OPEN:
+            if self._clock() - self._opened_at < self.recovery_timeout:
+                raise CircuitOpenError("circuit breaker is open; backend calls are failing fast")
+            self._transition(HALF_OPEN)
+        if self._trial_in_flight:
+            raise CircuitOpenError("circuit breaker is half-open; a trial call is already in flight")
+        self._trial_in_flight = True
+        return True
+
+    def success(self, trial: bool) -> None:
+        self.consecutive_failures = 0
+        if trial:
+            self._trial_in_flight = False
+            self._transition(CLOSED)
+
+    def failure(self, trial: bool, exc: BaseException) -> None:
+        self.consecutive_failures += 1
+        self.total_failures += 1
+        self.last_failure_at = time.time()
+        self.last_error = type(exc).__name__
+        if trial:
+            self._trial_in_flight = False
+            self._open()
+        elif self.state == CLOSED and self.consecutive_failures >= self.failure_threshold:
+            self._open()
+
+    def release(self, trial: bool) -> None:
+        """The call ended without a verdict (cancelled, or an error that says nothing of health)."""
+        if trial:
+            self._trial_in_flight = False
+
+    def retry_allowed(self) -> bool:
+        return self.state == CLOSED
+
+    def _open(self) -> None:
+        self._opened_at = self._clock()
+        self.opens += 1
+        self._transition(OPEN)
+
+    def _transition(self, new: str) -> None:
+        if new != self.state:
+            old, self.state = self.state, new
+            level = logging.WARNING if new == OPEN else logging.INFO
+            log.log(
+                level,
+                "circuit breaker %s -> %s (consecutive failures: %d, last error: %s)",
+                old,
+                new,
+                self.consecutive_failures,
+                self.last_error,
+            )
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "consecutive_failures": self.consecutive_failures,
+            "total_failures": self.total_failures,
+            "opens": self.opens,
+            "last_failure_at": self.last_failure_at,
+            "last_error": self.last_error,
+            "failure_threshold": self.failure_threshold,
+            "recovery_timeout": self.recovery_timeout,
+        }
+
+
+class Guard:
+    """Runs backend calls through the breaker with bounded, jittered retries.
+
+    ``transient`` are the backend's "cannot reach the server" errors; they are counted by the
+    breaker, retried while it is closed, and re-raised as :class:`CacheConnectionError`.
+    Anything else (a bad command, cancellation) passes through untouched.
+    """
+
+    def __init__(
+        self,
+        transient: tuple[type[BaseException], ...],
+        breaker: CircuitBreaker | None,
+        retry_attempts: int = 1,
+        retry_backoff: float = 0.02,
+    ) -> None:
+        self.transient = transient
+        self.breaker = breaker
+        self.retry_attempts = retry_attempts
+        self.retry_backoff = retry_backoff
+
+    async def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        breaker = self.breaker
+        attempt = 0
+        while True:
+            trial = breaker.acquire() if breaker is not None else False
+            try:
+                result = await fn(*args)
+            except self.transient as exc:
+                if breaker is not None:
+                    breaker.failure(trial, exc)
+                if attempt < self.retry_attempts and (breaker is None or breaker.retry_allowed()):
+                    attempt += 1
+                    delay = self.retry_backoff * (2 ** (attempt - 1))
+                    await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+                    continue
+                raise _translate(exc) from exc
+            except BaseException:
+                if breaker is not None:
+                    breaker.release(trial)
+                raise
+            if breaker is not None:
+                breaker.success(trial)
+            return result
+
+
+def _translate(exc: BaseException) -> CacheConnectionError:
+    name = type(exc).__name__
+    if isinstance(exc, TimeoutError) or "Timeout" in name:
+        return CacheTimeoutError(f"backend timed out ({name})")
+    return CacheConnectionError(f"backend unreachable ({name}: {exc})")

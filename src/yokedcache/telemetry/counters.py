@@ -1,0 +1,65 @@
+"""Plain in-process counters: what every operation costs besides one histogram record.
+
+They are ints bumped on the event loop thread; observable instruments, ``get_stats()`` and
+the health check read them, so exporters and the API can never disagree.
+"""
+
+from __future__ import annotations
+
+import time
+
+MAX_ERROR_TYPES = 64  # distinct (operation, error.type) pairs kept; the rest fold into "_OTHER"
+OTHER_ERROR = "_OTHER"
+
+
+class CacheCounters:
+    """Counts of one cache. Key-level counts (gets/sets/deletes) count keys, not calls."""
+
+    __slots__ = (
+        "calls",
+        "deletes",
+        "duration_sum",
+        "errors",
+        "hits",
+        "invalidations",
+        "misses",
+        "sets",
+        "started_monotonic",
+        "started_wall",
+    )
+
+    def __init__(self) -> None:
+        self.hits = 0
+        self.misses = 0
+        self.sets = 0
+        self.deletes = 0
+        self.invalidations = 0
+        self.calls: dict[str, int] = {}
+        self.duration_sum: dict[str, float] = {}
+        self.errors: dict[tuple[str, str], int] = {}
+        self.started_monotonic = time.monotonic()
+        self.started_wall = time.time()
+
+    def add_error(self, operation: str, error_type: str) -> None:
+        key = (operation, error_type)
+        errors = self.errors
+        if key not in errors and len(errors) >= MAX_ERROR_TYPES:
+            key = (operation, OTHER_ERROR)
+        errors[key] = errors.get(key, 0) + 1
+
+    @property
+    def gets(self) -> int:
+        return self.hits + self.misses
+
+    @property
+    def error_total(self) -> int:
+        return sum(self.errors.values())
+
+    @property
+    def total_calls(self) -> int:
+        return sum(self.calls.values())
+
+    @property
+    def hit_rate(self) -> float:
+        gets = self.hits + self.misses
+        return self.hits / gets if gets else 0.0

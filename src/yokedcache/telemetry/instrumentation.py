@@ -1,0 +1,148 @@
+"""The one instrumentation point every cache operation goes through.
+
+Per operation it does at most one synchronous SDK call (the duration histogram), bumps plain
+counters, and -- only when tracing is on and the span is sampled -- builds a span. Attribute
+dictionaries are built once here, never per call. With no SDK installed, the histogram and
+tracer are the API's no-ops and the whole point costs well under a microsecond.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from time import perf_counter
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from .._version import __version__
+from ..backends.base import BackendInfo, Usage
+from . import semconv as sc
+from .counters import CacheCounters
+from .observers import ObservedCaches, observed_caches
+
+try:  # the API has carried this key for years; keep a fallback for very old/new layouts
+    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+except ImportError:  # pragma: no cover
+    _SUPPRESS_INSTRUMENTATION_KEY = otel_context.create_key("suppress_instrumentation")
+
+__all__ = ["ActiveSpan", "Instrumentation"]
+
+ActiveSpan = tuple[trace.Span, object]  # the span and the context token to detach
+
+
+class Instrumentation:
+    """Telemetry of one cache: counters, the duration histogram and (optionally) spans."""
+
+    def __init__(
+        self,
+        *,
+        backend_info: BackendInfo,
+        counters: CacheCounters | None = None,
+        meter_provider: Any = None,
+        tracer_provider: Any = None,
+        metrics_enabled: bool = True,
+        tracing_enabled: bool = False,
+        capture_keys: bool = False,
+        usage: Callable[[], Usage | None] = lambda: None,
+        evictions: Callable[[], int | None] = lambda: None,
+    ) -> None:
+        self.counters = counters if counters is not None else CacheCounters()
+        self.usage = usage
+        self.evictions = evictions
+        self.capture_keys = capture_keys
+        self.tracing_enabled = tracing_enabled
+        self._histogram: Any = None
+        self._observed: ObservedCaches | None = None
+
+        self._op_attrs = {op: {sc.ATTR_OPERATION: op} for op in sc.OPERATIONS}
+        self._error_attrs: dict[tuple[str, str], dict[str, str]] = {}
+        if metrics_enabled:
+            meter = metrics.get_meter(
+                sc.SCOPE_NAME, __version__, meter_provider=meter_provider, schema_url=sc.SCHEMA_URL
+            )
+            self._histogram = meter.create_histogram(
+                sc.DURATION,
+                unit="s",
+                description="Duration of cache operations",
+                explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
+            )
+            self._observed = observed_caches(meter_provider, meter)
+            self._observed.add(self)
+
+        self._tracer = trace.get_tracer(
+            sc.SCOPE_NAME, __version__, tracer_provider=tracer_provider, schema_url=sc.SCHEMA_URL
+        )
+        is_db = backend_info.system is not None
+        self._span_kind = SpanKind.CLIENT if is_db else SpanKind.INTERNAL
+        base: dict[str, Any] = {sc.CACHE_BACKEND: backend_info.kind}
+        if is_db:
+            base[sc.DB_SYSTEM_NAME] = backend_info.system
+            if backend_info.db is not None:
+                base[sc.DB_NAMESPACE] = backend_info.db
+            if backend_info.host is not None:
+                base[sc.SERVER_ADDRESS] = backend_info.host
+            if backend_info.port is not None:
+                base[sc.SERVER_PORT] = backend_info.port
+        self._span_names = {op: f"yokedcache {op}" for op in sc.OPERATIONS}
+        self._span_attrs = {op: {**base, sc.DB_OPERATION_NAME: op.upper()} for op in sc.OPERATIONS}
+
+    def close(self) -> None:
+        """Stop reporting this cache's counts and gauges."""
+        if self._observed is not None:
+            self._observed.discard(self)
+
+    # -- hot path -------------------------------------------------------------------------
+    def start_span(self, op: str, key: str | None = None, batch: int | None = None) -> ActiveSpan | None:
+        """Start and activate a span for ``op`` when tracing is on and the span is sampled."""
+        if not self.tracing_enabled or otel_context.get_value(_SUPPRESS_INSTRUMENTATION_KEY):
+            return None
+        span = self._tracer.start_span(self._span_names[op], kind=self._span_kind, attributes=self._span_attrs[op])
+        if not span.is_recording():
+            return None
+        if batch is not None:
+            span.set_attribute(sc.DB_BATCH_SIZE, batch)
+        if key is not None and self.capture_keys:
+            span.set_attribute(sc.CACHE_KEY, key)
+        # Active, so that redis-py's own spans (or opentelemetry-instrumentation-redis) nest
+        # under ours and the duration histogram's exemplar carries this trace.
+        return span, otel_context.attach(trace.set_span_in_context(span))
+
+    def finish(self, op: str, started: float, active: ActiveSpan | None, hit: bool | None = None) -> None:
+        """Record a successful operation that began at ``started`` (``perf_counter()``)."""
+        elapsed = perf_counter() - started
+        counters = self.counters
+        counters.calls[op] = counters.calls.get(op, 0) + 1
+        counters.duration_sum[op] = counters.duration_sum.get(op, 0.0) + elapsed
+        if self._histogram is not None:
+            self._histogram.record(elapsed, self._op_attrs[op])
+        if active is not None:
+            span, token = active
+            if hit is not None:
+                span.set_attribute(sc.CACHE_HIT, hit)
+            span.end()
+            otel_context.detach(token)
+
+    def fail(self, op: str, started: float, active: ActiveSpan | None, exc: BaseException) -> None:
+        """Record a failed operation: counted, timed with ``error.type``, span marked ERROR."""
+        elapsed = perf_counter() - started
+        etype = sc.error_type(exc)
+        counters = self.counters
+        counters.calls[op] = counters.calls.get(op, 0) + 1
+        counters.duration_sum[op] = counters.duration_sum.get(op, 0.0) + elapsed
+        counters.add_error(op, etype)
+        if self._histogram is not None:
+            attrs = self._error_attrs.get((op, etype))
+            if attrs is None:
+                if len(self._error_attrs) >= 64:
+                    etype = "_OTHER"
+                attrs = self._error_attrs.setdefault((op, etype), {sc.ATTR_OPERATION: op, sc.ATTR_ERROR_TYPE: etype})
+            self._histogram.record(elapsed, attrs)
+        if active is not None:
+            span, token = active
+            span.set_attribute(sc.ERROR_TYPE, etype)
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            span.end()
+            otel_context.detach(token)

@@ -1,0 +1,128 @@
+"""Observable instruments: counts and gauges read at collection time, not per operation.
+
+One set of observable instruments exists per meter provider (the SDK keeps the first callback
+registered under a name and ignores later ones), and its callbacks sum over every live cache
+that reports into that provider. Callbacks run in the reader's thread, so they only read
+plain numbers; they never await Redis.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+from . import semconv as sc
+
+if TYPE_CHECKING:
+    from .instrumentation import Instrumentation
+
+_HIT = {sc.ATTR_RESULT: "hit"}
+_MISS = {sc.ATTR_RESULT: "miss"}
+_EMPTY: dict[str, str] = {}
+
+
+class ObservedCaches:
+    """The caches reporting into one meter, and the observable instruments that read them."""
+
+    def __init__(self, meter: Meter) -> None:
+        self._lock = threading.Lock()
+        self._members: weakref.WeakSet[Instrumentation] = weakref.WeakSet()
+        counter = meter.create_observable_counter
+        gauge = meter.create_observable_gauge
+        counter(sc.GETS, [self._gets], unit="{get}", description="Cache GET operations by result, per key")
+        counter(sc.HITS, [self._field("hits")], unit="{hit}", description="Cache hits")
+        counter(sc.MISSES, [self._field("misses")], unit="{miss}", description="Cache misses")
+        counter(sc.SETS, [self._field("sets")], unit="{set}", description="Keys written by SET operations")
+        counter(sc.DELETES, [self._field("deletes")], unit="{delete}", description="Keys passed to DELETE")
+        counter(
+            sc.INVALIDATIONS,
+            [self._field("invalidations")],
+            unit="{invalidation}",
+            description="Invalidation operations (by pattern, by tags, clear)",
+        )
+        counter(sc.ERRORS, [self._errors], unit="{error}", description="Failed cache operations by error.type")
+        counter(sc.EVICTIONS, [self._evictions], unit="{eviction}", description="Keys evicted to respect limits")
+        gauge(sc.HIT_RATE, [self._hit_rate], unit="1", description="Cache hit rate since start (0-1)")
+        gauge(sc.SIZE, [self._size], unit="By", description="Bytes held by the cache (keys and values)")
+        gauge(sc.KEYS_COUNT, [self._keys], unit="{key}", description="Keys held by the cache")
+
+    def add(self, member: Instrumentation) -> None:
+        with self._lock:
+            self._members.add(member)
+
+    def discard(self, member: Instrumentation) -> None:
+        with self._lock:
+            self._members.discard(member)
+
+    def members(self) -> list[Instrumentation]:
+        with self._lock:
+            return list(self._members)
+
+    # -- callbacks ------------------------------------------------------------------------
+    def _field(self, name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def observe(options: CallbackOptions) -> Iterable[Observation]:
+            members = self.members()
+            if members:
+                yield Observation(sum(getattr(m.counters, name) for m in members), _EMPTY)
+
+        return observe
+
+    def _gets(self, options: CallbackOptions) -> Iterable[Observation]:
+        members = self.members()
+        if members:
+            yield Observation(sum(m.counters.hits for m in members), _HIT)
+            yield Observation(sum(m.counters.misses for m in members), _MISS)
+
+    def _hit_rate(self, options: CallbackOptions) -> Iterable[Observation]:
+        members = self.members()
+        hits = sum(m.counters.hits for m in members)
+        gets = hits + sum(m.counters.misses for m in members)
+        if gets:  # no reads yet: no value, rather than a 0 that trips hit-rate alerts
+            yield Observation(hits / gets, _EMPTY)
+
+    def _errors(self, options: CallbackOptions) -> Iterable[Observation]:
+        totals: dict[tuple[str, str], int] = {}
+        for m in self.members():
+            for key, count in list(m.counters.errors.items()):
+                totals[key] = totals.get(key, 0) + count
+        for (operation, etype), count in totals.items():
+            yield Observation(count, {sc.ATTR_OPERATION: operation, sc.ATTR_ERROR_TYPE: etype})
+
+    def _evictions(self, options: CallbackOptions) -> Iterable[Observation]:
+        values = [e for e in (m.evictions() for m in self.members()) if e is not None]
+        if values:
+            yield Observation(sum(values), _EMPTY)
+
+    def _usage(self, options: CallbackOptions, field: str) -> Iterable[Observation]:
+        values = [u for u in (m.usage() for m in self.members()) if u is not None]
+        if values:
+            yield Observation(sum(getattr(u, field) for u in values), _EMPTY)
+
+    def _size(self, options: CallbackOptions) -> Iterable[Observation]:
+        return self._usage(options, "bytes")
+
+    def _keys(self, options: CallbackOptions) -> Iterable[Observation]:
+        return self._usage(options, "keys")
+
+
+_lock = threading.Lock()
+_by_provider: weakref.WeakKeyDictionary[Any, ObservedCaches] = weakref.WeakKeyDictionary()
+_global: ObservedCaches | None = None
+
+
+def observed_caches(meter_provider: Any, meter: Meter) -> ObservedCaches:
+    """The registry for ``meter_provider`` (``None`` = the global provider), created once."""
+    global _global
+    with _lock:
+        if meter_provider is None:
+            if _global is None:
+                _global = ObservedCaches(meter)
+            return _global
+        found = _by_provider.get(meter_provider)
+        if found is None:
+            found = _by_provider[meter_provider] = ObservedCaches(meter)
+        return found

@@ -1,0 +1,74 @@
+"""Names, units and attribute keys: the metric contract in one place.
+
+Instrument names carry no unit or ``_total`` suffix: the OTel Prometheus exporter appends
+``_seconds``/``_bytes``/``_total`` from the unit and kind, which yields exactly the series the
+documentation promises (``yokedcache_cache_operation_duration_seconds`` and friends).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+#: The semantic-conventions version our attribute names follow (stable database conventions).
+SCHEMA_URL: Final = "https://opentelemetry.io/schemas/1.37.0"
+SCOPE_NAME: Final = "yokedcache"
+
+# Instruments -------------------------------------------------------------------------------
+GETS: Final = "yokedcache.cache.gets"
+SETS: Final = "yokedcache.cache.sets"
+DELETES: Final = "yokedcache.cache.deletes"
+HITS: Final = "yokedcache.cache.hits"
+MISSES: Final = "yokedcache.cache.misses"
+INVALIDATIONS: Final = "yokedcache.cache.invalidations"
+ERRORS: Final = "yokedcache.cache.errors"
+EVICTIONS: Final = "yokedcache.cache.evictions"
+HIT_RATE: Final = "yokedcache.cache.hit_rate"
+SIZE: Final = "yokedcache.cache.size"
+KEYS_COUNT: Final = "yokedcache.cache.keys_count"
+DURATION: Final = "yokedcache.cache.operation.duration"
+
+#: Bucket advisory in seconds: sub-millisecond resolution for memory and loopback Redis,
+#: up to seconds for a struggling server. Includes the documented 0.001 and 0.01 edges.
+DURATION_BUCKETS: Final = (
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005,
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+)  # fmt: skip
+
+# Metric attribute keys (low cardinality by construction: never a key, value or tag) -------
+ATTR_OPERATION: Final = "operation"
+ATTR_RESULT: Final = "result"
+ATTR_ERROR_TYPE: Final = "error.type"
+
+# Span attribute keys (stable database semantic conventions) -------------------------------
+DB_SYSTEM_NAME: Final = "db.system.name"
+DB_OPERATION_NAME: Final = "db.operation.name"
+DB_NAMESPACE: Final = "db.namespace"
+DB_BATCH_SIZE: Final = "db.operation.batch.size"
+SERVER_ADDRESS: Final = "server.address"
+SERVER_PORT: Final = "server.port"
+ERROR_TYPE: Final = "error.type"
+CACHE_HIT: Final = "yokedcache.cache.hit"
+CACHE_KEY: Final = "yokedcache.cache.key"
+CACHE_BACKEND: Final = "yokedcache.backend"
+
+# Cache operations: the ``operation`` metric attribute and (upper-cased) db.operation.name --
+OP_GET: Final = "get"
+OP_SET: Final = "set"
+OP_DELETE: Final = "delete"
+OP_EXISTS: Final = "exists"
+OP_GET_MANY: Final = "get_many"
+OP_SET_MANY: Final = "set_many"
+OP_INVALIDATE_PATTERN: Final = "invalidate_pattern"
+OP_INVALIDATE_TAGS: Final = "invalidate_tags"
+OP_CLEAR: Final = "clear"
+OPERATIONS: Final = (
+    OP_GET, OP_SET, OP_DELETE, OP_EXISTS, OP_GET_MANY, OP_SET_MANY,
+    OP_INVALIDATE_PATTERN, OP_INVALIDATE_TAGS, OP_CLEAR,
+)  # fmt: skip
+
+
+def error_type(exc: BaseException) -> str:
+    """``error.type`` value: the exception's fully-qualified class name (builtins unqualified)."""
+    cls = type(exc)
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
