@@ -37,7 +37,7 @@ def per_op(fn: Callable[[str], Awaitable[object]], keys: list[str]) -> Bench:
 
 async def measure(benches: dict[str, Bench], rounds: int, ops: int) -> dict[str, float]:
     samples: dict[str, list[float]] = {name: [] for name in benches}
-    for name, bench in benches.items():  # warm-up
+    for bench in benches.values():  # warm-up
         await bench(max(ops // 10, 100))
     for _ in range(rounds):
         for name, bench in benches.items():
@@ -116,6 +116,46 @@ async def redis_section(url: str, rounds: int, ops: int) -> dict[str, float]:
     return results
 
 
+async def exporters_section(rounds: int, ops: int) -> dict[str, float]:
+    """Memory get with Prometheus + StatsD collectors on, and the StatsD traffic of 100,000 ops."""
+    import socket
+
+    from yokedcache.monitoring import CacheMetrics, PrometheusCollector, StatsDCollector
+
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp.setblocking(False)
+    keys = [f"k{i}" for i in range(1000)]
+    bare: dict[str, bytes] = {k: b'"v"' for k in keys}
+
+    async def bare_get(k: str) -> object:
+        return bare.get(k)
+
+    statsd = StatsDCollector("127.0.0.1", udp.getsockname()[1], prefix="bench", use_tags=True)
+    metrics = CacheMetrics([PrometheusCollector(port=None), statsd])
+    cache = YokedCache(CacheConfig(metrics=metrics))
+    await cache.set_many({k: "v" for k in keys})
+    results = await measure(
+        {"bare async dict get": per_op(bare_get, keys), "memory get, Prometheus + StatsD": per_op(cache.get, keys)},
+        rounds,
+        ops,
+    )
+    metrics.force_flush()
+    before = statsd.datagrams_sent
+    started = time.perf_counter()
+    for i in range(100_000):
+        await cache.get(keys[i % 1000])
+    elapsed = time.perf_counter() - started
+    metrics.force_flush()
+    sent = statsd.datagrams_sent - before
+    print(f"\nStatsD: 100,000 gets in {elapsed:.2f} s (flush interval 1 s) -> {sent} datagrams "
+          f"({statsd.send_errors} send errors)")  # fmt: skip
+    await cache.close()
+    metrics.shutdown()
+    udp.close()
+    return results
+
+
 def report(title: str, results: dict[str, float], baseline: str) -> None:
     print(f"\n{title}")
     base = results[baseline]
@@ -135,6 +175,9 @@ async def main() -> None:
     overhead = mem["memory get, SDK + Prometheus reader"] - mem["bare async dict get"]
     print(f"  instrumentation overhead with SDK: {overhead * 1e6:.2f} µs = "
           f"{overhead / mem['SDK histogram.record (2 attrs)']:.2f}x one histogram.record")  # fmt: skip
+
+    exp = await exporters_section(args.rounds, args.ops)
+    report("Memory backend with exporters (per get)", exp, "bare async dict get")
 
     server = None
     url = args.redis_url

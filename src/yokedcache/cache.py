@@ -99,11 +99,14 @@ class YokedCache:
         self._stop: asyncio.Event | None = None
         self._needs_refresher = not isinstance(self.backend, MemoryBackend)
         meter_provider = config.metrics.meter_provider if config.metrics is not None else config.meter_provider
+        tracer_provider = config.tracer_provider
+        if tracer_provider is None and config.metrics is not None:
+            tracer_provider = config.metrics.tracer_provider
         info = self.backend.info
         self.telemetry = Instrumentation(
             backend_info=info,
             meter_provider=meter_provider,
-            tracer_provider=config.tracer_provider,
+            tracer_provider=tracer_provider,
             metrics_enabled=config.enable_metrics,
             tracing_enabled=config.enable_tracing if config.enable_tracing is not None else info.system is not None,
             capture_keys=config.capture_keys,

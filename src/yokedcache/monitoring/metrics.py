@@ -1,9 +1,231 @@
-"""Placeholder replaced by the compatibility shim (issue 3)."""
+"""``CacheMetrics``: the documented collector API, built on one OpenTelemetry MeterProvider.
+
+Each collector contributes one metric reader to a single ``MeterProvider``; the cache records
+into it (``CacheConfig(metrics=metrics)``) and so do application metrics
+(``await metrics.increment("user.login")``), so every collector sees the same numbers.
+
+- ``PrometheusCollector``, ``StatsDCollector``, ``OTLPCollector``: built-in readers/exporters.
+- Any object with async ``increment/gauge/histogram/timing(metric, value, tags)``: fed through
+  the same bridge exporter as StatsD, every ``export_interval`` seconds.
+- ``NoOpCollector`` (the default): no reader at all; the API's no-op provider is used.
+
+Application metric tags are bounded: each metric keeps at most ``max_tag_sets`` distinct tag
+sets (1,000 by default); further ones fold into one ``otel.metric.overflow="true"`` series,
+with a warning logged once per metric.
+"""
 
 from __future__ import annotations
 
+import itertools
+import logging
+import re
+import time
+import uuid
+from collections import OrderedDict
 from typing import Any
+
+from opentelemetry.metrics import NoOpMeterProvider
+
+log = logging.getLogger("yokedcache.monitoring")
+
+_INSTRUMENT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_./\-]{0,254}$")
+OVERFLOW_TAGS = {"otel.metric.overflow": "true"}
+
+
+class NoOpCollector:
+    """Collects nothing; lets code keep its metrics calls with monitoring switched off."""
+
+    def metric_reader(self, **_: Any) -> None:
+        return None
+
+    async def increment(self, metric: str, value: float = 1, tags: dict[str, Any] | None = None) -> None:
+        return None
+
+    async def gauge(self, metric: str, value: float, tags: dict[str, Any] | None = None) -> None:
+        return None
+
+    async def histogram(self, metric: str, value: float, tags: dict[str, Any] | None = None) -> None:
+        return None
+
+    async def timing(self, metric: str, value: float, tags: dict[str, Any] | None = None) -> None:
+        return None
+
+
+def _is_user_collector(obj: Any) -> bool:
+    return all(callable(getattr(obj, m, None)) for m in ("increment", "gauge", "histogram", "timing"))
 
 
 class CacheMetrics:
-    meter_provider: Any = None
+    """One MeterProvider (and, with OTLP, one TracerProvider) feeding every collector."""
+
+    def __init__(
+        self,
+        collectors: list[Any] | None = None,
+        *,
+        export_interval: float = 5.0,
+        max_tag_sets: int = 1000,
+        max_timers: int = 10_000,
+        resource_attributes: dict[str, Any] | None = None,
+    ) -> None:
+        self.collectors = list(collectors) if collectors else [NoOpCollector()]
+        self.max_tag_sets = max_tag_sets
+        self.max_timers = max_timers
+        #: Names of histograms recorded through ``timing`` (the bridge delivers them as timings).
+        self.timing_names: set[str] = set()
+        readers: list[Any] = []
+        span_processors: list[Any] = []
+        self._owned: list[Any] = []
+        for collector in self.collectors:
+            if isinstance(collector, NoOpCollector):
+                continue
+            if callable(getattr(collector, "metric_reader", None)):
+                reader = collector.metric_reader(timing_names=self.timing_names)
+                if reader is not None:
+                    readers.append(reader)
+                processor = getattr(collector, "span_processor", None)
+                if callable(processor) and (p := processor()) is not None:
+                    span_processors.append(p)
+            elif _is_user_collector(collector):
+                from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+                from ..exporters.bridge import CollectorExporter
+
+                exporter = CollectorExporter([collector], timing_names=self.timing_names)
+                readers.append(PeriodicExportingMetricReader(exporter, export_interval_millis=export_interval * 1000))
+            else:
+                raise TypeError(
+                    f"collectors: {type(collector).__name__} is neither a built-in collector nor an object with "
+                    "async increment/gauge/histogram/timing methods"
+                )
+        self.tracer_provider: Any = None
+        if readers:
+            from .._extras import require
+
+            require("opentelemetry.sdk.metrics", "sdk")
+            from opentelemetry.sdk.metrics import MeterProvider
+            from opentelemetry.sdk.resources import Resource
+
+            attrs = {"service.instance.id": str(uuid.uuid4()), **(resource_attributes or {})}
+            resource = Resource.create(attrs)
+            self.meter_provider: Any = MeterProvider(metric_readers=readers, resource=resource)
+            if span_processors:
+                from opentelemetry.sdk.trace import TracerProvider
+
+                self.tracer_provider = TracerProvider(resource=resource)
+                for p in span_processors:
+                    self.tracer_provider.add_span_processor(p)
+        else:
+            self.meter_provider = NoOpMeterProvider()
+        self._meter = self.meter_provider.get_meter("yokedcache.app")
+        self._instruments: dict[tuple[str, str], Any] = {}
+        self._tag_sets: dict[str, set[frozenset[tuple[str, str]]]] = {}
+        self._overflow_warned: set[str] = set()
+        self._timers: OrderedDict[str, float] = OrderedDict()
+        self._timer_ids = itertools.count(1)
+
+    # -- application metrics --------------------------------------------------------------
+    def _instrument(self, kind: str, name: str) -> Any:
+        found = self._instruments.get((kind, name))
+        if found is not None:
+            return found
+        if not isinstance(name, str) or not _INSTRUMENT_NAME.match(name):
+            raise ValueError(
+                f"metric: {name!r} is not a valid name (a letter, then letters, digits, '_', '.', '-' or '/', "
+                "at most 255 characters)"
+            )
+        if kind == "counter":
+            inst = self._meter.create_counter(name)
+        elif kind == "gauge":
+            inst = self._meter.create_gauge(name)
+        elif kind == "timing":
+            self.timing_names.add(name)
+            inst = self._meter.create_histogram(name, unit="s")
+        else:
+            inst = self._meter.create_histogram(name)
+        self._instruments[(kind, name)] = inst
+        return inst
+
+    def _tags(self, name: str, tags: dict[str, Any] | None) -> dict[str, str]:
+        if not tags:
+            return {}
+        if not isinstance(tags, dict):
+            raise TypeError(f"tags: expected a dict, got {type(tags).__name__}")
+        clean = {str(k): str(v) for k, v in tags.items()}
+        key = frozenset(clean.items())
+        seen = self._tag_sets.setdefault(name, set())
+        if key in seen:
+            return clean
+        if len(seen) >= self.max_tag_sets:
+            if name not in self._overflow_warned:
+                self._overflow_warned.add(name)
+                log.warning("metric %s has more than %d tag sets; further ones fold into the overflow series",
+                            name, self.max_tag_sets)  # fmt: skip
+            return OVERFLOW_TAGS
+        seen.add(key)
+        return clean
+
+    @staticmethod
+    def _number(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"value: expected a number, got {type(value).__name__}")
+        return value
+
+    async def increment(self, metric: str, value: float = 1, tags: dict[str, Any] | None = None) -> None:
+        value = self._number(value)
+        if value < 0:
+            raise ValueError(f"value: a counter only increases, got {value}")
+        self._instrument("counter", metric).add(value, self._tags(metric, tags))
+
+    async def gauge(self, metric: str, value: float, tags: dict[str, Any] | None = None) -> None:
+        self._instrument("gauge", metric).set(self._number(value), self._tags(metric, tags))
+
+    async def histogram(self, metric: str, value: float, tags: dict[str, Any] | None = None) -> None:
+        self._instrument("histogram", metric).record(self._number(value), self._tags(metric, tags))
+
+    async def timing(self, metric: str, value: float, tags: dict[str, Any] | None = None) -> None:
+        """Record a duration in seconds."""
+        value = self._number(value)
+        if value < 0:
+            raise ValueError(f"value: a duration cannot be negative, got {value}")
+        self._instrument("timing", metric).record(value, self._tags(metric, tags))
+
+    def start_timer(self, metric: str) -> str:
+        """Start timing; pass the id to :meth:`end_timer`. At most ``max_timers`` stay open:
+        the oldest is dropped beyond that, so timers never ended cannot leak."""
+        timer_id = f"{metric}:{next(self._timer_ids)}"
+        self._timers[timer_id] = time.perf_counter()
+        while len(self._timers) > self.max_timers:
+            self._timers.popitem(last=False)
+        return timer_id
+
+    async def end_timer(
+        self, timer_id: str, metric: str | None = None, tags: dict[str, Any] | None = None
+    ) -> float | None:
+        """Record the elapsed seconds as a timing; ``None`` for an unknown or expired id."""
+        started = self._timers.pop(timer_id, None)
+        if started is None:
+            return None
+        elapsed = time.perf_counter() - started
+        await self.timing(metric or timer_id.rsplit(":", 1)[0], elapsed, tags)
+        return elapsed
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        """Push pending data to every periodic exporter now (tests, shutdown hooks)."""
+        ok = True
+        if hasattr(self.meter_provider, "force_flush"):
+            ok = self.meter_provider.force_flush(timeout_millis)
+        if self.tracer_provider is not None:
+            ok = self.tracer_provider.force_flush(timeout_millis) and ok
+        return bool(ok)
+
+    def shutdown(self) -> None:
+        """Flush and stop every reader, exporter and HTTP server."""
+        if hasattr(self.meter_provider, "shutdown"):
+            self.meter_provider.shutdown()
+        if self.tracer_provider is not None:
+            self.tracer_provider.shutdown()
+        for collector in self.collectors:
+            close = getattr(collector, "close", None)
+            if callable(close) and not _is_user_collector(collector):
+                close()

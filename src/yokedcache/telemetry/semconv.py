@@ -72,3 +72,18 @@ def error_type(exc: BaseException) -> str:
     cls = type(exc)
     module = cls.__module__
     return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+#: Instruments whose documented (seed) name is not simply the OTel name minus ``yokedcache.``.
+_DOCUMENTED = {SIZE: "cache.size_bytes", DURATION: "cache.operation_duration"}
+
+
+def documented_name(instrument_name: str) -> str:
+    """The name push-style collectors see: ``yokedcache.cache.gets`` -> ``cache.gets``.
+
+    Application metrics recorded through the shim (``user.login``) pass through unchanged.
+    """
+    found = _DOCUMENTED.get(instrument_name)
+    if found is not None:
+        return found
+    return instrument_name[len("yokedcache.") :] if instrument_name.startswith("yokedcache.") else instrument_name

@@ -1,0 +1,1 @@
+"""OpenTelemetry metric exporters written for yokedcache (the SDK is required here)."""

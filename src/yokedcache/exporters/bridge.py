@@ -1,0 +1,242 @@
+"""One OTel ``MetricExporter`` that feeds push-style collectors.
+
+A collector is any object with async ``increment/gauge/histogram/timing(metric, value, tags)``
+(the documented custom-collector shape); the StatsD collector is one of them. The bridge runs on
+a ``PeriodicExportingMetricReader`` with delta temporality, so per flush it sees exact counter
+deltas and a histogram per attribute set; from that it makes:
+
+- counters -> ``increment(name, delta, tags)`` (zero deltas skipped): totals stay exact;
+- gauges -> ``gauge(name, value, tags)``;
+- histograms -> one ``histogram(name, value, tags)`` per non-empty bucket, ``value`` being a
+  representative inside that bucket (the exact mean when only one bucket is filled). Collectors
+  whose ``histogram`` accepts ``count=`` get the bucket's sample count too (StatsD sends it as a
+  ``@1/count`` sample rate, so a server's counts and percentiles are right to within a bucket).
+
+Collector calls run on the bridge's own event loop in its own thread: a slow or failing
+collector can never block or break the application, and one that raises is counted and
+logged (once per flush), never stopping the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import math
+import threading
+from collections.abc import Container, Iterable, Sequence
+from typing import Any
+
+from .._extras import require
+
+require("opentelemetry.sdk.metrics", "sdk")
+
+from opentelemetry.sdk.metrics import (  # noqa: E402
+    Counter,
+    Histogram,
+    ObservableCounter,
+    ObservableGauge,
+    ObservableUpDownCounter,
+    UpDownCounter,
+)
+from opentelemetry.sdk.metrics.export import (  # noqa: E402
+    AggregationTemporality,
+    Gauge,
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+    Sum,
+)
+from opentelemetry.sdk.metrics.export import Histogram as HistogramData  # noqa: E402
+
+from ..telemetry.semconv import documented_name  # noqa: E402
+
+log = logging.getLogger("yokedcache.exporters")
+
+DELTA = {
+    Counter: AggregationTemporality.DELTA,
+    UpDownCounter: AggregationTemporality.CUMULATIVE,
+    Histogram: AggregationTemporality.DELTA,
+    ObservableCounter: AggregationTemporality.DELTA,
+    ObservableUpDownCounter: AggregationTemporality.CUMULATIVE,
+    ObservableGauge: AggregationTemporality.CUMULATIVE,
+}
+
+
+def bucket_representatives(
+    counts: Sequence[int], bounds: Sequence[float], total: float, minimum: float, maximum: float
+) -> list[tuple[float, int]]:
+    """``[(value, count)]`` for each non-empty bucket, each value inside its bucket."""
+    filled = [(i, c) for i, c in enumerate(counts) if c]
+    if len(filled) == 1:
+        return [(total / filled[0][1], filled[0][1])]
+    out = []
+    for i, count in filled:
+        lower = bounds[i - 1] if i > 0 else minimum
+        upper = bounds[i] if i < len(bounds) else maximum
+        lower, upper = max(lower, minimum), min(upper, maximum)
+        out.append(((lower + upper) / 2, count))
+    return out
+
+
+class _Sink:
+    """A collector plus what the bridge learned about its method signatures."""
+
+    def __init__(self, collector: Any) -> None:
+        missing = [
+            m for m in ("increment", "gauge", "histogram", "timing") if not callable(getattr(collector, m, None))
+        ]
+        if missing:
+            raise TypeError(f"collector {type(collector).__name__} lacks async method(s): {', '.join(missing)}")
+        self.collector = collector
+        self.name = type(collector).__name__
+        self.histogram_takes_count = _accepts(collector.histogram, "count")
+        self.timing_takes_count = _accepts(collector.timing, "count")
+        self.errors = 0
+
+
+def _accepts(fn: Any, param: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return param in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+class CollectorExporter(MetricExporter):
+    """Pushes each flush's metrics into one or more collectors."""
+
+    def __init__(
+        self, collectors: Iterable[Any], timeout: float = 5.0, timing_names: Container[str] = frozenset()
+    ) -> None:
+        super().__init__(preferred_temporality=DELTA)
+        self._sinks = [_Sink(c) for c in collectors]
+        #: Histograms recorded through ``CacheMetrics.timing`` (delivered via ``timing``).
+        self._timing_names = timing_names
+        self._timeout = timeout
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._loop_lock = threading.Lock()
+        #: Calls that raised, per collector class name (visible in health output).
+        self.failures: dict[str, int] = {}
+        self.exports = 0
+
+    @property
+    def collectors(self) -> list[Any]:
+        return [s.collector for s in self._sinks]
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        calls = list(self._calls(metrics_data, self._timing_names))
+        ok = True
+        for sink in self._sinks:
+            ok &= self._run(self._deliver(sink, calls))
+        self.exports += 1
+        return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
+
+    def _run(self, coro: Any) -> Any:
+        """Run ``coro`` on the bridge's loop thread (export may be called from any thread,
+        including one whose own event loop is running, e.g. ``force_flush`` from the app)."""
+        with self._loop_lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name="yokedcache-bridge", daemon=True)
+                thread.start()
+                self._loop, self._thread = loop, thread
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result(self._timeout + 1)
+        except Exception:  # _deliver handles its own errors; this is a timeout of the whole flush
+            future.cancel()
+            return False
+
+    async def _deliver(self, sink: _Sink, calls: list[tuple[str, str, float, dict[str, str], int]]) -> bool:
+        collector = sink.collector
+        failed = 0
+        first: BaseException | None = None
+
+        async def one(kind: str, name: str, value: float, tags: dict[str, str], count: int) -> None:
+            method = getattr(collector, kind)
+            takes_count = sink.histogram_takes_count if kind == "histogram" else sink.timing_takes_count
+            if kind in ("histogram", "timing") and takes_count:
+                await method(name, value, tags, count=count)
+            else:  # a plain collector gets one observation per filled bucket
+                await method(name, value, tags)
+
+        async def run_all() -> None:
+            nonlocal failed, first
+            for call in calls:
+                try:
+                    await one(*call)
+                except Exception as exc:
+                    failed += 1
+                    first = first or exc
+            flush = getattr(collector, "flush", None)
+            if callable(flush):
+                result = flush()
+                if inspect.isawaitable(result):
+                    await result
+
+        try:
+            await asyncio.wait_for(run_all(), self._timeout)
+        except Exception as exc:  # timeout or a failing flush
+            failed += 1
+            first = first or exc
+        if failed:
+            sink.errors += failed
+            self.failures[sink.name] = self.failures.get(sink.name, 0) + failed
+            log.warning("collector %s failed %d call(s) this flush: %s: %s",
+                        sink.name, failed, type(first).__name__, first)  # fmt: skip
+        return not failed
+
+    @staticmethod
+    def _calls(
+        metrics_data: MetricsData, timing_names: Container[str]
+    ) -> Iterable[tuple[str, str, float, dict[str, str], int]]:
+        for rm in metrics_data.resource_metrics:
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    name = documented_name(metric.name)
+                    data = metric.data
+                    if isinstance(data, Sum):
+                        for p in data.data_points:
+                            tags = {k: str(v) for k, v in (p.attributes or {}).items()}
+                            if data.is_monotonic:
+                                if p.value:
+                                    yield "increment", name, p.value, tags, 1
+                            else:
+                                yield "gauge", name, p.value, tags, 1
+                    elif isinstance(data, Gauge):
+                        for p in data.data_points:
+                            if isinstance(p.value, float) and not math.isfinite(p.value):
+                                continue
+                            yield "gauge", name, p.value, {k: str(v) for k, v in (p.attributes or {}).items()}, 1
+                    elif isinstance(data, HistogramData):
+                        kind = "timing" if metric.name in timing_names else "histogram"
+                        for p in data.data_points:
+                            if not p.count:
+                                continue
+                            tags = {k: str(v) for k, v in (p.attributes or {}).items()}
+                            for value, count in bucket_representatives(
+                                p.bucket_counts, p.explicit_bounds, p.sum, p.min, p.max
+                            ):
+                                yield kind, name, value, tags, count
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        for sink in self._sinks:
+            close = getattr(sink.collector, "close", None)
+            if callable(close):
+                try:
+                    result = close()
+                    if inspect.isawaitable(result):
+                        self._run(result)
+                except Exception as exc:
+                    log.warning("collector %s failed to close: %s", sink.name, exc)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            if self._thread is not None:
+                self._thread.join(timeout=5)
+            self._loop.close()
+            self._loop = None

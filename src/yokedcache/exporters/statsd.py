@@ -1,0 +1,265 @@
+"""StatsD out of OpenTelemetry: a collector that formats lines, and the exporter around it.
+
+Lines are buffered per flush and packed into datagrams of at most ``max_udp_size`` bytes (one
+Ethernet MTU by default), so traffic depends on the flush interval, never on the number of
+cache operations. The transport is the ``statsd`` package's UDP client, created lazily in the
+exporter thread: an unresolvable host cannot crash or block application start-up, and
+failures are counted and logged at most once per ``log_interval``.
+
+Wire format (``prefix=myapp.cache``):
+    myapp.cache.gets:42|c|#result:hit           counter deltas, exact
+    myapp.cache.hit_rate:0.89|g                 gauges
+    myapp.cache.operation_duration:0.00021|h|@0.01|#operation:get
+                                                one line per filled histogram bucket, value in
+                                                seconds, sample rate 1/count so the server counts
+                                                ``count`` samples of that value
+    myapp.cache.request_processing:12.5|ms      ``CacheMetrics.timing`` values (milliseconds)
+Without ``use_tags`` attribute values become extra name segments (``myapp.cache.gets.hit``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import threading
+import time
+from typing import Any
+
+from .._extras import require
+from .bridge import CollectorExporter
+
+log = logging.getLogger("yokedcache.exporters.statsd")
+
+_NAME_BAD = re.compile(r"[^A-Za-z0-9_.\-]")
+_TAG_BAD = re.compile(r"[^A-Za-z0-9_.\-/]")
+
+
+def format_rate(count: int) -> str:
+    """``|@rate`` for ``count`` samples; 15 decimals so the server's 1/rate rounds back to count."""
+    return "|@" + f"{1 / count:.15f}".rstrip("0") if count > 1 else ""
+
+
+def sanitize_name(name: str) -> str:
+    cleaned = _NAME_BAD.sub("_", name).strip(".")
+    return re.sub(r"\.{2,}", ".", cleaned) or "_"
+
+
+def sanitize_tag(text: str) -> str:
+    return _TAG_BAD.sub("_", text) or "_"
+
+
+def format_number(value: float) -> str:
+    """Plain decimal without float noise or exponents: 0.011000000000000001 -> 0.011."""
+    if isinstance(value, bool):
+        value = int(value)
+    if isinstance(value, int):
+        return str(value)
+    if not math.isfinite(value):
+        raise ValueError(f"cannot send a non-finite value ({value}) to StatsD")
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    text = f"{value:.9f}".rstrip("0").rstrip(".")
+    return text if text not in ("", "-0") else "0"
+
+
+class StatsDSink:
+    """Formats collector calls as StatsD lines and sends them on ``flush()``."""
+
+    def __init__(
+        self,
+        host: str = "localhost",
+        port: int = 8125,
+        prefix: str | None = "yokedcache",
+        sample_rate: float = 1.0,
+        timeout: float = 5.0,
+        use_tags: bool = False,
+        *,
+        max_udp_size: int = 1432,
+        log_interval: float = 60.0,
+    ) -> None:
+        require("statsd", "statsd")
+        if not isinstance(host, str) or not host:
+            raise TypeError(f"host: expected a non-empty str, got {host!r}")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise ValueError(f"port: expected an int between 1 and 65535, got {port!r}")
+        if prefix is not None and not isinstance(prefix, str):
+            raise TypeError(f"prefix: expected a str or None, got {type(prefix).__name__}")
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float)) or not 0 < sample_rate <= 1:
+            raise ValueError(f"sample_rate: expected a number in (0, 1], got {sample_rate!r}")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ValueError(f"timeout: expected a positive number of seconds, got {timeout!r}")
+        if not isinstance(use_tags, bool):
+            raise TypeError(f"use_tags: expected a bool, got {type(use_tags).__name__}")
+        if isinstance(max_udp_size, bool) or not isinstance(max_udp_size, int) or not 64 <= max_udp_size <= 65000:
+            raise ValueError(f"max_udp_size: expected an int between 64 and 65000, got {max_udp_size!r}")
+        self.host, self.port = host, port
+        self.prefix = sanitize_name(prefix) if prefix else ""
+        #: Accepted for compatibility. Lines are aggregated per flush and always sent at rate 1,
+        #: so totals stay exact; sampling would only lose data.
+        self.sample_rate = float(sample_rate)
+        self.timeout = float(timeout)
+        self.use_tags = use_tags
+        self.max_udp_size = max_udp_size
+        self.log_interval = log_interval
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._last_log = 0.0
+        self.datagrams_sent = 0
+        self.lines_sent = 0
+        self.send_errors = 0
+        self.last_error: str | None = None
+
+    # -- naming ---------------------------------------------------------------------------
+    def _name(self, metric: str, tags: dict[str, Any] | None) -> tuple[str, str]:
+        base = metric[len("cache.") :] if metric.startswith("cache.") and self.prefix else metric
+        name = f"{self.prefix}.{base}" if self.prefix else base
+        suffix = ""
+        if tags:
+            if self.use_tags:
+                suffix = "|#" + ",".join(f"{sanitize_tag(str(k))}:{sanitize_tag(str(v))}" for k, v in tags.items())
+            else:
+                name += "".join(f".{sanitize_tag(str(tags[k]))}" for k in sorted(tags))
+        return sanitize_name(name), suffix
+
+    def _add(self, metric: str, body: str, tags: dict[str, Any] | None) -> None:
+        name, suffix = self._name(metric, tags)
+        with self._lock:
+            self._lines.append(f"{name}:{body}{suffix}")
+
+    # -- the collector interface ----------------------------------------------------------
+    async def increment(self, metric: str, value: float = 1, tags: dict[str, Any] | None = None) -> None:
+        self._add(metric, f"{format_number(value)}|c", tags)
+
+    async def gauge(self, metric: str, value: float, tags: dict[str, Any] | None = None) -> None:
+        if value < 0:  # a leading sign means "adjust by"; reset first to send an absolute value
+            self._add(metric, "0|g", tags)
+        self._add(metric, f"{format_number(value)}|g", tags)
+
+    async def histogram(self, metric: str, value: float, tags: dict[str, Any] | None = None, count: int = 1) -> None:
+        self._add(metric, f"{format_number(value)}|h{format_rate(count)}", tags)
+
+    async def timing(self, metric: str, value: float, tags: dict[str, Any] | None = None, count: int = 1) -> None:
+        """``value`` in seconds (as the documentation's examples pass it), sent as ``|ms``."""
+        self._add(metric, f"{format_number(value * 1000)}|ms{format_rate(count)}", tags)
+
+    # -- transport ------------------------------------------------------------------------
+    def pending_lines(self) -> int:
+        return len(self._lines)
+
+    def _datagrams(self, lines: list[str]) -> list[str]:
+        out: list[str] = []
+        current = ""
+        for line in lines:
+            if current and len(current) + 1 + len(line) > self.max_udp_size:
+                out.append(current)
+                current = line
+            else:
+                current = f"{current}\n{line}" if current else line
+        if current:
+            out.append(current)
+        return out
+
+    def _ensure_client(self) -> Any:
+        if self._client is None:
+            statsd = require("statsd", "statsd")
+            sink = self
+
+            class _CountingClient(statsd.StatsClient):  # type: ignore[misc,name-defined]
+                # pystatsd swallows socket errors; count them instead.
+                def _send(self, data: str) -> None:
+                    try:
+                        self._sock.sendto(data.encode("ascii", "replace"), self._addr)
+                        sink.datagrams_sent += 1
+                    except OSError as exc:
+                        sink._failed(exc)
+
+            self._client = _CountingClient(self.host, self.port, prefix=None, maxudpsize=self.max_udp_size)
+            self._client._sock.settimeout(self.timeout)
+        return self._client
+
+    def _failed(self, exc: BaseException) -> None:
+        self.send_errors += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        now = time.monotonic()
+        if now - self._last_log >= self.log_interval:
+            self._last_log = now
+            log.warning("StatsD %s:%s unreachable (%s); %d send error(s) so far, metrics are being dropped",
+                        self.host, self.port, self.last_error, self.send_errors)  # fmt: skip
+
+    def flush(self) -> None:
+        """Send buffered lines as packed datagrams. Never raises: failures are counted."""
+        with self._lock:
+            lines, self._lines = self._lines, []
+        if not lines:
+            return
+        try:
+            client = self._ensure_client()
+        except OSError as exc:  # DNS failure: drop this flush, try again next time
+            self._failed(exc)
+            return
+        for datagram in self._datagrams(lines):
+            client._send(datagram)
+        self.lines_sent += len(lines)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "port": self.port,
+            "datagrams_sent": self.datagrams_sent,
+            "lines_sent": self.lines_sent,
+            "send_errors": self.send_errors,
+            "last_error": self.last_error,
+        }
+
+    def close(self) -> None:
+        self.flush()
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name}: expected true or false, got {raw!r}")
+
+
+class StatsDMetricExporter(CollectorExporter):
+    """OTel exporter to StatsD; ``OTEL_METRICS_EXPORTER=statsd`` builds it with no arguments.
+
+    Settings default from the environment: ``YOKEDCACHE_STATSD_HOST`` (localhost),
+    ``YOKEDCACHE_STATSD_PORT`` (8125), ``YOKEDCACHE_STATSD_PREFIX`` (yokedcache),
+    ``YOKEDCACHE_STATSD_USE_TAGS`` (false).
+    """
+
+    def __init__(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        prefix: str | None = None,
+        use_tags: bool | None = None,
+        **sink_options: Any,
+    ) -> None:
+        env = os.environ
+        if port is None:
+            raw = env.get("YOKEDCACHE_STATSD_PORT", "8125")
+            try:
+                port = int(raw)
+            except ValueError:
+                raise ValueError(f"YOKEDCACHE_STATSD_PORT: expected a port number, got {raw!r}") from None
+        self.sink = StatsDSink(
+            host or env.get("YOKEDCACHE_STATSD_HOST", "localhost"),
+            port,
+            prefix if prefix is not None else env.get("YOKEDCACHE_STATSD_PREFIX", "yokedcache"),
+            use_tags=use_tags if use_tags is not None else _env_bool("YOKEDCACHE_STATSD_USE_TAGS", False),
+            **sink_options,
+        )
+        super().__init__([self.sink], timeout=self.sink.timeout)

@@ -1,0 +1,106 @@
+"""A small HTTP server for ``/metrics``, ``/healthz`` and ``/readyz``.
+
+prometheus_client's own server serves only metrics; probes belong on the same port so one
+container port and one scrape target cover both. It answers only its routes, only GET and
+HEAD, ignores request bodies, and binds loopback unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+log = logging.getLogger("yokedcache.monitoring.http")
+
+#: A route answers ``(status, content type, body)``.
+Route = Callable[[dict[str, str]], tuple[int, str, bytes]]
+
+
+def json_response(status: int, payload: Any) -> tuple[int, str, bytes]:
+    return status, "application/json", json.dumps(payload, default=str).encode()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+    timeout = 10  # seconds a client may take to send its request
+
+    def _answer(self, with_body: bool) -> None:
+        path = self.path.split("?", 1)[0]
+        route = self.server.routes.get(path)
+        if route is None:
+            status, ctype, body = 404, "text/plain; charset=utf-8", b"not found\n"
+        else:
+            try:
+                status, ctype, body = route({k.lower(): v for k, v in self.headers.items()})
+            except Exception as exc:  # a failing route must not kill the server thread
+                log.warning("route %s failed: %s", path, type(exc).__name__)
+                status, ctype, body = 500, "text/plain; charset=utf-8", b"internal error\n"
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if with_body:
+            self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        self._answer(True)
+
+    def do_HEAD(self) -> None:
+        self._answer(False)
+
+    def _not_allowed(self) -> None:
+        self.send_response(405)
+        self.send_header("Allow", "GET, HEAD")
+        self.send_header("Content-Length", "0")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: access logs are the app's business
+        log.debug("%s - %s", self.address_string(), format % args)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    routes: dict[str, Route]
+
+
+class MetricsServer:
+    """Serves routes on ``addr:port`` from a daemon thread (``port=0`` picks a free port)."""
+
+    def __init__(self, addr: str = "127.0.0.1", port: int = 9464) -> None:
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
+            raise ValueError(f"port: expected an int between 0 and 65535, got {port!r}")
+        try:
+            self._httpd = _Server((addr, port), _Handler)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise OSError(exc.errno, f"port {port} on {addr} is already in use") from None
+            raise OSError(exc.errno, f"cannot listen on {addr}:{port}: {exc.strerror}") from None
+        self._httpd.routes = {"/healthz": lambda headers: (200, "text/plain; charset=utf-8", b"ok\n")}
+        self.addr = addr
+        self.port = int(self._httpd.server_address[1])
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name=f"yokedcache-http-{self.port}",
+                                        daemon=True)  # fmt: skip
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.addr}]" if ":" in self.addr else self.addr
+        return f"http://{host}:{self.port}"
+
+    def route(self, path: str, handler: Route) -> None:
+        self._httpd.routes[path] = handler
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)

@@ -1,0 +1,80 @@
+"""``OTLPCollector``: metrics (and traces) to an OpenTelemetry Collector, Jaeger or a vendor.
+
+Both OTLP transports are supported: ``protocol="grpc"`` (port 4317) and
+``protocol="http/protobuf"`` (port 4318). Anything not passed is read by the OTel exporters from
+the standard environment (``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_EXPORTER_OTLP_HEADERS``,
+``OTEL_EXPORTER_OTLP_PROTOCOL``, ``OTEL_METRIC_EXPORT_INTERVAL``, ...). Temporality is
+cumulative unless ``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .._extras import require
+
+_PROTOCOLS = ("grpc", "http/protobuf")
+
+
+class OTLPCollector:
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        protocol: str | None = None,
+        headers: dict[str, str] | None = None,
+        export_interval: float | None = None,
+        traces: bool = True,
+        insecure: bool | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        protocol = (
+            protocol
+            or os.environ.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL")
+            or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+            or "grpc"
+        )
+        if protocol not in _PROTOCOLS:
+            raise ValueError(f"protocol: expected one of {_PROTOCOLS}, got {protocol!r}")
+        if export_interval is not None and (
+            isinstance(export_interval, bool) or not isinstance(export_interval, (int, float)) or export_interval <= 0
+        ):
+            raise ValueError(f"export_interval: expected a positive number of seconds, got {export_interval!r}")
+        self.protocol = protocol
+        self.endpoint = endpoint
+        kwargs: dict[str, Any] = {}
+        if headers is not None:
+            kwargs["headers"] = headers
+        if timeout is not None:
+            kwargs["timeout"] = timeout
+        if protocol == "grpc":
+            mod = require("opentelemetry.exporter.otlp.proto.grpc.metric_exporter", "otlp")
+            trace_mod = require("opentelemetry.exporter.otlp.proto.grpc.trace_exporter", "otlp")
+            if insecure is not None:
+                kwargs["insecure"] = insecure
+            metric_endpoint = trace_endpoint = endpoint
+        else:
+            mod = require("opentelemetry.exporter.otlp.proto.http.metric_exporter", "otlp")
+            trace_mod = require("opentelemetry.exporter.otlp.proto.http.trace_exporter", "otlp")
+            base = endpoint.rstrip("/") if endpoint else None
+            metric_endpoint = f"{base}/v1/metrics" if base and not base.endswith("/v1/metrics") else base
+            trace_endpoint = f"{base}/v1/traces" if base and not base.endswith("/v1/traces") else None
+        self.metric_exporter = mod.OTLPMetricExporter(endpoint=metric_endpoint, **kwargs)
+        self.span_exporter = trace_mod.OTLPSpanExporter(endpoint=trace_endpoint, **kwargs) if traces else None
+        self._export_interval = export_interval
+        self._reader: Any = None
+
+    def metric_reader(self, **_: Any) -> Any:
+        if self._reader is None:
+            from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+            millis = self._export_interval * 1000 if self._export_interval is not None else None
+            self._reader = PeriodicExportingMetricReader(self.metric_exporter, export_interval_millis=millis)
+        return self._reader
+
+    def span_processor(self) -> Any:
+        if self.span_exporter is None:
+            return None
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        return BatchSpanProcessor(self.span_exporter)

@@ -1,0 +1,122 @@
+"""``PrometheusCollector``: the OTel Prometheus exporter, served on its own port.
+
+Series names follow Prometheus' ``namespace_subsystem_name`` convention: the cache's
+instruments (``yokedcache.cache.gets``) lose their ``yokedcache.`` and gain the namespace, so
+``namespace="myapp"`` yields ``myapp_cache_gets_total`` and the default yields exactly the
+documented ``yokedcache_cache_gets_total``. (The reader's own ``prefix=`` would prepend and
+give ``myapp_yokedcache_cache_...``, which is why renaming happens here.) ``labels`` become
+constant labels on every series. ``registry=None`` means a private ``CollectorRegistry``, so
+two collectors (or two test cases) never collide; pass ``prometheus_client.REGISTRY`` to share
+the process-wide one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from typing import Any
+
+from .._extras import require
+
+require("opentelemetry.exporter.prometheus", "prometheus")
+
+from opentelemetry.exporter.prometheus import PrometheusMetricReader  # noqa: E402
+from opentelemetry.sdk.metrics.export import MetricsData  # noqa: E402
+from prometheus_client import CollectorRegistry  # noqa: E402
+from prometheus_client.exposition import choose_encoder  # noqa: E402
+
+from .http import MetricsServer  # noqa: E402
+
+_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def _rename(data: MetricsData, prefix: str, labels: dict[str, str]) -> MetricsData:
+    resource_metrics = []
+    for rm in data.resource_metrics:
+        scope_metrics = []
+        for sm in rm.scope_metrics:
+            metrics = []
+            for m in sm.metrics:
+                base = m.name[len("yokedcache.") :] if m.name.startswith("yokedcache.") else m.name
+                points = m.data
+                if labels:
+                    points = replace(
+                        points,
+                        data_points=[replace(p, attributes={**labels, **dict(p.attributes or {})})
+                                     for p in points.data_points],
+                    )  # fmt: skip
+                metrics.append(replace(m, name=f"{prefix}.{base}", data=points))
+            scope_metrics.append(replace(sm, metrics=metrics))
+        resource_metrics.append(replace(rm, scope_metrics=scope_metrics))
+    return replace(data, resource_metrics=resource_metrics)
+
+
+class _NamespacedReader(PrometheusMetricReader):
+    def __init__(self, prefix: str, labels: dict[str, str], registry: CollectorRegistry) -> None:
+        super().__init__(scope_info_enabled=False, registry=registry)
+        self._yc_prefix = prefix
+        self._yc_labels = labels
+
+    def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
+        if metrics_data is not None and (self._yc_prefix != "yokedcache" or self._yc_labels):
+            metrics_data = _rename(metrics_data, self._yc_prefix, self._yc_labels)
+        super()._receive_metrics(metrics_data, timeout_millis, **kwargs)
+
+
+class PrometheusCollector:
+    """Expose the cache's metrics for Prometheus at ``http://addr:port/metrics``.
+
+    ``addr`` defaults to loopback (like OTel's own reader); use ``addr="0.0.0.0"`` in a
+    container so Prometheus can reach it. ``port=None`` builds the reader without a server
+    (mount ``registry`` in your own web app instead).
+    """
+
+    def __init__(
+        self,
+        namespace: str = "yokedcache",
+        port: int | None = 8000,
+        registry: CollectorRegistry | None = None,
+        subsystem: str | None = None,
+        labels: dict[str, str] | None = None,
+        addr: str = "127.0.0.1",
+    ) -> None:
+        if not isinstance(namespace, str) or not _NAME.match(namespace):
+            raise ValueError(f"namespace: must match [a-zA-Z_][a-zA-Z0-9_]*, got {namespace!r}")
+        if subsystem is not None and (not isinstance(subsystem, str) or not _NAME.match(subsystem)):
+            raise ValueError(f"subsystem: must match [a-zA-Z_][a-zA-Z0-9_]*, got {subsystem!r}")
+        labels = dict(labels or {})
+        for key, value in labels.items():
+            if not isinstance(key, str) or not _LABEL.match(key) or key.startswith("__"):
+                raise ValueError(f"labels: {key!r} is not a valid Prometheus label name")
+            if not isinstance(value, str):
+                raise TypeError(f"labels: value of {key!r} must be a str, got {type(value).__name__}")
+        if registry is not None and not isinstance(registry, CollectorRegistry):
+            raise TypeError(f"registry: expected a prometheus_client CollectorRegistry, got {type(registry).__name__}")
+        self.namespace = namespace
+        self.subsystem = subsystem
+        self.labels = labels
+        self.prefix = f"{namespace}_{subsystem}" if subsystem else namespace
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.reader = _NamespacedReader(self.prefix, labels, self.registry)
+        self.server: MetricsServer | None = None
+        if port is not None:
+            self.server = MetricsServer(addr, port)
+            self.server.route("/metrics", self._metrics)
+
+    def _metrics(self, headers: dict[str, str]) -> tuple[int, str, bytes]:
+        encoder, content_type = choose_encoder(headers.get("accept", ""))
+        return 200, content_type, encoder(self.registry)
+
+    def metric_reader(self, **_: Any) -> PrometheusMetricReader:
+        return self.reader
+
+    @property
+    def url(self) -> str | None:
+        """Base URL of the HTTP server (``None`` without one)."""
+        return self.server.url if self.server is not None else None
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None

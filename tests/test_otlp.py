@@ -1,0 +1,42 @@
+"""OTLP over gRPC and HTTP/protobuf, received and decoded by in-process receivers."""
+
+from __future__ import annotations
+
+import pytest
+
+from yokedcache import CacheConfig, YokedCache
+from yokedcache.monitoring import CacheMetrics, OTLPCollector
+
+from .receivers import OTLPGrpcReceiver, OTLPHttpReceiver, metric_names, span_names
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+async def test_metrics_and_traces_arrive_over_otlp(protocol, redis_url):
+    receiver = OTLPGrpcReceiver() if protocol == "grpc" else OTLPHttpReceiver()
+    try:
+        collector = OTLPCollector(endpoint=receiver.endpoint, protocol=protocol, insecure=True, export_interval=60)
+        metrics = CacheMetrics([collector])
+        cache = YokedCache(CacheConfig(metrics=metrics, redis_url=redis_url))
+        await cache.set("k", 1)
+        await cache.get("k")
+        await cache.get("missing")
+        metrics.force_flush()
+        names = metric_names(receiver.metrics)
+        assert {"yokedcache.cache.gets", "yokedcache.cache.operation.duration", "yokedcache.cache.hit_rate"} <= names
+        gets = [
+            (dict((kv.key, kv.value.string_value) for kv in p.attributes), p.as_int or p.as_double, m.sum)
+            for r in receiver.metrics for rm in r.resource_metrics for sm in rm.scope_metrics
+            for m in sm.metrics if m.name == "yokedcache.cache.gets" for p in m.sum.data_points
+        ]  # fmt: skip
+        assert {a["result"]: v for a, v, _ in gets} == {"hit": 1, "miss": 1}
+        assert all(s.aggregation_temporality == 2 for _, _, s in gets)  # cumulative
+        assert span_names(receiver.traces) == ["yokedcache set", "yokedcache get", "yokedcache get"]
+        await cache.close()
+        metrics.shutdown()
+    finally:
+        receiver.close()
+
+
+def test_unknown_protocol_is_rejected():
+    with pytest.raises(ValueError, match="protocol"):
+        OTLPCollector(protocol="udp")

@@ -1,0 +1,138 @@
+"""The StatsD bridge against a real UDP socket."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+
+import pytest
+
+from yokedcache import CacheConfig, YokedCache
+from yokedcache.exporters.statsd import StatsDMetricExporter, format_number, sanitize_name
+from yokedcache.monitoring import CacheMetrics, StatsDCollector
+
+from .receivers import StatsDListener
+
+LINE = re.compile(
+    r"^[A-Za-z0-9_.\-]+:-?[0-9.]+\|(c|g|h|ms)(\|@[0-9.]+)?(\|#[A-Za-z0-9_.\-/]+:[A-Za-z0-9_.\-/]+(,[A-Za-z0-9_.\-/]+:[A-Za-z0-9_.\-/]+)*)?$"
+)
+
+
+@pytest.fixture
+def listener():
+    listener = StatsDListener()
+    yield listener
+    listener.close()
+
+
+async def test_counter_totals_equal_operations_with_few_datagrams(listener, make_cache):
+    collector = StatsDCollector("127.0.0.1", listener.port, prefix="myapp.cache", use_tags=True, flush_interval=60)
+    metrics = CacheMetrics([collector])
+    cache = make_cache(metrics=metrics, meter_provider=None, tracer_provider=None)
+    n = 2000
+    for i in range(n):
+        await cache.set(f"k{i % 50}", i)
+        await cache.get(f"k{i % 100}")  # keys 50..99 never set: half the gets miss
+    metrics.force_flush()
+    listener.wait_for(lambda: listener.counter_total("myapp.cache.sets") == n)
+    assert listener.counter_total("myapp.cache.hits") + listener.counter_total("myapp.cache.misses") == n
+    hit_lines = [x for x in listener.lines() if x.startswith("myapp.cache.gets:") and x.endswith("#result:hit")]
+    assert sum(float(x.split(":")[1].split("|")[0]) for x in hit_lines) == n / 2
+    # one flush: a handful of datagrams, independent of the 4,000 operations
+    assert len(listener.datagrams) < 10
+    assert all(len(d.encode()) <= 1432 for d in listener.datagrams)
+    assert all(LINE.match(line) for line in listener.lines()), listener.lines()
+    metrics.shutdown()
+
+
+async def test_histogram_lines_reconstruct_count_and_sum(listener):
+    collector = StatsDCollector("127.0.0.1", listener.port, prefix="myapp.cache", use_tags=True, flush_interval=60)
+    metrics = CacheMetrics([collector])
+    cache = YokedCache(CacheConfig(metrics=metrics))
+    for i in range(300):
+        await cache.get(f"k{i}")
+    metrics.force_flush()
+    listener.wait_for(lambda: any("operation_duration" in x for x in listener.lines()))
+    count = total = 0.0
+    for line in listener.lines():
+        if line.startswith("myapp.cache.operation_duration:") and line.endswith("#operation:get"):
+            fields = line.split(":", 1)[1].split("|")
+            value = float(fields[0])
+            rate = next((float(f[1:]) for f in fields if f.startswith("@")), 1.0)
+            count += 1 / rate
+            total += value / rate
+    assert round(count) == 300
+    recorded = cache.telemetry.counters.duration_sum["get"]
+    assert total == pytest.approx(recorded, rel=1.0)  # within bucket resolution
+    await cache.close()
+    metrics.shutdown()
+
+
+async def test_without_tags_attributes_become_name_segments(listener):
+    collector = StatsDCollector("127.0.0.1", listener.port, prefix="myapp.cache", flush_interval=60)
+    metrics = CacheMetrics([collector])
+    cache = YokedCache(CacheConfig(metrics=metrics))
+    await cache.set("k", 1)
+    await cache.get("k")
+    await metrics.increment("user.login", tags={"source": "a|b:c#d,e\nf"})
+    metrics.force_flush()
+    listener.wait_for(lambda: any(x.startswith("myapp.cache.gets.hit:") for x in listener.lines()))
+    lines = listener.lines()
+    assert "myapp.cache.gets.hit:1|c" in lines
+    assert "myapp.cache.hit_rate:1|g" in lines
+    assert "myapp.cache.user.login.a_b_c_d_e_f:1|c" in lines
+    assert not any("|#" in x for x in lines)
+    assert not any("myapp.cache.cache" in x for x in lines)  # prefix applied once
+    await cache.close()
+    metrics.shutdown()
+
+
+async def test_unresolvable_host_never_raises_and_is_counted(caplog):
+    collector = StatsDCollector("no-such-host.invalid", 8125, flush_interval=60)
+    metrics = CacheMetrics([collector])
+    cache = YokedCache(CacheConfig(metrics=metrics))
+    await cache.set("k", 1)
+    assert await cache.get("k") == 1
+    metrics.force_flush()
+    metrics.force_flush()
+    assert collector.send_errors == 2
+    assert sum("unreachable" in r.getMessage() for r in caplog.records) == 1  # logged once per interval
+    await cache.close()
+    metrics.shutdown()
+
+
+def test_numbers_have_no_float_noise_or_exponents():
+    assert format_number(0.011000000000000001) == "0.011"
+    assert format_number(9.588e-05) == "0.00009588"
+    assert format_number(3.0) == "3"
+    assert format_number(1500) == "1500"
+
+
+def test_names_are_sanitised():
+    assert sanitize_name("a b:c|d@e#f,g\nh") == "a_b_c_d_e_f_g_h"
+
+
+def test_entry_point_builds_exporter_from_environment(monkeypatch, listener):
+    (ep,) = [e for e in importlib.metadata.entry_points(group="opentelemetry_metrics_exporter") if e.name == "statsd"]
+    monkeypatch.setenv("YOKEDCACHE_STATSD_HOST", "127.0.0.1")
+    monkeypatch.setenv("YOKEDCACHE_STATSD_PORT", str(listener.port))
+    monkeypatch.setenv("YOKEDCACHE_STATSD_PREFIX", "svc")
+    monkeypatch.setenv("YOKEDCACHE_STATSD_USE_TAGS", "true")
+    exporter = ep.load()()
+    assert isinstance(exporter, StatsDMetricExporter)
+    assert (exporter.sink.host, exporter.sink.port, exporter.sink.prefix, exporter.sink.use_tags) == (
+        "127.0.0.1", listener.port, "svc", True,
+    )  # fmt: skip
+    monkeypatch.setenv("YOKEDCACHE_STATSD_PORT", "eighty")
+    with pytest.raises(ValueError, match="YOKEDCACHE_STATSD_PORT"):
+        ep.load()()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"port": "8125"}, "port"), ({"sample_rate": 2}, "sample_rate"), ({"timeout": 0}, "timeout"),
+     ({"use_tags": "yes"}, "use_tags"), ({"prefix": 5}, "prefix"), ({"flush_interval": -1}, "flush_interval")],
+)  # fmt: skip
+def test_bad_arguments_name_the_field(kwargs, field):
+    with pytest.raises((ValueError, TypeError), match=field):
+        StatsDCollector(**kwargs)
