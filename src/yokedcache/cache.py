@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from time import perf_counter
 from typing import Any
 
+from . import health
 from ._glob import escape_glob
 from .backends.base import Backend, Usage
 from .backends.memory import MemoryBackend
@@ -113,6 +115,7 @@ class YokedCache:
             usage=self._current_usage,
             evictions=lambda: getattr(self.backend, "evictions", None),
         )
+        self.metrics_history: health.MetricsHistory | None = None
         self._closed = False
 
     @staticmethod
@@ -168,8 +171,13 @@ class YokedCache:
     async def _refresh_usage_forever(self) -> None:
         interval = self.config.stats_refresh_interval
         stop = self._stop = asyncio.Event()
+        if self.metrics_history is not None:
+            interval = min(interval, self.metrics_history.interval)
         while not self._closed:
-            await self.refresh_usage()
+            if not isinstance(self.backend, MemoryBackend):
+                await self.refresh_usage()
+            if self.metrics_history is not None:
+                self.metrics_history.add(self.get_comprehensive_metrics())
             try:
                 await asyncio.wait_for(stop.wait(), interval)
             except asyncio.TimeoutError:
@@ -335,6 +343,58 @@ class YokedCache:
         removed = await self.backend.invalidate_pattern(escape_glob(self._prefix) + "*")
         await self.backend.invalidate_pattern(escape_glob(self._tag_prefix) + "*")
         return removed
+
+    # -- health and statistics ------------------------------------------------------------
+    async def health(self) -> bool:
+        """True when the backend answers a ping within ``health_check_timeout``. Never raises."""
+        return await health.is_healthy(self)
+
+    async def health_check(self) -> bool:
+        """Same as :meth:`health` (connects if needed; an idle, reachable Redis is healthy)."""
+        return await health.is_healthy(self)
+
+    async def detailed_health_check(self) -> dict[str, Any]:
+        """Status (healthy/degraded/unhealthy), ping latency, pool, breaker and performance.
+
+        Writes no keys, leaves the statistics untouched and returns within the timeout.
+        """
+        return await health.detailed_health_check(self)
+
+    async def get_stats(self) -> health.CacheStats:
+        """Counts since start plus keys/bytes held (for Redis: this prefix, refreshed in the background)."""
+        usage = self._current_usage()
+        if usage is None:
+            usage = await self.refresh_usage()
+        c = self.telemetry.counters
+        return health.CacheStats(
+            hit_rate=c.hit_rate,
+            hits=c.hits,
+            misses=c.misses,
+            sets=c.sets,
+            deletes=c.deletes,
+            invalidations=c.invalidations,
+            errors=c.error_total,
+            total_keys=usage.keys if usage else 0,
+            total_memory_bytes=usage.bytes if usage else 0,
+            uptime_seconds=time.monotonic() - c.started_monotonic,
+            operations=dict(c.calls),
+            backend=self.backend.info.kind,
+        )
+
+    def get_comprehensive_metrics(self, window: float = 60.0) -> health.ComprehensiveMetrics:
+        """Hit rate, average latency, error rate, p50/p95/p99 and ops/s; synchronous, no I/O."""
+        return health.comprehensive_metrics(self, window)
+
+    def start_metrics_collection(self, interval: float = 60.0) -> None:
+        """Keep a down-sampled history for ``metrics_retention_days`` (see :attr:`metrics_history`).
+
+        Callable before an event loop exists: the sampler starts with the first operation.
+        """
+        if self.metrics_history is None:
+            self.metrics_history = health.MetricsHistory(self.config.metrics_retention_days, interval)
+        self._needs_refresher = True
+        if self._refresher is None:
+            self._start_refresher()  # no running loop yet: the first operation starts it
 
     # -- lifecycle ------------------------------------------------------------------------
     async def close(self) -> None:

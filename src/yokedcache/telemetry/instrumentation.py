@@ -8,6 +8,7 @@ tracer are the API's no-ops and the whole point costs well under a microsecond.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from time import perf_counter
 from typing import Any
@@ -47,8 +48,11 @@ class Instrumentation:
         capture_keys: bool = False,
         usage: Callable[[], Usage | None] = lambda: None,
         evictions: Callable[[], int | None] = lambda: None,
+        recent_window: int = 2048,
     ) -> None:
         self.counters = counters if counters is not None else CacheCounters()
+        #: (start, duration) of the most recent operations, for percentiles and ops/s.
+        self.recent: deque[tuple[float, float]] = deque(maxlen=recent_window)
         self.usage = usage
         self.evictions = evictions
         self.capture_keys = capture_keys
@@ -115,6 +119,7 @@ class Instrumentation:
         counters = self.counters
         counters.calls[op] = counters.calls.get(op, 0) + 1
         counters.duration_sum[op] = counters.duration_sum.get(op, 0.0) + elapsed
+        self.recent.append((started, elapsed))
         if self._histogram is not None:
             self._histogram.record(elapsed, self._op_attrs[op])
         if active is not None:
@@ -132,6 +137,7 @@ class Instrumentation:
         counters.calls[op] = counters.calls.get(op, 0) + 1
         counters.duration_sum[op] = counters.duration_sum.get(op, 0.0) + elapsed
         counters.add_error(op, etype)
+        self.recent.append((started, elapsed))
         if self._histogram is not None:
             attrs = self._error_attrs.get((op, etype))
             if attrs is None:

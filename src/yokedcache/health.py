@@ -1,0 +1,168 @@
+"""Health checks and statistics that tell the truth without disturbing the cache.
+
+A check never writes keys, never counts itself in the cache's statistics, never trips the
+circuit breaker, and answers within ``health_check_timeout`` even when Redis hangs. A fresh,
+idle cache is healthy: no traffic is not a warning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .telemetry.semconv import error_type
+
+if TYPE_CHECKING:
+    from .cache import YokedCache
+
+HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """``await cache.get_stats()``: counts since start and what the cache holds now."""
+
+    hit_rate: float
+    hits: int
+    misses: int
+    sets: int
+    deletes: int
+    invalidations: int
+    errors: int
+    total_keys: int
+    total_memory_bytes: int
+    uptime_seconds: float
+    operations: dict[str, int] = field(default_factory=dict)
+    backend: str = "memory"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ComprehensiveMetrics:
+    """``cache.get_comprehensive_metrics()``: rates and latency, computed without I/O."""
+
+    hit_rate: float
+    avg_response_time: float
+    total_operations: int
+    error_rate: float
+    p50_response_time: float
+    p95_response_time: float
+    p99_response_time: float
+    operations_per_second: float
+    window_seconds: float
+    timestamp: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _quantile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return 0.0
+    index = min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
+def comprehensive_metrics(cache: YokedCache, window: float = 60.0) -> ComprehensiveMetrics:
+    counters = cache.telemetry.counters
+    total = counters.total_calls
+    recent = list(cache.telemetry.recent)
+    now = time.perf_counter()
+    in_window = [elapsed for started, elapsed in recent if now - started <= window]
+    durations = sorted(in_window)
+    span = min(window, time.monotonic() - counters.started_monotonic) or 1e-9
+    total_duration = sum(counters.duration_sum.values())
+    return ComprehensiveMetrics(
+        hit_rate=counters.hit_rate,
+        avg_response_time=total_duration / total if total else 0.0,
+        total_operations=total,
+        error_rate=counters.error_total / total if total else 0.0,
+        p50_response_time=_quantile(durations, 0.50),
+        p95_response_time=_quantile(durations, 0.95),
+        p99_response_time=_quantile(durations, 0.99),
+        operations_per_second=len(in_window) / span,
+        window_seconds=window,
+        timestamp=time.time(),
+    )
+
+
+async def _ping(cache: YokedCache, timeout: float) -> tuple[bool, float | None, str | None]:
+    """Ping the backend directly (not through the breaker); never waits past ``timeout``."""
+    started = time.perf_counter()
+    task = asyncio.ensure_future(cache.backend.ping())
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        task.cancel()  # do not await: redis-py may absorb the cancellation mid-read
+        return False, None, f"timed out after {timeout:g}s"
+    exc = task.exception()
+    if exc is not None:
+        return False, None, error_type(exc)
+    return True, time.perf_counter() - started, None
+
+
+async def is_healthy(cache: YokedCache) -> bool:
+    ok, _, _ = await _ping(cache, cache.config.health_check_timeout)
+    return ok
+
+
+async def detailed_health_check(cache: YokedCache) -> dict[str, Any]:
+    ok, latency, problem = await _ping(cache, cache.config.health_check_timeout)
+    breaker = cache.breaker.snapshot() if cache.breaker is not None else {"state": "disabled"}
+    pool = cache.backend.pool_stats()
+    perf = comprehensive_metrics(cache).to_dict()
+    reasons: list[str] = []
+    if not ok:
+        reasons.append(f"backend ping failed: {problem}")
+    if breaker["state"] == "open":
+        reasons.append("circuit breaker open")
+    status = UNHEALTHY if reasons else HEALTHY
+    if status == HEALTHY:
+        if breaker["state"] == "half_open":
+            reasons.append("circuit breaker half-open (recovering)")
+        if pool is not None and pool["utilization"] >= 0.9:
+            reasons.append(f"connection pool {pool['utilization']:.0%} in use")
+        if reasons:
+            status = DEGRADED
+    info = cache.backend.info
+    return {
+        "status": status,
+        "reasons": reasons,
+        "backend": {
+            "kind": info.kind,
+            "host": info.host,
+            "port": info.port,
+            "db": info.db,
+            "url": info.extra.get("url"),
+        },
+        "redis_connected": ok if info.kind == "redis" else None,
+        "ping_latency_seconds": latency,
+        "connection_pool": pool,
+        "circuit_breaker": breaker,
+        "performance_metrics": perf,
+        "checked_at": time.time(),
+    }
+
+
+class MetricsHistory:
+    """Down-sampled snapshots of :class:`ComprehensiveMetrics` kept for ``retention_days``.
+
+    One snapshot per ``interval`` seconds (60 s by default), at most
+    ``retention_days * 86400 / interval`` of them (10,080 for 7 days, about 2 MB).
+    """
+
+    def __init__(self, retention_days: float, interval: float = 60.0) -> None:
+        self.interval = interval
+        self.snapshots: deque[ComprehensiveMetrics] = deque(maxlen=max(1, int(retention_days * 86400 / interval)))
+
+    def add(self, snapshot: ComprehensiveMetrics) -> None:
+        self.snapshots.append(snapshot)
+
+    def since(self, seconds: float) -> list[ComprehensiveMetrics]:
+        cutoff = time.time() - seconds
+        return [s for s in self.snapshots if s.timestamp >= cutoff]

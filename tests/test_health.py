@@ -1,0 +1,139 @@
+"""Health checks and statistics: truthful, side-effect free, bounded in time."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import pytest
+import redis
+
+from yokedcache import CacheConfig, YokedCache
+
+from .redis_server import free_port
+
+
+async def test_fresh_idle_cache_is_healthy(make_cache):
+    cache = make_cache()
+    assert await cache.health() is True
+    assert await cache.health_check() is True
+    report = await cache.detailed_health_check()
+    assert report["status"] == "healthy", report["reasons"]
+    assert report["performance_metrics"]["total_operations"] == 0
+    for key in ("redis_connected", "connection_pool", "circuit_breaker", "performance_metrics", "backend",
+                "checked_at", "ping_latency_seconds"):  # fmt: skip
+        assert key in report
+
+
+async def test_redis_health_reports_pool_and_breaker_without_writing(redis_url):
+    async with YokedCache(CacheConfig(redis_url=redis_url)) as cache:
+        await cache.set("k", 1)
+        observer = redis.Redis.from_url(redis_url)
+        keys_before = observer.dbsize()
+        stats_before = await cache.get_stats()
+        report = await cache.detailed_health_check()
+        stats_after = await cache.get_stats()
+        assert observer.dbsize() == keys_before
+        observer.close()
+    assert report["status"] == "healthy"
+    assert report["redis_connected"] is True
+    assert report["ping_latency_seconds"] > 0
+    pool = report["connection_pool"]
+    assert pool["max_connections"] == 50 and pool["created"] >= 1 and pool["in_use"] + pool["idle"] == pool["created"]
+    assert report["circuit_breaker"]["state"] == "closed"
+    assert stats_before.operations == stats_after.operations
+
+
+async def test_dead_redis_is_unhealthy_quickly():
+    url = f"redis://:sentinel-pw@127.0.0.1:{free_port()}/0"
+    async with YokedCache(CacheConfig(redis_url=url)) as cache:
+        started = time.monotonic()
+        assert await cache.health() is False
+        report = await cache.detailed_health_check()
+        elapsed = time.monotonic() - started
+    assert report["status"] == "unhealthy"
+    assert report["redis_connected"] is False
+    assert elapsed < 2.0
+    assert "sentinel-pw" not in repr(report)
+
+
+async def test_hung_redis_answers_within_the_timeout():
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(16)  # accepts connections (kernel backlog), never answers
+    url = f"redis://127.0.0.1:{hung.getsockname()[1]}/0"
+    try:
+        async with YokedCache(CacheConfig(redis_url=url, health_check_timeout=0.5, operation_timeout=5)) as cache:
+            started = time.monotonic()
+            report = await cache.detailed_health_check()
+            elapsed = time.monotonic() - started
+    finally:
+        hung.close()
+    assert report["status"] == "unhealthy"
+    assert "timed out" in report["reasons"][0]
+    assert elapsed < 1.0
+
+
+async def test_get_stats_counts_and_sizes(make_cache):
+    cache = make_cache()
+    await cache.set_many({"a": "x" * 50, "b": 1})
+    await cache.get("a")
+    await cache.get("zz")
+    await cache.refresh_usage()
+    stats = await cache.get_stats()
+    assert stats.hit_rate == 0.5
+    assert (stats.hits, stats.misses, stats.sets) == (1, 1, 2)
+    assert stats.total_keys == 2 and stats.total_memory_bytes >= 50
+    assert stats.uptime_seconds > 0
+    assert stats.operations == {"set_many": 1, "get": 2}
+
+
+async def test_comprehensive_metrics_are_synchronous_and_on_the_documented_scales(make_cache):
+    cache = make_cache()
+    for i in range(10):
+        await cache.set(f"k{i}", i)
+    for i in range(20):
+        await cache.get(f"k{i}")
+    m = cache.get_comprehensive_metrics()
+    assert m.hit_rate == 0.5
+    assert m.total_operations == 30
+    assert m.error_rate == 0.0
+    assert 0 < m.p50_response_time <= m.p95_response_time <= m.p99_response_time < 1
+    assert 0 < m.avg_response_time < 1
+    assert m.operations_per_second > 0
+
+
+async def test_error_rate_uses_the_same_counters_as_exporters():
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    async with YokedCache(CacheConfig(redis_url=url, retry_attempts=0)) as cache:
+        for _ in range(4):
+            await cache.get("k")
+        m = cache.get_comprehensive_metrics()
+        assert m.error_rate == 1.0
+        assert sum(cache.telemetry.counters.errors.values()) == 4
+
+
+def test_start_metrics_collection_works_before_an_event_loop_exists():
+    cache = YokedCache(CacheConfig(enable_metrics=True, metrics_retention_days=7))
+    cache.start_metrics_collection(interval=0.05)
+    assert cache.metrics_history is not None
+    assert cache.metrics_history.snapshots.maxlen == int(7 * 86400 / 0.05)
+
+    async def main() -> None:
+        await cache.get("k")  # the first operation starts the sampler
+        deadline = time.monotonic() + 5
+        while len(cache.metrics_history.snapshots) < 2:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        await cache.close()
+
+    asyncio.run(main())
+    assert cache.metrics_history.snapshots[-1].total_operations == 1
+
+
+@pytest.mark.parametrize("days", [1, 7])
+def test_history_is_bounded(days):
+    from yokedcache.health import MetricsHistory
+
+    assert MetricsHistory(days).snapshots.maxlen == days * 1440
