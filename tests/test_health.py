@@ -132,6 +132,20 @@ def test_start_metrics_collection_works_before_an_event_loop_exists():
     assert cache.metrics_history.snapshots[-1].total_operations == 1
 
 
+async def test_history_keeps_its_own_interval_beside_the_usage_refresh(redis_url):
+    cache = YokedCache(CacheConfig(redis_url=redis_url, stats_refresh_interval=0.01))
+    await cache.get("k")  # starts the usage refresher first
+    cache.start_metrics_collection(interval=0.3)
+    deadline = time.monotonic() + 5
+    while len(cache.metrics_history.snapshots) < 2:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+    first, second = list(cache.metrics_history.snapshots)[:2]
+    await cache.close()
+    # snapshots follow the history interval, not the much faster usage refresh
+    assert second.timestamp - first.timestamp >= 0.25
+
+
 @pytest.mark.parametrize("days", [1, 7])
 def test_history_is_bounded(days):
     from yokedcache.health import MetricsHistory

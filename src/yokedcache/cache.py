@@ -169,17 +169,28 @@ class YokedCache:
             return
 
     async def _refresh_usage_forever(self) -> None:
-        interval = self.config.stats_refresh_interval
+        """Background work on its own schedule each: usage refresh (Redis) and history snapshots."""
         stop = self._stop = asyncio.Event()
-        if self.metrics_history is not None:
-            interval = min(interval, self.metrics_history.interval)
+        loop = asyncio.get_running_loop()
+        next_usage = next_snapshot = loop.time()
         while not self._closed:
+            now = loop.time()
+            due: list[float] = []
             if not isinstance(self.backend, MemoryBackend):
-                await self.refresh_usage()
-            if self.metrics_history is not None:
-                self.metrics_history.add(self.get_comprehensive_metrics())
+                if now >= next_usage:
+                    await self.refresh_usage()
+                    next_usage = now + self.config.stats_refresh_interval
+                due.append(next_usage)
+            history = self.metrics_history  # re-read: collection may start while this runs
+            if history is not None:
+                if now >= next_snapshot:
+                    history.add(self.get_comprehensive_metrics())
+                    next_snapshot = now + history.interval
+                due.append(next_snapshot)
+            if not due:
+                return
             try:
-                await asyncio.wait_for(stop.wait(), interval)
+                await asyncio.wait_for(stop.wait(), max(0.0, min(due) - loop.time()))
             except asyncio.TimeoutError:
                 pass
 
