@@ -55,3 +55,44 @@ def test_custom_metrics_example():
 @pytest.mark.parametrize("name", ["quickstart.py"])
 def test_quickstart_runs(name):
     assert "yokedcache.cache.gets" in run_example(name)
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_health_checks_example(backend, request):
+    env = {"YOKEDCACHE_REDIS_URL": request.getfixturevalue("redis_url")} if backend == "redis" else {}
+    out = run_example("health_checks.py", **env)
+    assert "Cache is healthy: True" in out
+    assert "Status: healthy" in out
+    assert "Hit rate: 50.00%" in out
+    assert "Total operations: 150" in out
+    if backend == "redis":
+        assert "Redis connected: True" in out
+        assert "'max_connections': 50" in out
+        assert "Circuit breaker: {'state': 'closed'" in out
+    assert "History: up to 10080 snapshots, one per 60s" in out
+
+
+def test_health_monitor_example():
+    lines = run_example("health_monitor.py", PROMETHEUS_PORT="0").splitlines()
+    assert "cache_health 1.0" in lines  # the guide's monitor, through CacheMetrics
+    assert "yokedcache_cache_health 1.0" in lines  # the cache's own export
+    assert "cache_hit_rate 0.75" in lines
+    assert "cache_keys_count 30.0" in lines
+
+
+def test_error_tracking_example():
+    out = run_example("error_tracking.py", PROMETHEUS_PORT="0", YOKEDCACHE_REDIS_URL="redis://127.0.0.1:9/0")
+    assert "tracked: {'get.connection': 10}" in out  # every failure reached `except ConnectionError`
+    assert "cache error rate: 100%" in out
+    assert "cache_error_rate_get 1.0" in out
+    exported = [line for line in out.splitlines() if line.startswith("yokedcache_cache_errors_total{")]
+    tracked = [line for line in out.splitlines() if line.startswith("cache_errors_total{")]
+    # the application's tracker and the cache's own counter agree on the total
+    assert sum(float(x.rsplit(" ", 1)[1]) for x in exported) == 10
+    assert sum(float(x.rsplit(" ", 1)[1]) for x in tracked) == 10
+
+
+def test_realtime_monitoring_example():
+    out = run_example("realtime_monitoring.py")
+    assert "ALERT: Low hit rate: 0.00%" in out
+    assert "High error rate" not in out

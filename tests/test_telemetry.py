@@ -73,7 +73,7 @@ async def test_histogram_uses_sub_millisecond_buckets(make_cache, telemetry):
 async def test_no_key_value_or_tag_ever_becomes_a_metric_attribute(make_cache, telemetry):
     cache = make_cache()
     await run_known_sequence(cache)
-    allowed = {sc.ATTR_OPERATION, sc.ATTR_RESULT, sc.ATTR_ERROR_TYPE}
+    allowed = {sc.ATTR_OPERATION, sc.ATTR_RESULT, sc.ATTR_ERROR_TYPE, sc.ATTR_POOL_STATE}
     for name, points in telemetry.metrics().items():
         for attrs, _ in points:
             assert set(attrs) <= allowed, (name, attrs)

@@ -7,6 +7,7 @@ instrumentation point; backends only move bytes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -20,10 +21,11 @@ from .backends.base import Backend, Usage
 from .backends.memory import MemoryBackend
 from .config import CacheConfig
 from .errors import CacheConnectionError
-from .resilience import CircuitBreaker, Guard
+from .resilience import CLOSED, OPEN, CircuitBreaker, Guard
 from .serializers import resolve_serializer
 from .telemetry import semconv as sc
 from .telemetry.instrumentation import Instrumentation
+from .telemetry.observers import StateReading
 
 __all__ = ["YokedCache"]
 
@@ -94,9 +96,18 @@ class YokedCache:
             else None
         )
         self.breaker = breaker
+        self._background: set[asyncio.Task[None]] = set()
+        if breaker is not None:
+            breaker.listeners.append(self._on_breaker_change)
         self._guard = Guard(transient, breaker, config.retry_attempts, config.retry_backoff) if transient else None
 
         self._usage: Usage | None = None
+        #: The event loop that uses this cache (health checks from other threads run there).
+        self._loop: asyncio.AbstractEventLoop | None = None
+        with contextlib.suppress(RuntimeError):
+            self._loop = asyncio.get_running_loop()
+        #: Breaker success count when the last background ping/refresh failed (None: it did not).
+        self._ping_failed_at: int | None = None
         self._refresher: asyncio.Task[None] | None = None
         self._stop: asyncio.Event | None = None
         self._needs_refresher = not isinstance(self.backend, MemoryBackend)
@@ -114,6 +125,9 @@ class YokedCache:
             capture_keys=config.capture_keys,
             usage=self._current_usage,
             evictions=lambda: getattr(self.backend, "evictions", None),
+            state=self._state_reading,
+            # the check gives up after health_check_timeout; the loop gets one more second to run it
+            readiness=lambda: health.readiness_report(self, config.health_check_timeout + 1.0),
         )
         self.metrics_history: health.MetricsHistory | None = None
         self._closed = False
@@ -164,9 +178,53 @@ class YokedCache:
 
     def _start_refresher(self) -> None:
         try:
-            self._refresher = asyncio.get_running_loop().create_task(self._refresh_usage_forever())
+            loop = asyncio.get_running_loop()
         except RuntimeError:  # no running loop: try again on the next operation
             return
+        self._loop = loop
+        self._refresher = loop.create_task(self._refresh_usage_forever())
+
+    def _on_breaker_change(self, old: str, new: str) -> None:
+        if new != OPEN:
+            return
+        # The server is deemed gone: drop idle sockets so recovery starts on fresh connections.
+        try:
+            task = asyncio.get_running_loop().create_task(self._drop_idle_connections())
+        except RuntimeError:
+            return
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _drop_idle_connections(self) -> None:
+        try:
+            await self.backend.drop_idle_connections()
+        except Exception as exc:
+            log.debug("dropping idle connections failed: %s", type(exc).__name__)
+
+    def _record_probe(self, ok: bool) -> None:
+        """A health ping or background refresh answered (or not); feeds the exported health."""
+        breaker = self.breaker
+        self._ping_failed_at = None if ok else (breaker.total_successes if breaker is not None else 0)
+
+    def _state_reading(self) -> StateReading:
+        """Health, breaker and pool as plain numbers, for observable gauges (any thread, no I/O)."""
+        breaker = self.breaker
+        failed_at = self._ping_failed_at
+        if breaker is None:
+            healthy = failed_at is None
+        else:
+            # The newest evidence wins: a failed probe counts until a backend call succeeds after it.
+            probe_ok = failed_at is None or breaker.total_successes > failed_at
+            healthy = probe_ok and breaker.state == CLOSED and breaker.consecutive_failures == 0
+        pool = self.backend.pool_stats()
+        return StateReading(
+            healthy=healthy,
+            breaker_state=breaker.state if breaker is not None else None,
+            breaker_opens=breaker.opens if breaker is not None else 0,
+            pool_in_use=pool["in_use"] if pool else None,
+            pool_idle=pool["idle"] if pool else None,
+            pool_max=pool["max_connections"] if pool else None,
+        )
 
     async def _refresh_usage_forever(self) -> None:
         """Background work on its own schedule each: usage refresh (Redis) and history snapshots."""
@@ -200,6 +258,9 @@ class YokedCache:
             self._usage = await self.backend.usage(escape_glob(self._prefix) + "*")
         except Exception as exc:  # a failed refresh keeps the last known figures
             log.debug("usage refresh failed: %s", type(exc).__name__)
+            self._record_probe(False)
+        else:
+            self._record_probe(True)
         return self._usage
 
     def _tag_keys(self, tags: Sequence[str]) -> list[str]:

@@ -8,6 +8,7 @@ idle cache is healthy: no traffic is not a warning.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import math
 import time
 from collections import deque
@@ -94,13 +95,17 @@ def comprehensive_metrics(cache: YokedCache, window: float = 60.0) -> Comprehens
 
 async def _ping(cache: YokedCache, timeout: float) -> tuple[bool, float | None, str | None]:
     """Ping the backend directly (not through the breaker); never waits past ``timeout``."""
+    if cache._loop is None:
+        cache._loop = asyncio.get_running_loop()
     started = time.perf_counter()
     task = asyncio.ensure_future(cache.backend.ping())
     done, _ = await asyncio.wait({task}, timeout=timeout)
     if not done:
         task.cancel()  # do not await: redis-py may absorb the cancellation mid-read
+        cache._record_probe(False)
         return False, None, f"timed out after {timeout:g}s"
     exc = task.exception()
+    cache._record_probe(exc is None)
     if exc is not None:
         return False, None, error_type(exc)
     return True, time.perf_counter() - started, None
@@ -147,6 +152,43 @@ async def detailed_health_check(cache: YokedCache) -> dict[str, Any]:
         "performance_metrics": perf,
         "checked_at": time.time(),
     }
+
+
+def _unhealthy(cache: YokedCache, reason: str) -> dict[str, Any]:
+    return {"status": UNHEALTHY, "reasons": [reason], "backend": {"kind": cache.backend.info.kind},
+            "checked_at": time.time()}  # fmt: skip
+
+
+def readiness_report(cache: YokedCache, timeout: float) -> dict[str, Any]:
+    """The detailed check, run from another thread (an HTTP probe) on the cache's own loop.
+
+    The cache's connections belong to its event loop, so the check is scheduled there; a loop
+    too busy to answer within ``timeout`` is itself a reason not to take traffic.
+    """
+    if cache._closed:
+        return _unhealthy(cache, "cache is closed")
+    loop = cache._loop
+    if loop is None or loop.is_closed() or not loop.is_running():
+        if cache.backend.info.kind == "memory":  # nothing loop-bound: check it right here
+            return asyncio.run(detailed_health_check(cache))
+        return _unhealthy(cache, "not started: no running event loop has used this cache yet")
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        raise RuntimeError("readiness_report() blocks; on the cache's own loop use 'await detailed_health_check()'")
+    future = asyncio.run_coroutine_threadsafe(detailed_health_check(cache), loop)
+    try:
+        return future.result(timeout)
+    except concurrent.futures.TimeoutError:
+        future.cancel()
+        return _unhealthy(cache, f"event loop did not run the health check within {timeout:g}s")
+
+
+def worst_status(statuses: list[str]) -> str:
+    order = {HEALTHY: 0, DEGRADED: 1, UNHEALTHY: 2}
+    return max(statuses, key=lambda s: order.get(s, 2), default=UNHEALTHY)
 
 
 class MetricsHistory:

@@ -23,7 +23,6 @@ log = logging.getLogger("yokedcache.resilience")
 T = TypeVar("T")
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
-STATE_VALUES = {CLOSED: 0, HALF_OPEN: 1, OPEN: 2}
 
 
 class CircuitBreaker:
@@ -42,11 +41,14 @@ class CircuitBreaker:
         self.state = CLOSED
         self.consecutive_failures = 0
         self.total_failures = 0
+        self.total_successes = 0
         self.opens = 0
         self.last_failure_at: float | None = None  # wall-clock seconds
         self.last_error: str | None = None
         self._opened_at = 0.0
         self._trial_in_flight = False
+        #: Called as ``listener(old, new)`` on every state change (must not raise or block).
+        self.listeners: list[Callable[[str, str], None]] = []
 
     def acquire(self) -> bool:
         """Allow a call or raise :class:`CircuitOpenError`. Returns True when it is the trial."""
@@ -64,6 +66,7 @@ class CircuitBreaker:
 
     def success(self, trial: bool) -> None:
         self.consecutive_failures = 0
+        self.total_successes += 1
         if trial:
             self._trial_in_flight = False
             self._transition(CLOSED)
@@ -104,6 +107,11 @@ class CircuitBreaker:
                 self.consecutive_failures,
                 self.last_error,
             )
+            for listener in self.listeners:
+                try:
+                    listener(old, new)
+                except Exception:  # a listener must never break the call path
+                    log.exception("circuit breaker listener failed")
 
     def snapshot(self) -> dict[str, Any]:
         return {

@@ -179,6 +179,9 @@ class MemoryBackend:
     def pool_stats(self) -> dict[str, Any] | None:
         return None
 
+    async def drop_idle_connections(self) -> None:
+        return None
+
     async def close(self) -> None:
         self._data.clear()
         self._tags.clear()

@@ -225,6 +225,11 @@ class RedisBackend:
             "utilization": in_use / maximum if maximum else 0.0,
         }
 
+    async def drop_idle_connections(self) -> None:
+        """After an outage every idle socket points at a dead server; without this, each one
+        fails its next command once (and can re-open the breaker right after it closed)."""
+        await self._pool.disconnect(inuse_connections=False)
+
     async def close(self) -> None:
         await self._client.aclose()
         await self._pool.disconnect()

@@ -11,9 +11,12 @@ import errno
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from ..health import DEGRADED, HEALTHY, worst_status
 
 log = logging.getLogger("yokedcache.monitoring.http")
 
@@ -23,6 +26,40 @@ Route = Callable[[dict[str, str]], tuple[int, str, bytes]]
 
 def json_response(status: int, payload: Any) -> tuple[int, str, bytes]:
     return status, "application/json", json.dumps(payload, default=str).encode()
+
+
+class ReadinessRoute:
+    """``/readyz``: the detailed health check of every cache ``source()`` returns, as JSON.
+
+    200 when every cache is healthy or degraded, 503 otherwise (or when no cache reports).
+    One cache answers its own report; several answer ``{"status": worst, "caches": [...]}``.
+    Results are reused for ``min_interval`` seconds so a probe storm cannot flood Redis with
+    pings, and concurrent probes share one check.
+    """
+
+    def __init__(self, source: Callable[[], list[Any]], min_interval: float = 1.0) -> None:
+        self._source = source
+        self._min_interval = min_interval
+        self._lock = threading.Lock()
+        self._last: tuple[float, tuple[int, str, bytes]] | None = None
+
+    def __call__(self, headers: dict[str, str]) -> tuple[int, str, bytes]:
+        with self._lock:
+            now = time.monotonic()
+            if self._last is not None and now - self._last[0] < self._min_interval:
+                return self._last[1]
+            answer = self._check()
+            self._last = (time.monotonic(), answer)
+            return answer
+
+    def _check(self) -> tuple[int, str, bytes]:
+        members = [m for m in self._source() if getattr(m, "readiness", None) is not None]
+        if not members:
+            return json_response(503, {"status": "unhealthy", "reasons": ["no cache reports to this server"]})
+        reports = [m.readiness() for m in members]
+        status = worst_status([r["status"] for r in reports])
+        payload = reports[0] if len(reports) == 1 else {"status": status, "caches": reports}
+        return json_response(200 if status in (HEALTHY, DEGRADED) else 503, payload)
 
 
 class _Handler(BaseHTTPRequestHandler):

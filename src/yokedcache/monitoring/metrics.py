@@ -116,6 +116,10 @@ class CacheMetrics:
                     self.tracer_provider.add_span_processor(p)
         else:
             self.meter_provider = NoOpMeterProvider()
+        for collector in self.collectors:
+            bind = getattr(collector, "bind", None)
+            if callable(bind) and not _is_user_collector(collector):
+                bind(self.meter_provider)
         self._meter = self.meter_provider.get_meter("yokedcache.app")
         self._instruments: dict[tuple[str, str], Any] = {}
         self._tag_sets: dict[str, set[frozenset[tuple[str, str]]]] = {}

@@ -25,7 +25,7 @@ from opentelemetry.sdk.metrics.export import MetricsData  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 from prometheus_client.exposition import choose_encoder  # noqa: E402
 
-from .http import MetricsServer  # noqa: E402
+from .http import MetricsServer, ReadinessRoute  # noqa: E402
 
 _NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -110,6 +110,13 @@ class PrometheusCollector:
 
     def metric_reader(self, **_: Any) -> PrometheusMetricReader:
         return self.reader
+
+    def bind(self, meter_provider: Any) -> None:
+        """Serve ``/readyz`` for the caches that report into ``meter_provider`` (CacheMetrics does this)."""
+        if self.server is not None:
+            from ..telemetry.observers import members_of
+
+            self.server.route("/readyz", ReadinessRoute(lambda: members_of(meter_provider)))
 
     @property
     def url(self) -> str | None:

@@ -21,7 +21,7 @@ from .._version import __version__
 from ..backends.base import BackendInfo, Usage
 from . import semconv as sc
 from .counters import CacheCounters
-from .observers import ObservedCaches, observed_caches
+from .observers import ObservedCaches, StateReading, observed_caches
 
 try:  # the API has carried this key for years; keep a fallback for very old/new layouts
     from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
@@ -48,6 +48,8 @@ class Instrumentation:
         capture_keys: bool = False,
         usage: Callable[[], Usage | None] = lambda: None,
         evictions: Callable[[], int | None] = lambda: None,
+        state: Callable[[], StateReading | None] = lambda: None,
+        readiness: Callable[[], dict[str, Any]] | None = None,
         recent_window: int = 2048,
     ) -> None:
         self.counters = counters if counters is not None else CacheCounters()
@@ -55,6 +57,9 @@ class Instrumentation:
         self.recent: deque[tuple[float, float]] = deque(maxlen=recent_window)
         self.usage = usage
         self.evictions = evictions
+        self.state = state
+        #: Runs the cache's detailed health check from another thread (for ``/readyz``).
+        self.readiness = readiness
         self.capture_keys = capture_keys
         self.tracing_enabled = tracing_enabled
         self._histogram: Any = None

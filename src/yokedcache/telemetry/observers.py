@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
@@ -20,9 +21,24 @@ from . import semconv as sc
 if TYPE_CHECKING:
     from .instrumentation import Instrumentation
 
+
+@dataclass(frozen=True)
+class StateReading:
+    """What a cache reports about its own state, read at collection time (no I/O)."""
+
+    healthy: bool
+    breaker_state: str | None = None  # closed / half_open / open; None without a breaker
+    breaker_opens: int = 0
+    pool_in_use: int | None = None
+    pool_idle: int | None = None
+    pool_max: int | None = None
+
+
 _HIT = {sc.ATTR_RESULT: "hit"}
 _MISS = {sc.ATTR_RESULT: "miss"}
 _EMPTY: dict[str, str] = {}
+_USED = {sc.ATTR_POOL_STATE: "used"}
+_IDLE = {sc.ATTR_POOL_STATE: "idle"}
 
 
 class ObservedCaches:
@@ -49,6 +65,29 @@ class ObservedCaches:
         gauge(sc.HIT_RATE, [self._hit_rate], unit="1", description="Cache hit rate since start (0-1)")
         gauge(sc.SIZE, [self._size], unit="By", description="Bytes held by the cache (keys and values)")
         gauge(sc.KEYS_COUNT, [self._keys], unit="{key}", description="Keys held by the cache")
+        gauge(
+            sc.HEALTH,
+            [self._health],
+            unit="1",
+            description="1 when every cache's backend is reachable and its breaker closed, else 0",
+        )
+        gauge(
+            sc.BREAKER_STATE,
+            [self._breaker_state],
+            description="Circuit breaker state: 0 closed, 1 half-open, 2 open (worst over caches)",
+        )
+        counter(sc.BREAKER_OPENS, [self._breaker_opens], unit="{open}", description="Times the circuit breaker opened")
+        meter.create_observable_up_down_counter(
+            sc.POOL_CONNECTIONS,
+            [self._pool_connections],
+            unit="{connection}",
+            description="Backend connections by state (used, idle)",
+        )
+        meter.create_observable_up_down_counter(
+            sc.POOL_MAX, [self._pool_max], unit="{connection}", description="Connection pool size limit"
+        )
+        gauge(sc.POOL_UTILIZATION, [self._pool_utilization], unit="1",
+              description="Connections in use over the pool limit (0-1)")  # fmt: skip
 
     def add(self, member: Instrumentation) -> None:
         with self._lock:
@@ -102,6 +141,44 @@ class ObservedCaches:
         if values:
             yield Observation(sum(getattr(u, field) for u in values), _EMPTY)
 
+    def _states(self) -> list[StateReading]:
+        return [s for s in (m.state() for m in self.members()) if s is not None]
+
+    def _health(self, options: CallbackOptions) -> Iterable[Observation]:
+        states = self._states()
+        if states:
+            yield Observation(1 if all(s.healthy for s in states) else 0, _EMPTY)
+
+    def _breaker_state(self, options: CallbackOptions) -> Iterable[Observation]:
+        values = [sc.BREAKER_STATE_VALUES[s.breaker_state] for s in self._states() if s.breaker_state is not None]
+        if values:
+            yield Observation(max(values), _EMPTY)
+
+    def _breaker_opens(self, options: CallbackOptions) -> Iterable[Observation]:
+        states = [s for s in self._states() if s.breaker_state is not None]
+        if states:
+            yield Observation(sum(s.breaker_opens for s in states), _EMPTY)
+
+    def _pools(self) -> list[StateReading]:
+        return [s for s in self._states() if s.pool_max is not None]
+
+    def _pool_connections(self, options: CallbackOptions) -> Iterable[Observation]:
+        pools = self._pools()
+        if pools:
+            yield Observation(sum(s.pool_in_use or 0 for s in pools), _USED)
+            yield Observation(sum(s.pool_idle or 0 for s in pools), _IDLE)
+
+    def _pool_max(self, options: CallbackOptions) -> Iterable[Observation]:
+        pools = self._pools()
+        if pools:
+            yield Observation(sum(s.pool_max or 0 for s in pools), _EMPTY)
+
+    def _pool_utilization(self, options: CallbackOptions) -> Iterable[Observation]:
+        pools = self._pools()
+        limit = sum(s.pool_max or 0 for s in pools)
+        if limit:
+            yield Observation(sum(s.pool_in_use or 0 for s in pools) / limit, _EMPTY)
+
     def _size(self, options: CallbackOptions) -> Iterable[Observation]:
         return self._usage(options, "bytes")
 
@@ -112,6 +189,13 @@ class ObservedCaches:
 _lock = threading.Lock()
 _by_provider: weakref.WeakKeyDictionary[Any, ObservedCaches] = weakref.WeakKeyDictionary()
 _global: ObservedCaches | None = None
+
+
+def members_of(meter_provider: Any) -> list[Instrumentation]:
+    """The live caches reporting into ``meter_provider`` (``None`` = the global provider)."""
+    with _lock:
+        found = _global if meter_provider is None else _by_provider.get(meter_provider)
+    return found.members() if found is not None else []
 
 
 def observed_caches(meter_provider: Any, meter: Meter) -> ObservedCaches:

@@ -26,6 +26,15 @@ HIT_RATE: Final = "yokedcache.cache.hit_rate"
 SIZE: Final = "yokedcache.cache.size"
 KEYS_COUNT: Final = "yokedcache.cache.keys_count"
 DURATION: Final = "yokedcache.cache.operation.duration"
+HEALTH: Final = "yokedcache.cache.health"
+BREAKER_STATE: Final = "yokedcache.cache.circuit_breaker.state"
+BREAKER_OPENS: Final = "yokedcache.cache.circuit_breaker.opens"
+POOL_CONNECTIONS: Final = "yokedcache.cache.pool.connections"
+POOL_MAX: Final = "yokedcache.cache.pool.max"
+POOL_UTILIZATION: Final = "yokedcache.cache.pool.utilization"
+
+#: ``yokedcache.cache.circuit_breaker.state`` values (alert on ``== 2``).
+BREAKER_STATE_VALUES: Final = {"closed": 0, "half_open": 1, "open": 2}
 
 #: Bucket advisory in seconds: sub-millisecond resolution for memory and loopback Redis,
 #: up to seconds for a struggling server. Includes the documented 0.001 and 0.01 edges.
@@ -38,6 +47,7 @@ DURATION_BUCKETS: Final = (
 ATTR_OPERATION: Final = "operation"
 ATTR_RESULT: Final = "result"
 ATTR_ERROR_TYPE: Final = "error.type"
+ATTR_POOL_STATE: Final = "state"  # used / idle, as db.client.connection.state
 
 # Span attribute keys (stable database semantic conventions) -------------------------------
 DB_SYSTEM_NAME: Final = "db.system.name"

@@ -1,0 +1,56 @@
+"""The guide's 'Health Checks' and 'Metrics Collection' sections, runnable.
+
+    python examples/health_checks.py
+Environment: YOKEDCACHE_REDIS_URL (unset: the in-memory backend).
+"""
+
+import asyncio
+
+from yokedcache import CacheConfig, YokedCache
+
+
+async def main() -> None:
+    # YOKEDCACHE_REDIS_URL, when set, points the default config at Redis.
+    cache = YokedCache()
+
+    # Simple health check
+    is_healthy = await cache.health()
+    print(f"Cache is healthy: {is_healthy}")
+
+    # Detailed health check with full diagnostics
+    health_info = await cache.detailed_health_check()
+
+    print(f"Status: {health_info['status']}")
+    print(f"Redis connected: {health_info['redis_connected']}")
+    print(f"Connection pool: {health_info['connection_pool']}")
+    print(f"Circuit breaker: {health_info['circuit_breaker']}")
+    print(f"Performance metrics: {health_info['performance_metrics']}")
+    await cache.close()
+
+    # Enabling metrics: a bounded, down-sampled history kept for the retention period
+    config = CacheConfig(
+        enable_metrics=True,
+        metrics_retention_days=7
+    )  # fmt: skip
+
+    cache = YokedCache(config=config)
+    cache.start_metrics_collection()
+
+    for i in range(50):
+        await cache.set(f"user:{i}", {"id": i})
+    for i in range(100):
+        await cache.get(f"user:{i}")
+
+    # Get current metrics snapshot
+    metrics = cache.get_comprehensive_metrics()
+
+    print(f"Hit rate: {metrics.hit_rate:.2%}")
+    print(f"Average response time: {metrics.avg_response_time:.3f}s")
+    print(f"Total operations: {metrics.total_operations}")
+    history = cache.metrics_history
+    print(f"History: up to {history.snapshots.maxlen} snapshots, one per {history.interval:g}s")
+    await cache.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
