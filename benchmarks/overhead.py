@@ -84,35 +84,72 @@ async def memory_section(rounds: int, ops: int) -> dict[str, float]:
     return results
 
 
-async def redis_section(url: str, rounds: int, ops: int) -> dict[str, float]:
-    import redis.asyncio as aioredis
-
+async def redis_pairs(raw: object, cache: YokedCache, raw_label: str, cache_label: str) -> dict[str, Bench]:
+    """GET and SET through ``raw`` (a redis.asyncio client) and through ``cache``, same keys and values."""
     keys = [f"yokedcache:k{i}" for i in range(1000)]
-    raw = aioredis.Redis.from_url(url)
-    provider = sdk_provider()
-    cache = YokedCache(CacheConfig(redis_url=url, meter_provider=provider, enable_tracing=False))
-    await cache.set_many({k.removeprefix("yokedcache:"): "v" for k in keys})
     short = [k.removeprefix("yokedcache:") for k in keys]
+    await cache.set_many({k: "v" for k in short})
 
     async def raw_set(k: str) -> object:
-        return await raw.set(k, b'"v"', px=300_000)
+        return await raw.set(k, b'"v"', px=300_000)  # type: ignore[attr-defined]
 
     async def cache_set(k: str) -> object:
         return await cache.set(k, "v")
 
-    results = await measure(
-        {
-            "raw redis.asyncio GET": per_op(raw.get, keys),
-            "cache GET hit (metrics on)": per_op(cache.get, short),
-            "raw redis.asyncio SET": per_op(raw_set, keys),
-            "cache SET (metrics on)": per_op(cache_set, short),
-        },
-        rounds,
-        max(ops // 4, 1000),
-    )
+    return {
+        f"{raw_label} GET": per_op(raw.get, keys),  # type: ignore[attr-defined]
+        f"{cache_label} GET hit": per_op(cache.get, short),
+        f"{raw_label} SET": per_op(raw_set, keys),
+        f"{cache_label} SET": per_op(cache_set, short),
+    }
+
+
+async def redis_section(url: str, rounds: int, ops: int) -> dict[str, float]:
+    import redis.asyncio as aioredis
+
+    raw = aioredis.Redis.from_url(url)
+    provider = sdk_provider()
+    cache = YokedCache(CacheConfig(redis_url=url, meter_provider=provider, enable_tracing=False))
+    benches = await redis_pairs(raw, cache, "raw redis.asyncio", "cache (metrics on)")
+    results = await measure(benches, rounds, max(ops // 4, 1000))
     await cache.close()
     await raw.aclose()
     provider.shutdown()
+    return results
+
+
+def traced_provider() -> object:
+    """SDK tracing as a production app runs it: always-on sampler, batch processor."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+
+    class Discard(SpanExporter):
+        def export(self, spans: object) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider(sampler=ALWAYS_ON)
+    provider.add_span_processor(BatchSpanProcessor(Discard()))
+    return provider
+
+
+async def tracing_section(url: str, rounds: int, ops: int) -> dict[str, float]:
+    """Cache with spans + metrics against redis.asyncio instrumented by opentelemetry-instrumentation-redis."""
+    import redis.asyncio as aioredis
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+    tracer_provider = traced_provider()
+    meter_provider = sdk_provider()
+    raw = aioredis.Redis.from_url(url)
+    RedisInstrumentor.instrument_client(raw, tracer_provider=tracer_provider)  # this client only
+    cache = YokedCache(CacheConfig(redis_url=url, meter_provider=meter_provider, tracer_provider=tracer_provider))
+    benches = await redis_pairs(raw, cache, "instrumented redis.asyncio", "cache (spans + metrics)")
+    results = await measure(benches, rounds, max(ops // 4, 1000))
+    await cache.close()
+    RedisInstrumentor.uninstrument_client(raw)
+    await raw.aclose()
+    tracer_provider.shutdown()
+    meter_provider.shutdown()
     return results
 
 
@@ -192,6 +229,9 @@ async def main() -> None:
         red = await redis_section(url, args.rounds, args.ops)
         report("Redis backend (GET)", {k: v for k, v in red.items() if "GET" in k}, "raw redis.asyncio GET")
         report("Redis backend (SET)", {k: v for k, v in red.items() if "SET" in k}, "raw redis.asyncio SET")
+        tr = await tracing_section(url, args.rounds, args.ops)
+        report("Tracing on (GET)", {k: v for k, v in tr.items() if "GET" in k}, "instrumented redis.asyncio GET")
+        report("Tracing on (SET)", {k: v for k, v in tr.items() if "SET" in k}, "instrumented redis.asyncio SET")
     finally:
         if server is not None:
             server.close()

@@ -29,3 +29,17 @@ def test_redis_backend_without_redis_names_the_extra(monkeypatch):
 
     with pytest.raises(ImportError, match=r"yokedcache\[redis\]"):
         RedisBackend("redis://localhost:6379/0")
+
+
+def test_instrumentor_without_opentelemetry_instrumentation_names_the_extra():
+    code = (
+        "import sys\n"
+        "sys.modules['opentelemetry.instrumentation'] = None\n"
+        "try:\n"
+        "    import yokedcache.instrumentor\n"
+        "except ImportError as exc:\n"
+        '    assert "yokedcache[instrumentor]" in str(exc), exc\n'
+        "else:\n"
+        "    raise SystemExit('imported without opentelemetry-instrumentation')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -89,11 +89,23 @@ async def test_size_and_keys_gauges_follow_content(make_cache, telemetry):
     assert telemetry.value(sc.SIZE) >= 100
 
 
-async def test_closed_cache_stops_reporting(make_cache, telemetry):
+async def test_closed_cache_stops_reporting_but_its_counts_stay(make_cache, telemetry):
+    other = make_cache()
     cache = make_cache()
+    await cache.set("a", 1)
     await cache.get("k")
+    await other.get("k")
+    assert telemetry.value(sc.MISSES) == 2 and telemetry.value(sc.KEYS_COUNT) >= 0
     await cache.close()
-    assert sc.GETS not in telemetry.metrics()
+    await other.get("k")
+    # counters are monotonic across a cache closing (no false reset seen by rate()) ...
+    assert telemetry.value(sc.MISSES) == 3
+    assert telemetry.value(sc.GETS, result="miss") == 3 and telemetry.value(sc.SETS) == 1
+    await other.close()
+    assert telemetry.value(sc.MISSES) == 3
+    # ... while the gauges of what is gone disappear
+    found = telemetry.metrics()
+    assert sc.HIT_RATE not in found and sc.KEYS_COUNT not in found and sc.HEALTH not in found
 
 
 async def test_two_caches_on_one_provider_are_summed_not_duplicated(make_cache, telemetry):

@@ -24,7 +24,7 @@ from .errors import CacheConnectionError
 from .resilience import CLOSED, OPEN, CircuitBreaker, Guard
 from .serializers import resolve_serializer
 from .telemetry import semconv as sc
-from .telemetry.instrumentation import Instrumentation
+from .telemetry.instrumentation import Instrumentation, detach_background_context
 from .telemetry.observers import StateReading
 
 __all__ = ["YokedCache"]
@@ -228,6 +228,9 @@ class YokedCache:
 
     async def _refresh_usage_forever(self) -> None:
         """Background work on its own schedule each: usage refresh (Redis) and history snapshots."""
+        # The task inherited the context of whichever operation started it: without this, the
+        # SCANs of every later refresh would show up inside that user's trace.
+        detach_background_context()
         stop = self._stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         next_usage = next_snapshot = loop.time()
@@ -285,7 +288,7 @@ class YokedCache:
             self._failed(sc.OP_GET, started, active, exc)
             return default
         tel.counters.hits += 1
-        tel.finish(sc.OP_GET, started, active, True)
+        tel.finish(sc.OP_GET, started, active, True, value)
         return value
 
     async def set(self, key: str, value: Any, ttl: float | None = None, tags: Iterable[str] | None = None) -> bool:
@@ -303,7 +306,7 @@ class YokedCache:
             self._failed(sc.OP_SET, started, active, exc)
             return False
         tel.counters.sets += 1
-        tel.finish(sc.OP_SET, started, active)
+        tel.finish(sc.OP_SET, started, active, None, True)
         return True
 
     async def delete(self, key: str) -> bool:
@@ -318,7 +321,7 @@ class YokedCache:
             self._failed(sc.OP_DELETE, started, active, exc)
             return False
         tel.counters.deletes += 1
-        tel.finish(sc.OP_DELETE, started, active)
+        tel.finish(sc.OP_DELETE, started, active, None, bool(removed))
         return bool(removed)
 
     async def exists(self, key: str) -> bool:
@@ -331,7 +334,7 @@ class YokedCache:
         except BaseException as exc:
             self._failed(sc.OP_EXISTS, started, active, exc)
             return False
-        tel.finish(sc.OP_EXISTS, started, active)
+        tel.finish(sc.OP_EXISTS, started, active, None, bool(found))
         return bool(found)
 
     async def get_many(self, keys: Iterable[str], default: Any = None) -> dict[str, Any]:
@@ -356,7 +359,7 @@ class YokedCache:
             return dict.fromkeys(key_list, default)
         tel.counters.hits += hits
         tel.counters.misses += len(key_list) - hits
-        tel.finish(sc.OP_GET_MANY, started, active, hits == len(key_list) if key_list else None)
+        tel.finish(sc.OP_GET_MANY, started, active, hits == len(key_list) if key_list else None, result)
         return result
 
     async def set_many(
@@ -378,7 +381,7 @@ class YokedCache:
             self._failed(sc.OP_SET_MANY, started, active, exc)
             return False
         tel.counters.sets += len(pairs)
-        tel.finish(sc.OP_SET_MANY, started, active)
+        tel.finish(sc.OP_SET_MANY, started, active, None, True)
         return True
 
     async def _invalidate(self, op: str, fn: Any, arg: Any) -> int:
@@ -391,7 +394,7 @@ class YokedCache:
             self._failed(op, started, active, exc)
             return 0
         tel.counters.invalidations += 1
-        tel.finish(op, started, active)
+        tel.finish(op, started, active, None, removed)
         return removed
 
     async def invalidate_pattern(self, pattern: str) -> int:

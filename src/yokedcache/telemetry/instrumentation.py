@@ -8,6 +8,7 @@ tracer are the API's no-ops and the whole point costs well under a microsecond.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable
 from time import perf_counter
@@ -20,6 +21,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from .._version import __version__
 from ..backends.base import BackendInfo, Usage
 from . import semconv as sc
+from . import switch
 from .counters import CacheCounters
 from .observers import ObservedCaches, StateReading, observed_caches
 
@@ -29,6 +31,8 @@ except ImportError:  # pragma: no cover
     _SUPPRESS_INSTRUMENTATION_KEY = otel_context.create_key("suppress_instrumentation")
 
 __all__ = ["ActiveSpan", "Instrumentation"]
+
+log = logging.getLogger("yokedcache.telemetry")
 
 ActiveSpan = tuple[trace.Span, object]  # the span and the context token to detach
 
@@ -61,28 +65,14 @@ class Instrumentation:
         #: Runs the cache's detailed health check from another thread (for ``/readyz``).
         self.readiness = readiness
         self.capture_keys = capture_keys
-        self.tracing_enabled = tracing_enabled
-        self._histogram: Any = None
-        self._observed: ObservedCaches | None = None
+        self._explicit_meter_provider = meter_provider
+        self._explicit_tracer_provider = tracer_provider
+        self._metrics_requested = metrics_enabled
+        self._tracing_requested = tracing_enabled
+        self._closed = False
 
         self._op_attrs = {op: {sc.ATTR_OPERATION: op} for op in sc.OPERATIONS}
         self._error_attrs: dict[tuple[str, str], dict[str, str]] = {}
-        if metrics_enabled:
-            meter = metrics.get_meter(
-                sc.SCOPE_NAME, __version__, meter_provider=meter_provider, schema_url=sc.SCHEMA_URL
-            )
-            self._histogram = meter.create_histogram(
-                sc.DURATION,
-                unit="s",
-                description="Duration of cache operations",
-                explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
-            )
-            self._observed = observed_caches(meter_provider, meter)
-            self._observed.add(self)
-
-        self._tracer = trace.get_tracer(
-            sc.SCOPE_NAME, __version__, tracer_provider=tracer_provider, schema_url=sc.SCHEMA_URL
-        )
         is_db = backend_info.system is not None
         self._span_kind = SpanKind.CLIENT if is_db else SpanKind.INTERNAL
         base: dict[str, Any] = {sc.CACHE_BACKEND: backend_info.kind}
@@ -97,10 +87,57 @@ class Instrumentation:
         self._span_names = {op: f"yokedcache {op}" for op in sc.OPERATIONS}
         self._span_attrs = {op: {**base, sc.DB_OPERATION_NAME: op.upper()} for op in sc.OPERATIONS}
 
-    def close(self) -> None:
-        """Stop reporting this cache's counts and gauges."""
+        self._histogram: Any = None
+        self._observed: ObservedCaches | None = None
+        self._tracer: Any = None
+        self.tracing_enabled = False
+        self._settings = switch.current()
+        if meter_provider is None or tracer_provider is None:
+            switch.follow(self)
+        self.rebind()
+
+    def rebind(self) -> None:
+        """(Re)resolve providers: explicit ones always, the global ones while the switch is on."""
+        settings = self._settings = switch.current()
         if self._observed is not None:
             self._observed.discard(self)
+            self._observed = None
+        self._histogram = None
+        if self._closed:
+            self.tracing_enabled = False
+            return
+
+        meter_provider = self._explicit_meter_provider
+        follows = meter_provider is None
+        if self._metrics_requested and (not follows or settings.enabled):
+            if follows:
+                meter_provider = settings.meter_provider
+            meter = metrics.get_meter(
+                sc.SCOPE_NAME, __version__, meter_provider=meter_provider, schema_url=sc.SCHEMA_URL
+            )
+            self._histogram = meter.create_histogram(
+                sc.DURATION,
+                unit="s",
+                description="Duration of cache operations",
+                explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
+            )
+            self._observed = observed_caches(meter_provider, meter)
+            self._observed.add(self)
+
+        tracer_provider = self._explicit_tracer_provider
+        follows = tracer_provider is None
+        self.tracing_enabled = bool(self._tracing_requested and (not follows or settings.enabled))
+        if self.tracing_enabled:
+            if follows:
+                tracer_provider = settings.tracer_provider
+            self._tracer = trace.get_tracer(
+                sc.SCOPE_NAME, __version__, tracer_provider=tracer_provider, schema_url=sc.SCHEMA_URL
+            )
+
+    def close(self) -> None:
+        """Stop reporting this cache's counts and gauges."""
+        self._closed = True
+        self.rebind()
 
     # -- hot path -------------------------------------------------------------------------
     def start_span(self, op: str, key: str | None = None, batch: int | None = None) -> ActiveSpan | None:
@@ -112,14 +149,22 @@ class Instrumentation:
             return None
         if batch is not None:
             span.set_attribute(sc.DB_BATCH_SIZE, batch)
-        if key is not None and self.capture_keys:
+        settings = self._settings
+        if key is not None and (self.capture_keys or settings.capture_keys):
             span.set_attribute(sc.CACHE_KEY, key)
+        if settings.request_hook is not None:
+            _run_hook("request_hook", settings.request_hook, span, op, key)
         # Active, so that redis-py's own spans (or opentelemetry-instrumentation-redis) nest
         # under ours and the duration histogram's exemplar carries this trace.
         return span, otel_context.attach(trace.set_span_in_context(span))
 
-    def finish(self, op: str, started: float, active: ActiveSpan | None, hit: bool | None = None) -> None:
-        """Record a successful operation that began at ``started`` (``perf_counter()``)."""
+    def finish(
+        self, op: str, started: float, active: ActiveSpan | None, hit: bool | None = None, result: Any = None
+    ) -> None:
+        """Record a successful operation that began at ``started`` (``perf_counter()``).
+
+        ``result`` (what the caller gets back) only reaches a configured ``response_hook``.
+        """
         elapsed = perf_counter() - started
         counters = self.counters
         counters.calls[op] = counters.calls.get(op, 0) + 1
@@ -131,6 +176,9 @@ class Instrumentation:
             span, token = active
             if hit is not None:
                 span.set_attribute(sc.CACHE_HIT, hit)
+            hook = self._settings.response_hook
+            if hook is not None:
+                _run_hook("response_hook", hook, span, op, result)
             span.end()
             otel_context.detach(token)
 
@@ -157,3 +205,20 @@ class Instrumentation:
             span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
             span.end()
             otel_context.detach(token)
+
+
+def _run_hook(name: str, hook: Callable[..., Any], *args: Any) -> None:
+    """User hooks must never break a cache operation: failures are logged and swallowed."""
+    try:
+        hook(*args)
+    except Exception:
+        log.exception("yokedcache %s raised; the cache operation continues", name)
+
+
+def detach_background_context() -> None:
+    """Make the current task a context root with instrumentation suppressed.
+
+    For housekeeping tasks (usage refresh): they must not join the trace of the operation that
+    happened to start them, nor produce a stream of root spans of their own.
+    """
+    otel_context.attach(otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True, otel_context.Context()))

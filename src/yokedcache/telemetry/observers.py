@@ -34,6 +34,37 @@ class StateReading:
     pool_max: int | None = None
 
 
+class _Totals:
+    """Counter values of caches that stopped reporting."""
+
+    __slots__ = ("breaker_opens", "deletes", "errors", "evictions", "hits", "invalidations", "misses", "sets")
+
+    def __init__(self) -> None:
+        self.hits = self.misses = self.sets = self.deletes = self.invalidations = 0
+        self.evictions = self.breaker_opens = 0
+        self.errors: dict[tuple[str, str], int] = {}
+
+    @classmethod
+    def of(cls, member: Instrumentation) -> _Totals:
+        t = cls()
+        c = member.counters
+        t.hits, t.misses, t.sets, t.deletes, t.invalidations = c.hits, c.misses, c.sets, c.deletes, c.invalidations
+        t.errors = dict(c.errors)
+        t.evictions = member.evictions() or 0
+        state = member.state()
+        t.breaker_opens = state.breaker_opens if state is not None else 0
+        return t
+
+    def add(self, other: _Totals, sign: int = 1) -> None:
+        for name in ("hits", "misses", "sets", "deletes", "invalidations", "evictions", "breaker_opens"):
+            setattr(self, name, getattr(self, name) + sign * getattr(other, name))
+        for key, count in other.errors.items():
+            self.errors[key] = self.errors.get(key, 0) + sign * count
+
+    def subtract(self, other: _Totals) -> None:
+        self.add(other, -1)
+
+
 _HIT = {sc.ATTR_RESULT: "hit"}
 _MISS = {sc.ATTR_RESULT: "miss"}
 _EMPTY: dict[str, str] = {}
@@ -47,6 +78,9 @@ class ObservedCaches:
     def __init__(self, meter: Meter) -> None:
         self._lock = threading.Lock()
         self._members: weakref.WeakSet[Instrumentation] = weakref.WeakSet()
+        #: Counts of closed caches, so summed counters stay monotonic when one cache closes.
+        self._retired = _Totals()
+        self._folded: weakref.WeakKeyDictionary[Instrumentation, _Totals] = weakref.WeakKeyDictionary()
         counter = meter.create_observable_counter
         gauge = meter.create_observable_gauge
         counter(sc.GETS, [self._gets], unit="{get}", description="Cache GET operations by result, per key")
@@ -92,10 +126,19 @@ class ObservedCaches:
     def add(self, member: Instrumentation) -> None:
         with self._lock:
             self._members.add(member)
+            folded = self._folded.pop(member, None)
+            if folded is not None:  # re-added (the switch flipped back): un-retire its counts
+                self._retired.subtract(folded)
 
     def discard(self, member: Instrumentation) -> None:
+        """Stop observing ``member``; its counts so far stay in the totals (counters never go back)."""
         with self._lock:
+            if member not in self._members:
+                return
             self._members.discard(member)
+            folded = _Totals.of(member)
+            self._retired.add(folded)
+            self._folded[member] = folded
 
     def members(self) -> list[Instrumentation]:
         with self._lock:
@@ -105,16 +148,19 @@ class ObservedCaches:
     def _field(self, name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def observe(options: CallbackOptions) -> Iterable[Observation]:
             members = self.members()
-            if members:
-                yield Observation(sum(getattr(m.counters, name) for m in members), _EMPTY)
+            retired = getattr(self._retired, name)
+            if members or retired:
+                yield Observation(retired + sum(getattr(m.counters, name) for m in members), _EMPTY)
 
         return observe
 
     def _gets(self, options: CallbackOptions) -> Iterable[Observation]:
         members = self.members()
-        if members:
-            yield Observation(sum(m.counters.hits for m in members), _HIT)
-            yield Observation(sum(m.counters.misses for m in members), _MISS)
+        hits = self._retired.hits + sum(m.counters.hits for m in members)
+        misses = self._retired.misses + sum(m.counters.misses for m in members)
+        if members or hits or misses:
+            yield Observation(hits, _HIT)
+            yield Observation(misses, _MISS)
 
     def _hit_rate(self, options: CallbackOptions) -> Iterable[Observation]:
         members = self.members()
@@ -124,7 +170,7 @@ class ObservedCaches:
             yield Observation(hits / gets, _EMPTY)
 
     def _errors(self, options: CallbackOptions) -> Iterable[Observation]:
-        totals: dict[tuple[str, str], int] = {}
+        totals = dict(self._retired.errors)
         for m in self.members():
             for key, count in list(m.counters.errors.items()):
                 totals[key] = totals.get(key, 0) + count
@@ -133,8 +179,8 @@ class ObservedCaches:
 
     def _evictions(self, options: CallbackOptions) -> Iterable[Observation]:
         values = [e for e in (m.evictions() for m in self.members()) if e is not None]
-        if values:
-            yield Observation(sum(values), _EMPTY)
+        if values or self._retired.evictions:
+            yield Observation(self._retired.evictions + sum(values), _EMPTY)
 
     def _usage(self, options: CallbackOptions, field: str) -> Iterable[Observation]:
         values = [u for u in (m.usage() for m in self.members()) if u is not None]
@@ -156,8 +202,8 @@ class ObservedCaches:
 
     def _breaker_opens(self, options: CallbackOptions) -> Iterable[Observation]:
         states = [s for s in self._states() if s.breaker_state is not None]
-        if states:
-            yield Observation(sum(s.breaker_opens for s in states), _EMPTY)
+        if states or self._retired.breaker_opens:
+            yield Observation(self._retired.breaker_opens + sum(s.breaker_opens for s in states), _EMPTY)
 
     def _pools(self) -> list[StateReading]:
         return [s for s in self._states() if s.pool_max is not None]
