@@ -8,14 +8,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .alerts import AlertManager
 from .metrics import CacheMetrics, NoOpCollector
+from .notifiers import SMTPSettings
 
 if TYPE_CHECKING:
     from .otlp import OTLPCollector
     from .prometheus import PrometheusCollector
     from .statsd import StatsDCollector
 
-__all__ = ["CacheMetrics", "NoOpCollector", "OTLPCollector", "PrometheusCollector", "StatsDCollector"]
+__all__ = [
+    "AlertManager",
+    "CacheMetrics",
+    "NoOpCollector",
+    "OTLPCollector",
+    "PrometheusCollector",
+    "SMTPSettings",
+    "StatsDCollector",
+]
 
 _LAZY = {
     "PrometheusCollector": ".prometheus",

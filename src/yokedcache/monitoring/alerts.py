@@ -1,0 +1,350 @@
+"""``AlertManager``: threshold alerts on a cache, evaluated in-process, with webhook and e-mail.
+
+For teams without Prometheus alerting (which `collector-config/alerts.yml` covers). Rules are
+evaluated on a daemon thread, so ``start()`` works before an event loop exists and a slow
+webhook or mail server can never stall the application. Each rule moves
+inactive -> pending (condition true, waiting ``for_seconds``) -> firing -> inactive, and sends
+exactly one notification when it starts firing and one when it resolves.
+
+Metrics a rule can watch (:data:`ALERT_METRICS`): everything in ``get_comprehensive_metrics()``
+plus circuit-breaker state, Redis connectivity, pool utilisation, memory usage ratio and
+eviction rate. A metric with no value yet (no reads for ``hit_rate``; no pool on the memory
+backend) leaves the rule where it is rather than firing on a made-up zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import math
+import operator
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from ..telemetry.semconv import BREAKER_STATE_VALUES
+from .notifiers import EmailNotifier, NotificationError, SMTPSettings, WebhookNotifier
+
+if TYPE_CHECKING:
+    from ..cache import YokedCache
+
+__all__ = ["ALERT_METRICS", "COMPARISONS", "AlertManager", "AlertRule"]
+
+log = logging.getLogger("yokedcache.monitoring.alerts")
+
+_COMPREHENSIVE = (
+    "hit_rate", "avg_response_time", "total_operations", "error_rate", "p50_response_time",
+    "p95_response_time", "p99_response_time", "operations_per_second",
+)  # fmt: skip
+
+#: What a rule can watch, and what each means.
+ALERT_METRICS: dict[str, str] = {
+    "hit_rate": "hits / (hits + misses) since start, 0-1 (no value before the first read)",
+    "avg_response_time": "mean operation duration since start, seconds",
+    "total_operations": "operations since start",
+    "error_rate": "failed / all operations since start, 0-1",
+    "p50_response_time": "median duration over the window, seconds",
+    "p95_response_time": "95th percentile duration over the window, seconds",
+    "p99_response_time": "99th percentile duration over the window, seconds",
+    "operations_per_second": "operations per second over the window",
+    "circuit_breaker_open": "1 while the breaker is open, else 0",
+    "circuit_breaker_state": "0 closed, 1 half-open, 2 open",
+    "redis_connected": "1 when Redis answers a ping within health_check_timeout, else 0",
+    "pool_utilization": "connections in use / pool limit, 0-1",
+    "memory_usage_ratio": "bytes held / CacheConfig.max_memory_bytes, 0-1",
+    "eviction_rate": "keys evicted per second since the previous evaluation (memory backend)",
+}
+
+COMPARISONS: dict[str, Callable[[float, float], bool]] = {
+    "less_than": operator.lt, "<": operator.lt,
+    "less_than_or_equal": operator.le, "<=": operator.le,
+    "greater_than": operator.gt, ">": operator.gt,
+    "greater_than_or_equal": operator.ge, ">=": operator.ge,
+    "equal": operator.eq, "==": operator.eq,
+    "not_equal": operator.ne, "!=": operator.ne,
+}  # fmt: skip
+
+INACTIVE, PENDING, FIRING, RESOLVED = "inactive", "pending", "firing", "resolved"
+
+
+@dataclass
+class AlertRule:
+    name: str
+    metric: str
+    threshold: float
+    comparison: str
+    for_seconds: float = 0.0
+    severity: str = "warning"
+    description: str | None = None
+    notifiers: list[Any] = field(default_factory=list)
+    state: str = INACTIVE
+    value: float | None = None
+    pending_since: float | None = None
+    firing_since: float | None = None
+
+    def holds(self, value: float) -> bool:
+        return COMPARISONS[self.comparison](value, self.threshold)
+
+
+def _number(name: str, value: object, minimum: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise TypeError(f"{name}: expected a finite number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name}: must be >= {minimum:g}, got {value!r}")
+    return float(value)
+
+
+class AlertManager:
+    """Evaluates alert rules on ``cache`` every ``interval`` seconds and notifies on transitions."""
+
+    def __init__(
+        self,
+        cache: YokedCache,
+        *,
+        interval: float = 30.0,
+        window: float = 60.0,
+        smtp: SMTPSettings | None = None,
+        webhook_timeout: float = 5.0,
+        webhook_retries: int = 2,
+        history_size: int = 1000,
+    ) -> None:
+        self.cache = cache
+        self.interval = _number("interval", interval, 0.01)
+        self.window = _number("window", window, 0.01)
+        self.webhook_timeout = _number("webhook_timeout", webhook_timeout, 0.01)
+        if isinstance(webhook_retries, bool) or not isinstance(webhook_retries, int) or webhook_retries < 0:
+            raise ValueError(f"webhook_retries: expected an int >= 0, got {webhook_retries!r}")
+        self.webhook_retries = webhook_retries
+        if smtp is not None and not isinstance(smtp, SMTPSettings):
+            raise TypeError(f"smtp: expected SMTPSettings, got {type(smtp).__name__}")
+        self.smtp = smtp
+        self.rules: dict[str, AlertRule] = {}
+        #: Every transition, newest last: dicts shaped like the notification payload.
+        self.history: deque[dict[str, Any]] = deque(maxlen=history_size)
+        self.notification_failures = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        #: One worker per notifier: notifiers proceed independently (a slow one delays no other),
+        #: while each one delivers in order (never "resolved" before its "firing").
+        self._senders: dict[int, concurrent.futures.ThreadPoolExecutor] = {}
+        self._pending_sends: set[concurrent.futures.Future[None]] = set()
+        self._last_evictions: tuple[float, int] | None = None
+
+    # -- configuration ----------------------------------------------------------------------
+    def add_alert(
+        self,
+        name: str,
+        metric: str,
+        threshold: float,
+        comparison: str,
+        webhook_url: str | None = None,
+        email_recipients: list[str] | None = None,
+        for_seconds: float = 0,
+        severity: str = "warning",
+        description: str | None = None,
+    ) -> AlertRule:
+        """Add a rule; ``comparison`` is ``less_than``, ``greater_than``, ``*_or_equal``, ``equal``,
+        ``not_equal`` (or ``<``, ``>``, ``<=``, ``>=``, ``==``, ``!=``)."""
+        if not isinstance(name, str) or not name:
+            raise ValueError("name: expected a non-empty str")
+        if name in self.rules:
+            raise ValueError(f"name: an alert named {name!r} already exists")
+        if metric not in ALERT_METRICS:
+            raise ValueError(f"metric: {metric!r} is not watchable; choose one of {', '.join(ALERT_METRICS)}")
+        if comparison not in COMPARISONS:
+            raise ValueError(f"comparison: {comparison!r} is not one of {', '.join(COMPARISONS)}")
+        notifiers: list[Any] = []
+        if webhook_url is not None:
+            notifiers.append(WebhookNotifier(webhook_url, self.webhook_timeout, self.webhook_retries))
+        if email_recipients is not None:
+            if isinstance(email_recipients, str):
+                email_recipients = [email_recipients]
+            if not email_recipients or not all(isinstance(r, str) and "@" in r for r in email_recipients):
+                raise ValueError("email_recipients: expected a list of e-mail addresses")
+            smtp = self.smtp or SMTPSettings.from_env()
+            if smtp is None:
+                raise ValueError("email_recipients: no mail server; pass smtp=SMTPSettings(...) or set "
+                                 "YOKEDCACHE_SMTP_HOST")  # fmt: skip
+            notifiers.append(EmailNotifier(list(email_recipients), smtp))
+        rule = AlertRule(
+            name=name,
+            metric=metric,
+            threshold=_number("threshold", threshold),
+            comparison=comparison,
+            for_seconds=_number("for_seconds", for_seconds, 0),
+            severity=str(severity),
+            description=description,
+            notifiers=notifiers,
+        )
+        with self._lock:
+            self.rules[name] = rule
+        return rule
+
+    def remove_alert(self, name: str) -> None:
+        with self._lock:
+            rule = self.rules.pop(name, None)
+        for notifier in rule.notifiers if rule else ():
+            sender = self._senders.pop(id(notifier), None)
+            if sender is not None:
+                sender.shutdown(wait=False)
+
+    # -- running ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Evaluate every ``interval`` seconds on a daemon thread (no event loop needed)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="yokedcache-alerts", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop evaluating and wait (up to ``timeout``) for notifications already being sent."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        concurrent.futures.wait(list(self._pending_sends), timeout=timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.evaluate()
+            except Exception:  # a bug in one evaluation must not end alerting
+                log.exception("alert evaluation failed")
+            self._stop.wait(self.interval)
+
+    def active_alerts(self) -> list[dict[str, Any]]:
+        """The rules currently firing, as notification-shaped dicts."""
+        with self._lock:
+            return [self._payload(r, FIRING, r.firing_since or time.time()) for r in self.rules.values()
+                    if r.state == FIRING]  # fmt: skip
+
+    def evaluate(self) -> list[dict[str, Any]]:
+        """Evaluate every rule once now; return the transitions (firing/resolved) it caused.
+
+        Blocking (it may ping Redis on the cache's loop): call it from a thread, not the loop.
+        """
+        with self._lock:
+            rules = list(self.rules.values())
+        values = self.read_metrics({r.metric for r in rules})
+        now = time.monotonic()
+        transitions = []
+        for rule in rules:
+            value = values.get(rule.metric)
+            if value is None:
+                continue
+            rule.value = value
+            if rule.holds(value):
+                if rule.state == INACTIVE:
+                    rule.state, rule.pending_since = PENDING, now
+                if rule.state == PENDING and now - (rule.pending_since or now) >= rule.for_seconds:
+                    rule.state, rule.firing_since = FIRING, time.time()
+                    transitions.append(self._transition(rule, FIRING))
+            elif rule.state == PENDING:
+                rule.state, rule.pending_since = INACTIVE, None
+            elif rule.state == FIRING:
+                rule.state, rule.pending_since, rule.firing_since = INACTIVE, None, None
+                transitions.append(self._transition(rule, RESOLVED))
+        return transitions
+
+    # -- reading the cache --------------------------------------------------------------------
+    def read_metrics(self, wanted: set[str] | None = None) -> dict[str, float | None]:
+        """Current values of the watchable metrics (``wanted`` limits which, e.g. to skip the ping)."""
+        wanted = set(ALERT_METRICS) if wanted is None else wanted
+        cache = self.cache
+        out: dict[str, float | None] = {}
+        if wanted & set(_COMPREHENSIVE):
+            m = cache.get_comprehensive_metrics(self.window)
+            for name in _COMPREHENSIVE:
+                out[name] = float(getattr(m, name))
+            if cache.telemetry.counters.gets == 0:
+                out["hit_rate"] = None
+        breaker = cache.breaker
+        out["circuit_breaker_state"] = float(BREAKER_STATE_VALUES[breaker.state]) if breaker else None
+        out["circuit_breaker_open"] = float(breaker.state == "open") if breaker else None
+        pool = cache.backend.pool_stats()
+        out["pool_utilization"] = float(pool["utilization"]) if pool else None
+        usage = cache._current_usage()
+        limit = cache.config.max_memory_bytes
+        out["memory_usage_ratio"] = usage.bytes / limit if usage is not None and limit else None
+        out["eviction_rate"] = self._eviction_rate()
+        if "redis_connected" in wanted:
+            out["redis_connected"] = self._redis_connected()
+        return out
+
+    def _eviction_rate(self) -> float | None:
+        evictions = getattr(self.cache.backend, "evictions", None)
+        if evictions is None:
+            return None
+        now, last = time.monotonic(), self._last_evictions
+        self._last_evictions = (now, evictions)
+        if last is None or now <= last[0]:
+            return None
+        return (evictions - last[1]) / (now - last[0])
+
+    def _redis_connected(self) -> float | None:
+        cache = self.cache
+        if cache.backend.info.kind != "redis":
+            return None
+        loop = cache._loop
+        if loop is None or loop.is_closed() or not loop.is_running():
+            return None  # not started yet: no evidence either way
+        future = asyncio.run_coroutine_threadsafe(cache.health(), loop)
+        try:
+            return float(future.result(cache.config.health_check_timeout + 1.0))
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            return 0.0
+
+    # -- notifying ----------------------------------------------------------------------------
+    def _payload(self, rule: AlertRule, state: str, at: float) -> dict[str, Any]:
+        info = self.cache.backend.info
+        return {
+            "alert": rule.name,
+            "state": state,
+            "metric": rule.metric,
+            "value": rule.value,
+            "threshold": rule.threshold,
+            "comparison": rule.comparison,
+            "severity": rule.severity,
+            "description": rule.description,
+            "timestamp": datetime.fromtimestamp(at, timezone.utc).isoformat(),
+            "cache": {"backend": info.kind, "host": info.host, "port": info.port},
+        }
+
+    def _transition(self, rule: AlertRule, state: str) -> dict[str, Any]:
+        payload = self._payload(rule, state, time.time())
+        self.history.append(payload)
+        level = logging.WARNING if state == FIRING else logging.INFO
+        log.log(level, "alert %s %s: %s=%g (%s %g)", rule.name, state, rule.metric, rule.value or 0.0,
+                rule.comparison, rule.threshold)  # fmt: skip
+        for notifier in rule.notifiers:
+            sender = self._senders.get(id(notifier))
+            if sender is None:
+                sender = self._senders[id(notifier)] = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="yokedcache-notify"
+                )
+            future = sender.submit(self._deliver, notifier, payload)
+            self._pending_sends.add(future)
+            future.add_done_callback(self._pending_sends.discard)
+        return payload
+
+    def _deliver(self, notifier: Any, payload: dict[str, Any]) -> None:
+        try:
+            notifier.send(payload)
+        except NotificationError as exc:
+            self._count_failure()
+            log.warning("alert %s: notification failed: %s", payload["alert"], exc)
+        except Exception as exc:  # one broken notifier never stops the others
+            self._count_failure()
+            log.warning("alert %s: notifier %r raised %s", payload["alert"], notifier, type(exc).__name__)
+
+    def _count_failure(self) -> None:
+        with self._lock:
+            self.notification_failures += 1
