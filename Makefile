@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(BIN)/python examples/quickstart.py
+	$(BIN)/yokedcache demo
 
 test: install
 	$(BIN)/python -m pytest

@@ -247,7 +247,7 @@ def test_configuration_errors_name_the_field():
     with pytest.raises(ValueError, match="webhook_url"):
         alert_manager.add_alert("x", "hit_rate", 0.7, "less_than", webhook_url="ftp://example.com/hook")
     with pytest.raises(ValueError, match="email_recipients"):
-        alert_manager.add_alert("x", "hit_rate", 0.7, "less_than", email_recipients=["ops@example.com"])
+        alert_manager.add_alert("x", "hit_rate", 0.7, "less_than", email_recipients=["not an address"])
     with pytest.raises(ValueError, match="for_seconds"):
         alert_manager.add_alert("x", "hit_rate", 0.7, "less_than", for_seconds=-1)
     alert_manager.add_alert("x", "hit_rate", 0.7, "less_than")
@@ -266,3 +266,13 @@ def test_smtp_settings_from_environment_hide_the_password(monkeypatch):
     monkeypatch.setenv("YOKEDCACHE_SMTP_PORT", "smtp")
     with pytest.raises(ValueError, match="YOKEDCACHE_SMTP_PORT"):
         SMTPSettings.from_env()
+
+
+def test_alerting_example_runs_as_written(webhook):
+    from .test_examples import run_example
+
+    out = run_example("alerting.py", ALERT_WEBHOOK_URL=webhook.url, RUN_SECONDS="1")
+    assert "active: ['low_hit_rate']" in out
+    assert "history: [('low_hit_rate', 'firing')]" in out
+    assert "notification failures: 0" in out
+    assert [(b["alert"], b["state"], b["value"]) for b in webhook.bodies] == [("low_hit_rate", "firing", 0.0)]

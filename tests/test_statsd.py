@@ -147,3 +147,49 @@ def test_entry_point_builds_exporter_from_environment(monkeypatch, listener):
 def test_bad_arguments_name_the_field(kwargs, field):
     with pytest.raises((ValueError, TypeError), match=field):
         StatsDCollector(**kwargs)
+
+
+async def test_datadog_dashboard_queries_name_metrics_the_bridge_really_sends():
+    import json
+    import re
+
+    from yokedcache import CacheConfig, YokedCache
+    from yokedcache.monitoring import CacheMetrics, StatsDCollector
+
+    from .receivers import StatsDListener
+    from .redis_server import free_port
+    from .test_examples import run_example
+
+    listener = StatsDListener()
+    metrics = CacheMetrics([StatsDCollector("127.0.0.1", listener.port, prefix="myapp.cache", use_tags=True)])
+    redis_cache = YokedCache(CacheConfig(metrics=metrics, redis_url=f"redis://127.0.0.1:{free_port()}/0",
+                                         retry_attempts=0))  # fmt: skip
+    async with YokedCache(CacheConfig(metrics=metrics)) as cache:
+        await cache.set("a", 1)
+        await cache.get("a")
+        await cache.get("b")
+        await cache.delete("a")
+        await redis_cache.get("x")  # an error, and a pool and breaker to report
+        metrics.force_flush()
+        listener.wait_for(lambda: any(line.startswith("myapp.cache.errors:") for line in listener.lines()))
+    await redis_cache.close()
+    metrics.shutdown()
+    listener.close()
+    sent: dict[str, set[str]] = {}
+    for line in listener.lines():
+        name, _, rest = line.partition(":")
+        tags = rest.split("|#", 1)[1].split(",") if "|#" in rest else []
+        sent.setdefault(name, set()).update(t.split(":", 1)[0] for t in tags)
+
+    dashboard = json.loads(run_example("datadog_dashboard.py"))
+    queries = [r["q"] for w in dashboard["widgets"] for r in w["definition"]["requests"]]
+    assert len(queries) >= 10
+    datadog_suffixes = (".avg", ".median", ".95percentile", ".max", ".count")
+    for query in queries:
+        name, group = re.match(r"^\w+:([\w.]+)\{\*\}(?: by \{([\w.,]+)\})?", query).groups()
+        for suffix in datadog_suffixes:  # DataDog's names for an |h metric's aggregates
+            if name.endswith(suffix) and name.removesuffix(suffix) in sent:
+                name = name.removesuffix(suffix)
+        assert name in sent, f"{query}: {name} is never sent (sent: {sorted(sent)})"
+        for tag in (group or "").split(",") if group else ():
+            assert tag in sent[name], f"{query}: {name} never carries tag {tag}"

@@ -169,8 +169,8 @@ class AlertManager:
                 raise ValueError("email_recipients: expected a list of e-mail addresses")
             smtp = self.smtp or SMTPSettings.from_env()
             if smtp is None:
-                raise ValueError("email_recipients: no mail server; pass smtp=SMTPSettings(...) or set "
-                                 "YOKEDCACHE_SMTP_HOST")  # fmt: skip
+                log.warning("alert %s: no mail server configured yet; its e-mails fail until smtp= is passed "
+                            "or YOKEDCACHE_SMTP_HOST is set", name)  # fmt: skip
             notifiers.append(EmailNotifier(list(email_recipients), smtp))
         rule = AlertRule(
             name=name,

@@ -135,15 +135,19 @@ class SMTPSettings:
 class EmailNotifier:
     """Sends one plain-text message per notification to ``recipients``."""
 
-    def __init__(self, recipients: list[str], settings: SMTPSettings) -> None:
+    def __init__(self, recipients: list[str], settings: SMTPSettings | None = None) -> None:
         self.recipients = recipients
+        #: ``None``: read ``YOKEDCACHE_SMTP_*`` at send time.
         self.settings = settings
 
     def __repr__(self) -> str:
-        return f"EmailNotifier({len(self.recipients)} recipient(s) via {self.settings.host}:{self.settings.port})"
+        via = f"{self.settings.host}:{self.settings.port}" if self.settings else "YOKEDCACHE_SMTP_HOST"
+        return f"EmailNotifier({len(self.recipients)} recipient(s) via {via})"
 
     def send(self, payload: dict[str, Any]) -> None:
-        s = self.settings
+        s = self.settings or SMTPSettings.from_env()
+        if s is None:
+            raise NotificationError("no mail server configured: pass smtp=SMTPSettings() or set YOKEDCACHE_SMTP_HOST")
         message = EmailMessage()
         message["Subject"] = f"[{payload['state'].upper()}] yokedcache alert {payload['alert']}"
         message["From"] = s.sender

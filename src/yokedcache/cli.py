@@ -1,0 +1,192 @@
+"""The ``yokedcache`` command: ``demo``, ``health``, ``stats`` and ``bench``.
+
+Errors a user can fix (a bad URL, a port in use, an unreachable Redis) are printed as one line
+naming the problem and exit with status 2 -- no traceback. ``health`` exits 0 healthy,
+1 degraded, 2 unhealthy, so it works as a container probe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from ._urls import redact_url
+from ._version import __version__
+from .config import CacheConfig
+
+EXIT_BY_STATUS = {"healthy": 0, "degraded": 1, "unhealthy": 2}
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed without a traceback."""
+
+
+def _redis_url(args: argparse.Namespace) -> str | None:
+    return args.redis_url or os.environ.get("YOKEDCACHE_REDIS_URL") or None
+
+
+def _config(**kwargs: Any) -> CacheConfig:
+    try:
+        return CacheConfig(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+
+
+# -- demo -----------------------------------------------------------------------------------
+async def _demo(args: argparse.Namespace) -> int:
+    from . import YokedCache
+    from .demo import LiveView, Workload
+    from .monitoring import CacheMetrics, PrometheusCollector
+
+    url = _redis_url(args)
+    if url is not None:
+        _config(redis_url=url)  # a bad URL fails here, before a port is taken
+    try:
+        collectors: list[Any] = [PrometheusCollector(port=args.port, addr=args.addr)]
+    except OSError as exc:
+        raise UserError(f"{exc.strerror or exc}; choose another with --port") from None
+    if args.otlp_endpoint:
+        from .monitoring import OTLPCollector
+
+        collectors.append(OTLPCollector(endpoint=args.otlp_endpoint, protocol=args.otlp_protocol, insecure=True,
+                                        export_interval=5))  # fmt: skip
+    metrics = CacheMetrics(collectors)
+    config = _config(
+        redis_url=url,
+        metrics=metrics,
+        key_prefix="yokedcache-demo:",
+        stats_refresh_interval=2,
+        enable_tracing=True if args.otlp_endpoint else None,
+    )
+    cache = YokedCache(config)
+    try:
+        if url is not None and not await cache.health_check():
+            report = await cache.detailed_health_check()
+            raise UserError(f"cannot reach Redis at {redact_url(url)}: {'; '.join(report['reasons'])}")
+        prometheus = collectors[0]
+        backend = f"Redis {redact_url(url)}" if url else "in-memory backend"
+        header = (f"yokedcache demo -- {backend} -- {prometheus.url}/metrics  {prometheus.url}/readyz  "
+                  "(Ctrl-C to stop)")  # fmt: skip
+        workload = Workload(cache, rate=args.rate, concurrency=args.concurrency)
+        view = LiveView(cache, workload, header)
+        if not view.tty:
+            print(header, flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        running = asyncio.create_task(workload.run(stop))
+        deadline = loop.time() + args.duration if args.duration else None
+        while not stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+            if not args.quiet:
+                view.show()
+            if deadline is not None and loop.time() >= deadline:
+                stop.set()
+        await running
+        print(view.summary(), flush=True)
+        return 0
+    finally:
+        await cache.close()
+        metrics.shutdown()
+
+
+# -- health and stats ---------------------------------------------------------------------
+async def _health(args: argparse.Namespace) -> int:
+    from . import YokedCache
+
+    config = _config(redis_url=_redis_url(args), health_check_timeout=args.timeout, enable_metrics=False,
+                     enable_tracing=False)  # fmt: skip
+    async with YokedCache(config) as cache:
+        report = await cache.detailed_health_check()
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        backend = report["backend"]
+        where = backend.get("url") or backend["kind"]
+        latency = report.get("ping_latency_seconds")
+        ping = f"{latency * 1e3:.2f} ms" if latency is not None else "no answer"
+        print(f"{report['status']}: {where} (ping {ping})")
+        for reason in report["reasons"]:
+            print(f"  - {reason}")
+        pool = report.get("connection_pool")
+        if pool:
+            print(f"  pool: {pool['in_use']} in use, {pool['idle']} idle, max {pool['max_connections']}")
+    return EXIT_BY_STATUS.get(report["status"], 2)
+
+
+async def _stats(args: argparse.Namespace) -> int:
+    from . import YokedCache
+
+    url = _redis_url(args)
+    config = _config(redis_url=url, key_prefix=args.key_prefix, enable_metrics=False, enable_tracing=False)
+    async with YokedCache(config) as cache:
+        if url is not None and not await cache.health_check():
+            raise UserError(f"cannot reach Redis at {redact_url(url)}")
+        await cache.refresh_usage()
+        stats = await cache.get_stats()
+    data = stats.to_dict()
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print(f"{stats.backend} {redact_url(url) if url else ''} prefix {args.key_prefix!r}".replace("  ", " "))
+        print(f"  keys {stats.total_keys:,}   bytes {stats.total_memory_bytes:,}")
+        print("  (hit/miss counts live in each application process: scrape its /metrics)")
+    return 0
+
+
+# -- entry point ----------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="yokedcache", description="yokedcache: demo, health, stats, bench")
+    parser.add_argument("--version", action="version", version=f"yokedcache {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def redis_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--redis-url", help="Redis URL (default: $YOKEDCACHE_REDIS_URL, else the in-memory backend)")
+
+    demo = sub.add_parser("demo", help="run a realistic workload with live figures and /metrics")
+    redis_option(demo)
+    demo.add_argument("--port", type=int, default=9464, help="metrics/health port (default 9464)")
+    demo.add_argument("--addr", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    demo.add_argument("--duration", type=float, default=0, help="stop after this many seconds (default: run on)")
+    demo.add_argument("--rate", type=float, default=1000, help="target operations per second (0 = flat out)")
+    demo.add_argument("--concurrency", type=int, default=8, help="concurrent workers (default 8)")
+    demo.add_argument("--otlp-endpoint", help="also export metrics and traces over OTLP, e.g. http://localhost:4317")
+    demo.add_argument("--otlp-protocol", choices=["grpc", "http/protobuf"], default="grpc")
+    demo.add_argument("--quiet", action="store_true", help="no live view; print the summary only")
+
+    health = sub.add_parser("health", help="detailed health check; exit 0 healthy, 1 degraded, 2 unhealthy")
+    redis_option(health)
+    health.add_argument("--json", action="store_true", help="print the full report as JSON")
+    health.add_argument("--timeout", type=float, default=1.0, help="ping timeout in seconds (default 1)")
+
+    stats = sub.add_parser("stats", help="keys and bytes held under a key prefix")
+    redis_option(stats)
+    stats.add_argument("--key-prefix", default="yokedcache:", help="key prefix to count (default yokedcache:)")
+    stats.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = {"demo": _demo, "health": _health, "stats": _stats}[args.command]
+    try:
+        return asyncio.run(command(args))
+    except UserError as exc:
+        print(f"yokedcache {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
