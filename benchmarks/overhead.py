@@ -1,57 +1,131 @@
-"""Per-operation cost of the cache against baselines measured in the same process.
+"""The five overhead targets, each measured against its baseline in this same process.
 
-    python benchmarks/overhead.py [--redis-url URL] [--rounds 7] [--ops 20000]
+    python benchmarks/overhead.py [--redis-url URL] [--rounds 9] [--ops 2000]   (or: make bench)
 
-Every figure is the median over interleaved rounds, so drift of the machine hits all
-variants alike. Ratios, not absolute numbers, are what to compare across machines.
+Every ratio is a median over interleaved rounds, so drift of the machine hits the variants
+alike; Redis variants share one private ``redis-server`` and one connection pool. Ratios, not
+absolute numbers, are what compare across machines. Exit status 0 whatever the outcome: this
+is a measurement, not a test.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
+import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import CollectorRegistry
 
 from yokedcache import CacheConfig, YokedCache
+from yokedcache.bench import interleaved_medians, interleaved_ratios, machine, per_op_loop
 
-Bench = Callable[[int], Awaitable[float]]
-
-
-def per_op(fn: Callable[[str], Awaitable[object]], keys: list[str]) -> Bench:
-    async def run(n: int) -> float:
-        start = time.perf_counter()
-        for i in range(n):
-            await fn(keys[i % len(keys)])
-        return (time.perf_counter() - start) / n
-
-    return run
+KEYS = [f"k{i}" for i in range(1000)]
+FULL = [f"yokedcache:{k}" for k in KEYS]
+verdicts: list[tuple[str, bool, str]] = []
 
 
-async def measure(benches: dict[str, Bench], rounds: int, ops: int) -> dict[str, float]:
-    samples: dict[str, list[float]] = {name: [] for name in benches}
-    for bench in benches.values():  # warm-up
-        await bench(max(ops // 10, 100))
-    for _ in range(rounds):
-        for name, bench in benches.items():
-            samples[name].append(await bench(ops))
-    return {name: statistics.median(v) for name, v in samples.items()}
+def verdict(name: str, ok: bool, detail: str) -> None:
+    verdicts.append((name, ok, detail))
+    print(f"  {'PASS' if ok else 'FAIL'}  {name}: {detail}")
 
 
 def sdk_provider() -> MeterProvider:
     return MeterProvider(metric_readers=[PrometheusMetricReader(registry=CollectorRegistry())])
 
 
-async def memory_section(rounds: int, ops: int) -> dict[str, float]:
-    keys = [f"k{i}" for i in range(1000)]
-    bare: dict[str, bytes] = {k: b'"v"' for k in keys}
+def traced_provider() -> Any:
+    """SDK tracing as a production app runs it: always-on sampler, batch processor."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+
+    class Discard(SpanExporter):
+        def export(self, spans: object) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider(sampler=ALWAYS_ON)
+    provider.add_span_processor(BatchSpanProcessor(Discard()))
+    return provider
+
+
+def show(results: dict[str, float], baseline: str, ratios: dict[str, float] | None = None) -> None:
+    base = results[baseline]
+    for name, seconds in results.items():
+        ratio = ratios[name] if ratios is not None else seconds / base
+        print(f"    {name:44} {seconds * 1e6:9.2f} µs/op  {ratio:6.3f}x")
+
+
+async def redis_ratios(pairs: dict[str, Any], raw_label: str, rounds: int, ops: int) -> dict[str, float]:
+    """GET and SET measured separately, each cache variant as a per-round ratio to its raw twin."""
+    out: dict[str, float] = {}
+    for op in ("GET", "SET"):
+        loops = {name: loop for name, loop in pairs.items() if op in name}
+        costs, ratios = await interleaved_ratios(loops, f"{raw_label} {op}", rounds, ops)
+        show(costs, f"{raw_label} {op}", ratios)
+        out[op] = next(r for name, r in ratios.items() if not name.startswith(raw_label))
+    return out
+
+
+async def redis_pairs(raw: Any, cache: YokedCache, raw_label: str, cache_label: str) -> dict[str, Any]:
+    await cache.set_many({k: "v" for k in KEYS})
+
+    async def raw_set(k: str) -> object:
+        return await raw.set(k, b'"v"', px=300_000)
+
+    async def cache_set(k: str) -> object:
+        return await cache.set(k, "v")
+
+    return {
+        f"{raw_label} GET": per_op_loop(raw.get, FULL),
+        f"{cache_label} GET hit": per_op_loop(cache.get, KEYS),
+        f"{raw_label} SET": per_op_loop(raw_set, FULL),
+        f"{cache_label} SET": per_op_loop(cache_set, KEYS),
+    }
+
+
+async def target_1(url: str, rounds: int, ops: int) -> None:
+    import redis.asyncio as aioredis
+
+    print("\n1. Redis, metrics on (SDK + Prometheus reader), tracing off vs raw redis.asyncio (same pool)")
+    provider = sdk_provider()
+    cache = YokedCache(CacheConfig(redis_url=url, meter_provider=provider, enable_tracing=False))
+    raw = aioredis.Redis(connection_pool=cache.backend._pool)  # type: ignore[attr-defined]
+    ratios = await redis_ratios(await redis_pairs(raw, cache, "raw", "cache"), "raw", rounds, ops)
+    for op, ratio in ratios.items():
+        verdict(f"1. Redis {op}, metrics on", ratio <= 1.10, f"{ratio:.3f}x raw (target <= 1.10x)")
+    await cache.close()
+    provider.shutdown()
+
+
+async def target_2(url: str, rounds: int, ops: int) -> None:
+    import redis.asyncio as aioredis
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+    print("\n2. Redis, spans + metrics vs raw redis.asyncio instrumented by opentelemetry-instrumentation-redis")
+    tracer_provider = traced_provider()
+    meter_provider = sdk_provider()
+    cache = YokedCache(CacheConfig(redis_url=url, meter_provider=meter_provider, tracer_provider=tracer_provider))
+    raw = aioredis.Redis(connection_pool=cache.backend._pool)  # type: ignore[attr-defined]
+    RedisInstrumentor.instrument_client(raw, tracer_provider=tracer_provider)  # this client only
+    pairs = await redis_pairs(raw, cache, "instrumented raw", "cache")
+    ratios = await redis_ratios(pairs, "instrumented raw", rounds, ops)
+    for op, ratio in ratios.items():
+        verdict(f"2. Redis {op}, tracing on", ratio <= 1.05, f"{ratio:.3f}x instrumented raw (target <= 1.05x)")
+    RedisInstrumentor.uninstrument_client(raw)
+    await cache.close()
+    tracer_provider.shutdown()
+    meter_provider.shutdown()
+
+
+async def target_3(rounds: int, ops: int) -> None:
+    print("\n3. Memory backend get vs a bare async dict lookup")
+    bare = {k: b'"v"' for k in FULL}
 
     async def bare_get(k: str) -> object:
         return bare.get(k)
@@ -67,154 +141,128 @@ async def memory_section(rounds: int, ops: int) -> dict[str, float]:
     nosdk = YokedCache(CacheConfig())
     withsdk = YokedCache(CacheConfig(meter_provider=provider))
     for cache in (nosdk, withsdk):
-        await cache.set_many({k: "v" for k in keys})
-    results = await measure(
+        await cache.set_many({k: "v" for k in KEYS})
+    r = await interleaved_medians(
         {
-            "bare async dict get": per_op(bare_get, keys),
-            "SDK histogram.record (2 attrs)": per_op(record_only, keys),
-            "memory get, no SDK": per_op(nosdk.get, keys),
-            "memory get, SDK + Prometheus reader": per_op(withsdk.get, keys),
+            "bare async dict get": per_op_loop(bare_get, FULL),
+            "one SDK histogram.record (2 attributes)": per_op_loop(record_only, KEYS),
+            "memory get, no SDK": per_op_loop(nosdk.get, KEYS),
+            "memory get, SDK + Prometheus reader": per_op_loop(withsdk.get, KEYS),
         },
         rounds,
-        ops,
+        ops * 10,
     )
+    show(r, "bare async dict get")
+    bare_cost = r["bare async dict get"]
+    overhead = r["memory get, SDK + Prometheus reader"] - bare_cost
+    ratio = overhead / r["one SDK histogram.record (2 attributes)"]
+    verdict("3a. memory get overhead with SDK", ratio <= 1.3,
+            f"{overhead * 1e6:.2f} µs = {ratio:.2f}x one histogram.record (target <= 1.3x)")  # fmt: skip
+    ratio = r["memory get, no SDK"] / bare_cost
+    verdict("3b. memory get without SDK", ratio <= 10, f"{ratio:.2f}x a bare async dict get (target <= 10x)")
     await nosdk.close()
     await withsdk.close()
     provider.shutdown()
-    return results
 
 
-async def redis_pairs(raw: object, cache: YokedCache, raw_label: str, cache_label: str) -> dict[str, Bench]:
-    """GET and SET through ``raw`` (a redis.asyncio client) and through ``cache``, same keys and values."""
-    keys = [f"yokedcache:k{i}" for i in range(1000)]
-    short = [k.removeprefix("yokedcache:") for k in keys]
-    await cache.set_many({k: "v" for k in short})
+async def target_4() -> None:
+    from yokedcache.monitoring import CacheMetrics, StatsDCollector
 
-    async def raw_set(k: str) -> object:
-        return await raw.set(k, b'"v"', px=300_000)  # type: ignore[attr-defined]
-
-    async def cache_set(k: str) -> object:
-        return await cache.set(k, "v")
-
-    return {
-        f"{raw_label} GET": per_op(raw.get, keys),  # type: ignore[attr-defined]
-        f"{cache_label} GET hit": per_op(cache.get, short),
-        f"{raw_label} SET": per_op(raw_set, keys),
-        f"{cache_label} SET": per_op(cache_set, short),
-    }
-
-
-async def redis_section(url: str, rounds: int, ops: int) -> dict[str, float]:
-    import redis.asyncio as aioredis
-
-    raw = aioredis.Redis.from_url(url)
-    provider = sdk_provider()
-    cache = YokedCache(CacheConfig(redis_url=url, meter_provider=provider, enable_tracing=False))
-    benches = await redis_pairs(raw, cache, "raw redis.asyncio", "cache (metrics on)")
-    results = await measure(benches, rounds, max(ops // 4, 1000))
-    await cache.close()
-    await raw.aclose()
-    provider.shutdown()
-    return results
-
-
-def traced_provider() -> object:
-    """SDK tracing as a production app runs it: always-on sampler, batch processor."""
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
-
-    class Discard(SpanExporter):
-        def export(self, spans: object) -> SpanExportResult:
-            return SpanExportResult.SUCCESS
-
-    provider = TracerProvider(sampler=ALWAYS_ON)
-    provider.add_span_processor(BatchSpanProcessor(Discard()))
-    return provider
-
-
-async def tracing_section(url: str, rounds: int, ops: int) -> dict[str, float]:
-    """Cache with spans + metrics against redis.asyncio instrumented by opentelemetry-instrumentation-redis."""
-    import redis.asyncio as aioredis
-    from opentelemetry.instrumentation.redis import RedisInstrumentor
-
-    tracer_provider = traced_provider()
-    meter_provider = sdk_provider()
-    raw = aioredis.Redis.from_url(url)
-    RedisInstrumentor.instrument_client(raw, tracer_provider=tracer_provider)  # this client only
-    cache = YokedCache(CacheConfig(redis_url=url, meter_provider=meter_provider, tracer_provider=tracer_provider))
-    benches = await redis_pairs(raw, cache, "instrumented redis.asyncio", "cache (spans + metrics)")
-    results = await measure(benches, rounds, max(ops // 4, 1000))
-    await cache.close()
-    RedisInstrumentor.uninstrument_client(raw)
-    await raw.aclose()
-    tracer_provider.shutdown()
-    meter_provider.shutdown()
-    return results
-
-
-async def exporters_section(rounds: int, ops: int) -> dict[str, float]:
-    """Memory get with Prometheus + StatsD collectors on, and the StatsD traffic of 100,000 ops."""
-    import socket
-
-    from yokedcache.monitoring import CacheMetrics, PrometheusCollector, StatsDCollector
-
+    print("\n4. StatsD bridge: 100,000 gets, flush interval 1 s")
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.bind(("127.0.0.1", 0))
     udp.setblocking(False)
-    keys = [f"k{i}" for i in range(1000)]
-    bare: dict[str, bytes] = {k: b'"v"' for k in keys}
-
-    async def bare_get(k: str) -> object:
-        return bare.get(k)
-
+    received: list[bytes] = []
     statsd = StatsDCollector("127.0.0.1", udp.getsockname()[1], prefix="bench", use_tags=True)
-    metrics = CacheMetrics([PrometheusCollector(port=None), statsd])
+    metrics = CacheMetrics([statsd], export_interval=1.0)
     cache = YokedCache(CacheConfig(metrics=metrics))
-    await cache.set_many({k: "v" for k in keys})
-    results = await measure(
-        {"bare async dict get": per_op(bare_get, keys), "memory get, Prometheus + StatsD": per_op(cache.get, keys)},
-        rounds,
-        ops,
-    )
+    await cache.set_many({k: "v" for k in KEYS[:900]})  # 90 % hits
     metrics.force_flush()
-    before = statsd.datagrams_sent
+
+    def drain() -> None:
+        while True:
+            try:
+                received.append(udp.recv(65535))
+            except BlockingIOError:
+                return
+
+    drain()
+    received.clear()
+    sent_before = statsd.datagrams_sent
     started = time.perf_counter()
     for i in range(100_000):
-        await cache.get(keys[i % 1000])
+        await cache.get(KEYS[i % 1000])
+        if i % 5000 == 0:
+            drain()
     elapsed = time.perf_counter() - started
     metrics.force_flush()
-    sent = statsd.datagrams_sent - before
-    print(f"\nStatsD: 100,000 gets in {elapsed:.2f} s (flush interval 1 s) -> {sent} datagrams "
-          f"({statsd.send_errors} send errors)")  # fmt: skip
+    await asyncio.sleep(0.1)
+    drain()
+    datagrams = statsd.datagrams_sent - sent_before
+    totals: dict[str, float] = {}
+    for datagram in received:
+        for line in datagram.decode().split("\n"):
+            name, _, rest = line.partition(":")
+            value, kind = rest.split("|")[:2]
+            if kind == "c":
+                key = name + ("|" + rest.split("|#", 1)[1] if "|#" in rest else "")
+                totals[key] = totals.get(key, 0) + float(value)
+    hits = totals.get("bench.gets|result:hit", 0)
+    misses = totals.get("bench.gets|result:miss", 0)
+    flushes = int(elapsed) + 2  # periodic flushes during the run, plus the final one
+    print(f"    {elapsed:.2f} s, {datagrams} datagrams ({statsd.send_errors} send errors); counted gets: "
+          f"{hits:,.0f} hits + {misses:,.0f} misses")  # fmt: skip
+    verdict("4. StatsD datagrams independent of operations", datagrams <= 4 * flushes and hits + misses == 100_000,
+            f"{datagrams} datagrams for 100,000 operations over {flushes} flushes; totals exact: "
+            f"{hits + misses == 100_000} (90,000 hits expected: {hits == 90_000})")  # fmt: skip
     await cache.close()
     metrics.shutdown()
     udp.close()
-    return results
 
 
-def report(title: str, results: dict[str, float], baseline: str) -> None:
-    print(f"\n{title}")
-    base = results[baseline]
-    for name, seconds in results.items():
-        print(f"  {name:40} {seconds * 1e6:9.2f} µs/op   {seconds / base:6.2f}x {baseline}")
+async def target_5(url: str) -> None:
+    import redis.asyncio as aioredis
+
+    print("\n5. 1,000 concurrent tasks x 100 operations, pool of 50 connections")
+    provider = sdk_provider()
+    cache = YokedCache(CacheConfig(redis_url=url, meter_provider=provider, max_connections=50,
+                                   enable_tracing=False, fail_open=False))  # fmt: skip
+    raw = aioredis.Redis(connection_pool=cache.backend._pool)  # type: ignore[attr-defined]
+    await cache.set_many({k: "v" for k in KEYS})
+
+    async def run(get: Any, keys: list[str]) -> float:
+        async def task(n: int) -> None:
+            for i in range(100):
+                await get(keys[(n * 100 + i) % 1000])
+
+        started = time.perf_counter()
+        await asyncio.gather(*(task(n) for n in range(1000)))
+        return 100_000 / (time.perf_counter() - started)
+
+    raw_rates, cache_rates = [], []
+    errors_before = cache.telemetry.counters.error_total
+    for _ in range(3):  # interleaved
+        raw_rates.append(await run(raw.get, FULL))
+        cache_rates.append(await run(cache.get, KEYS))
+    errors = cache.telemetry.counters.error_total - errors_before
+    raw_rate, cache_rate = sorted(raw_rates)[1], sorted(cache_rates)[1]
+    print(f"    raw {raw_rate:,.0f} ops/s, cache {cache_rate:,.0f} ops/s, errors {errors}")
+    ratio = cache_rate / raw_rate
+    verdict("5. 1,000 tasks on a pool of 50", errors == 0 and ratio >= 0.9,
+            f"throughput {ratio:.3f}x raw (target >= 0.9x), {errors} errors")  # fmt: skip
+    await cache.close()
+    provider.shutdown()
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--redis-url", help="Redis to use; default: start a private redis-server")
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--ops", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=31)
+    parser.add_argument("--ops", type=int, default=500, help="operations per round (x10 for memory)")
+    parser.add_argument("--only", default="1,2,3,4,5", help="targets to run, e.g. --only 1,5")
     args = parser.parse_args()
-
-    mem = await memory_section(args.rounds, args.ops)
-    report("Memory backend (per get)", mem, "bare async dict get")
-    overhead = mem["memory get, SDK + Prometheus reader"] - mem["bare async dict get"]
-    print(f"  instrumentation overhead with SDK: {overhead * 1e6:.2f} µs = "
-          f"{overhead / mem['SDK histogram.record (2 attrs)']:.2f}x one histogram.record")  # fmt: skip
-
-    exp = await exporters_section(args.rounds, args.ops)
-    report("Memory backend with exporters (per get)", exp, "bare async dict get")
+    only = {int(t) for t in args.only.split(",")}
+    print(f"machine: {machine()}")
 
     server = None
     url = args.redis_url
@@ -226,15 +274,26 @@ async def main() -> None:
         server.start()
         url = server.url()
     try:
-        red = await redis_section(url, args.rounds, args.ops)
-        report("Redis backend (GET)", {k: v for k, v in red.items() if "GET" in k}, "raw redis.asyncio GET")
-        report("Redis backend (SET)", {k: v for k, v in red.items() if "SET" in k}, "raw redis.asyncio SET")
-        tr = await tracing_section(url, args.rounds, args.ops)
-        report("Tracing on (GET)", {k: v for k, v in tr.items() if "GET" in k}, "instrumented redis.asyncio GET")
-        report("Tracing on (SET)", {k: v for k, v in tr.items() if "SET" in k}, "instrumented redis.asyncio SET")
+        import redis
+
+        print(f"redis-server {redis.Redis.from_url(url).info('server')['redis_version']}, redis-py {redis.__version__}")
+        if 1 in only:
+            await target_1(url, args.rounds, args.ops)
+        if 2 in only:
+            await target_2(url, args.rounds, args.ops)
+        if 3 in only:
+            await target_3(args.rounds, args.ops)
+        if 4 in only:
+            await target_4()
+        if 5 in only:
+            await target_5(url)
     finally:
         if server is not None:
             server.close()
+    passed = sum(ok for _, ok, _ in verdicts)
+    print(f"\n{passed}/{len(verdicts)} targets met")
+    for name, ok, detail in verdicts:
+        print(f"  {'PASS' if ok else 'FAIL'}  {name}: {detail}")
 
 
 if __name__ == "__main__":

@@ -99,7 +99,12 @@ class YokedCache:
         self._background: set[asyncio.Task[None]] = set()
         if breaker is not None:
             breaker.listeners.append(self._on_breaker_change)
-        self._guard = Guard(transient, breaker, config.retry_attempts, config.retry_backoff) if transient else None
+        limit = getattr(self.backend, "max_connections", None)
+        self._guard = (
+            Guard(transient, breaker, config.retry_attempts, config.retry_backoff, max_concurrency=limit)
+            if transient
+            else None
+        )
 
         self._usage: Usage | None = None
         #: The event loop that uses this cache (health checks from other threads run there).
@@ -126,11 +131,18 @@ class YokedCache:
             usage=self._current_usage,
             evictions=lambda: getattr(self.backend, "evictions", None),
             state=self._state_reading,
+            defer_records=not hasattr(self.backend, "get_nowait"),
             # the check gives up after health_check_timeout; the loop gets one more second to run it
             readiness=lambda: health.readiness_report(self, config.health_check_timeout + 1.0),
         )
         self.metrics_history: health.MetricsHistory | None = None
         self._closed = False
+        # Hot-path shortcuts: a backend that can answer synchronously (memory) is called without
+        # a coroutine per operation; others are called through the guard (breaker + retries).
+        self._get_nowait = getattr(self.backend, "get_nowait", None)
+        self._set_nowait = getattr(self.backend, "set_nowait", None)
+        self._backend_get = self.backend.get
+        self._backend_set = self.backend.set
 
     @staticmethod
     def _make_backend(config: CacheConfig) -> Backend:
@@ -273,12 +285,21 @@ class YokedCache:
     # -- operations -----------------------------------------------------------------------
     async def get(self, key: str, default: Any = None) -> Any:
         """The value stored under ``key``, or ``default`` when absent (or unreachable, fail-open)."""
-        full = self._prefix + _check_key(key)
+        if type(key) is not str:
+            _check_key(key)
+        full = self._prefix + key
         tel = self.telemetry
-        active = tel.start_span(sc.OP_GET, full)
+        active = tel.start_span(sc.OP_GET, full) if tel.tracing_enabled else None
         started = perf_counter()
         try:
-            raw = await self._call(self.backend.get, full)
+            if self._refresher is None and self._needs_refresher:
+                self._start_refresher()
+            nowait = self._get_nowait
+            if nowait is not None:
+                raw = nowait(full)
+            else:
+                guard = self._guard
+                raw = await (self._backend_get(full) if guard is None else guard.call(self._backend_get, full))
             if raw is None:
                 tel.counters.misses += 1
                 tel.finish(sc.OP_GET, started, active, False)
@@ -293,15 +314,26 @@ class YokedCache:
 
     async def set(self, key: str, value: Any, ttl: float | None = None, tags: Iterable[str] | None = None) -> bool:
         """Store ``value``; ``ttl`` seconds (default ``default_ttl``). False if unreachable (fail-open)."""
-        full = self._prefix + _check_key(key)
-        expiry = self._ttl(ttl)
-        tag_list = _check_tags(tags)
+        if type(key) is not str:
+            _check_key(key)
+        full = self._prefix + key
+        expiry = self._default_ttl if ttl is None else _check_ttl(ttl)
+        tag_keys = self._tag_keys(_check_tags(tags)) if tags is not None else ()
         data = self._dumps(value)  # raises SerializationError before anything is written
         tel = self.telemetry
-        active = tel.start_span(sc.OP_SET, full)
+        active = tel.start_span(sc.OP_SET, full) if tel.tracing_enabled else None
         started = perf_counter()
         try:
-            await self._call(self.backend.set, full, data, expiry, self._tag_keys(tag_list) if tag_list else ())
+            if self._refresher is None and self._needs_refresher:
+                self._start_refresher()
+            nowait = self._set_nowait
+            if nowait is not None:
+                nowait(full, data, expiry, tag_keys)
+            else:
+                guard = self._guard
+                setter = self._backend_set
+                await (setter(full, data, expiry, tag_keys) if guard is None
+                       else guard.call(setter, full, data, expiry, tag_keys))  # fmt: skip
         except BaseException as exc:
             self._failed(sc.OP_SET, started, active, exc)
             return False
@@ -452,7 +484,7 @@ class YokedCache:
             total_keys=usage.keys if usage else 0,
             total_memory_bytes=usage.bytes if usage else 0,
             uptime_seconds=time.monotonic() - c.started_monotonic,
-            operations=dict(c.calls),
+            operations={op: n for op, n in c.calls.items() if n},
             backend=self.backend.info.kind,
         )
 

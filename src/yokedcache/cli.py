@@ -173,12 +173,18 @@ def build_parser() -> argparse.ArgumentParser:
     redis_option(stats)
     stats.add_argument("--key-prefix", default="yokedcache:", help="key prefix to count (default yokedcache:)")
     stats.add_argument("--json", action="store_true")
+
+    from .bench import add_arguments as add_bench_arguments
+
+    add_bench_arguments(sub.add_parser("bench", help="benchmark the cache against a no-cache baseline"))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .bench import run as _bench
+
     args = build_parser().parse_args(argv)
-    command = {"demo": _demo, "health": _health, "stats": _stats}[args.command]
+    command = {"demo": _demo, "health": _health, "stats": _stats, "bench": _bench}[args.command]
     try:
         return asyncio.run(command(args))
     except UserError as exc:

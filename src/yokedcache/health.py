@@ -120,6 +120,8 @@ async def detailed_health_check(cache: YokedCache) -> dict[str, Any]:
     ok, latency, problem = await _ping(cache, cache.config.health_check_timeout)
     breaker = cache.breaker.snapshot() if cache.breaker is not None else {"state": "disabled"}
     pool = cache.backend.pool_stats()
+    if pool is not None and cache._guard is not None:
+        pool["waiting"] = cache._guard.waiting  # calls queued for a connection
     perf = comprehensive_metrics(cache).to_dict()
     reasons: list[str] = []
     if not ok:

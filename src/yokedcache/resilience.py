@@ -140,19 +140,43 @@ class Guard:
         breaker: CircuitBreaker | None,
         retry_attempts: int = 1,
         retry_backoff: float = 0.02,
+        max_concurrency: int | None = None,
     ) -> None:
         self.transient = transient
         self.breaker = breaker
         self.retry_attempts = retry_attempts
         self.retry_backoff = retry_backoff
+        self.max_concurrency = max_concurrency
+        self._slots: asyncio.Semaphore | None = None
+
+    @property
+    def waiting(self) -> int:
+        """Calls queued for a slot (the pool is saturated while this is above zero)."""
+        slots = self._slots
+        waiters = getattr(slots, "_waiters", None) if slots is not None else None
+        return len(waiters) if waiters else 0
 
     async def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         breaker = self.breaker
+        slots = self._slots
+        if slots is None and self.max_concurrency is not None:
+            # First come, first served: redis-py's blocking pool lets a task that just released
+            # a connection take it straight back, so under a burst some callers starve until the
+            # pool's timeout ("No connection available"). asyncio.Semaphore queues fairly.
+            slots = self._slots = asyncio.Semaphore(self.max_concurrency)
         attempt = 0
         while True:
-            trial = breaker.acquire() if breaker is not None else False
+            # closed is the common case: decide it without a method call
+            trial = False if breaker is None or breaker.state is CLOSED else breaker.acquire()
             try:
-                result = await fn(*args)
+                if slots is None:
+                    result = await fn(*args)
+                else:
+                    await slots.acquire()
+                    try:
+                        result = await fn(*args)
+                    finally:
+                        slots.release()  # before any retry back-off below
             except self.transient as exc:
                 if breaker is not None:
                     breaker.failure(trial, exc)
@@ -167,7 +191,10 @@ class Guard:
                     breaker.release(trial)
                 raise
             if breaker is not None:
-                breaker.success(trial)
+                if trial or breaker.consecutive_failures:
+                    breaker.success(trial)
+                else:
+                    breaker.total_successes += 1
             return result
 
 

@@ -33,7 +33,11 @@ class JSONSerializer:
 
     def __init__(self) -> None:
         self._encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        self._decode = json.loads
+        decoder = json.JSONDecoder()
+        self._decode = decoder.decode
+        # The C scanner alone parses one JSON value at a position: about 6x cheaper than
+        # json.loads(bytes) (which sniffs the encoding and matches whitespace) on small values.
+        self._scan = decoder.scan_once
 
     def dumps(self, value: Any) -> bytes:
         try:
@@ -43,8 +47,15 @@ class JSONSerializer:
 
     def loads(self, data: bytes) -> Any:
         try:
-            return self._decode(data)
-        except (ValueError, UnicodeDecodeError) as exc:
+            text = data.decode("utf-8")
+            try:
+                value, end = self._scan(text, 0)
+            except StopIteration:  # leading whitespace or not JSON: let the full decoder decide
+                end = -1
+            if end != len(text):  # trailing data (or whitespace) after the value
+                value = self._decode(text)
+            return value
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise SerializationError(f"stored value is not valid JSON: {exc}") from exc
 
 

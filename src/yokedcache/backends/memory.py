@@ -18,6 +18,8 @@ from .base import BackendInfo, Usage
 
 __all__ = ["MemoryBackend"]
 
+_NO_TAGS: frozenset[str] = frozenset()
+
 
 class _Entry:
     __slots__ = ("expires_at", "size", "tags", "value")
@@ -109,22 +111,37 @@ class MemoryBackend:
             self._remove(key, entry)
             self.evictions += 1
 
-    # -- Backend protocol -----------------------------------------------------------------
-    async def get(self, key: str) -> bytes | None:
-        entry = self._live(key, self._clock())
+    # -- synchronous fast path (the facade calls these directly: no coroutine per operation) --
+    def get_nowait(self, key: str) -> bytes | None:
+        entry = self._data.get(key)
         if entry is None:
+            return None
+        expires_at = entry.expires_at
+        if expires_at is not None and expires_at <= self._clock():
+            self._remove(key, entry)
+            self.expirations += 1
             return None
         self._data.move_to_end(key)
         return entry.value
 
+    def set_nowait(self, key: str, value: bytes, ttl: float | None, tags: Sequence[str] = ()) -> None:
+        now = self._clock()
+        heap = self._expiry_heap
+        if heap and (heap[0][0] <= now or len(heap) > 2 * len(self._data) + 1024):
+            self._purge_expired(now)
+        self._store(key, value, ttl, frozenset(tags) if tags else _NO_TAGS, now)
+        self._evict()
+
+    # -- Backend protocol -----------------------------------------------------------------
+    async def get(self, key: str) -> bytes | None:
+        return self.get_nowait(key)
+
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        return [await self.get(k) for k in keys]
+        get = self.get_nowait
+        return [get(k) for k in keys]
 
     async def set(self, key: str, value: bytes, ttl: float | None, tags: Sequence[str] = ()) -> None:
-        now = self._clock()
-        self._purge_expired(now)
-        self._store(key, value, ttl, frozenset(tags), now)
-        self._evict()
+        self.set_nowait(key, value, ttl, tags)
 
     async def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float | None, tags: Sequence[str] = ()) -> None:
         now = self._clock()

@@ -69,13 +69,17 @@ class RedisBackend:
                 raise ValueError(f"{name}: must be a positive number of seconds, got {value!r}")
 
         self._url = url
+        self.max_connections = max_connections
         self.redacted_url = redact_url(url)
         self._scan_count = scan_count
         try:
             self._pool = aioredis.BlockingConnectionPool.from_url(
                 url,
                 max_connections=max_connections,
-                timeout=pool_timeout if pool_timeout is not None else socket_timeout + connect_timeout,
+                # None: wait for a connection. The facade admits at most max_connections calls at
+                # once (first come, first served), and each in-use connection is bounded by
+                # socket_timeout, so a wait here is short; a timeout would turn load into errors.
+                timeout=pool_timeout,
                 socket_timeout=socket_timeout,
                 socket_connect_timeout=connect_timeout,
                 retry=retry_mod.Retry(backoff.NoBackoff(), 0),
@@ -85,6 +89,9 @@ class RedisBackend:
             # redis-py's messages can quote the URL; never re-raise it with the password.
             raise ValueError(f"redis_url: cannot be used ({type(exc).__name__}) for {self.redacted_url}") from None
         self._client = aioredis.Redis(connection_pool=self._pool)
+        # GET is the hot path: hand out redis-py's own method (it returns the command's
+        # coroutine) instead of wrapping it in one more coroutine of ours.
+        self.get = self._client.get
         self._invalidate_tags_script = self._client.register_script(_INVALIDATE_TAGS_LUA)
 
         kw = self._pool.connection_kwargs

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import time
 
+from .semconv import OPERATIONS
+
 MAX_ERROR_TYPES = 64  # distinct (operation, error.type) pairs kept; the rest fold into "_OTHER"
 OTHER_ERROR = "_OTHER"
 
@@ -34,8 +36,9 @@ class CacheCounters:
         self.sets = 0
         self.deletes = 0
         self.invalidations = 0
-        self.calls: dict[str, int] = {}
-        self.duration_sum: dict[str, float] = {}
+        # Every operation is present from the start, so the hot path does a plain ``+=``.
+        self.calls: dict[str, int] = dict.fromkeys(OPERATIONS, 0)
+        self.duration_sum: dict[str, float] = dict.fromkeys(OPERATIONS, 0.0)
         self.errors: dict[tuple[str, str], int] = {}
         self.started_monotonic = time.monotonic()
         self.started_wall = time.time()

@@ -156,6 +156,10 @@ class ObservedCaches:
 
     def _gets(self, options: CallbackOptions) -> Iterable[Observation]:
         members = self.members()
+        # Registered first, so it runs before the SDK collects the duration histogram: queued
+        # records land in this collection.
+        for member in members:
+            member.flush()
         hits = self._retired.hits + sum(m.counters.hits for m in members)
         misses = self._retired.misses + sum(m.counters.misses for m in members)
         if members or hits or misses:

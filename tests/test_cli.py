@@ -1,0 +1,182 @@
+"""The ``yokedcache`` command line, run as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from .redis_server import free_port
+
+
+def cli(*args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if k != "YOKEDCACHE_REDIS_URL"}
+    full_env.update(env)
+    return subprocess.run([sys.executable, "-m", "yokedcache", *args], capture_output=True, text=True,
+                          timeout=timeout, env=full_env)  # fmt: skip
+
+
+def test_health_exit_codes_follow_the_status(redis_url):
+    live = cli("health", "--redis-url", redis_url)
+    assert live.returncode == 0, live.stderr
+    assert live.stdout.startswith("healthy: redis://127.0.0.1:")
+    dead = cli("health", "--redis-url", f"redis://:sentinel-pw@127.0.0.1:{free_port()}/0", "--timeout", "0.5")
+    assert dead.returncode == 2
+    assert dead.stdout.startswith("unhealthy:") and "backend ping failed" in dead.stdout
+    assert "sentinel-pw" not in dead.stdout + dead.stderr
+
+
+def test_health_json_and_environment_url(redis_url):
+    result = cli("health", "--json", YOKEDCACHE_REDIS_URL=redis_url)
+    assert result.returncode == 0
+    report = json.loads(result.stdout)
+    assert report["status"] == "healthy" and report["redis_connected"] is True
+    assert report["connection_pool"]["max_connections"] == 50
+
+
+def test_health_of_a_hung_redis_is_bounded():
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(8)
+    try:
+        started = time.monotonic()
+        result = cli("health", "--redis-url", f"redis://127.0.0.1:{hung.getsockname()[1]}/0", "--timeout", "0.5")
+        elapsed = time.monotonic() - started
+    finally:
+        hung.close()
+    assert result.returncode == 2 and "timed out" in result.stdout
+    assert elapsed < 15  # the interpreter start dominates; the check itself gives up after 0.5 s
+
+
+def test_stats_counts_the_prefix(redis_url):
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.set("yokedcache:a", b'"x"')
+    client.set("other:b", b'"y"')
+    client.close()
+    result = cli("stats", "--redis-url", redis_url, "--json")
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(result.stdout)
+    assert stats["total_keys"] == 1 and stats["total_memory_bytes"] > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["demo", "--redis-url", "http://example.com"], "redis_url: scheme must be one of"),
+        (["health", "--redis-url", "redis://:pw@127.0.0.1:1/0", "--timeout", "-1"], "health_check_timeout"),
+    ],
+)
+def test_bad_input_is_one_clear_line(args, message):
+    result = cli(*args)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_demo_reports_a_port_in_use_and_an_unreachable_redis():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = cli("demo", "--port", str(port), "--duration", "1")
+    assert result.returncode == 2 and f"port {port} on 127.0.0.1 is already in use" in result.stderr
+    result = cli(
+        "demo", "--port", "0", "--duration", "1", "--redis-url", f"redis://:sentinel-pw@127.0.0.1:{free_port()}/0"
+    )
+    assert result.returncode == 2 and "cannot reach Redis at redis://:***@127.0.0.1:" in result.stderr
+    assert "sentinel-pw" not in result.stderr
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_demo_serves_metrics_and_health_while_it_runs(backend, request):
+    port = free_port()
+    args = ["demo", "--port", str(port), "--rate", "500"]
+    if backend == "redis":
+        args += ["--redis-url", request.getfixturevalue("redis_url")]
+    proc = subprocess.Popen([sys.executable, "-m", "yokedcache", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        body = ""
+        while 'yokedcache_cache_gets_total{result="hit"}' not in body:
+            assert time.monotonic() < deadline, "no traffic in the demo's /metrics"
+            time.sleep(0.2)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+                    body = resp.read().decode()
+            except OSError:
+                continue
+        assert 'yokedcache_cache_operation_duration_seconds_bucket{le="0.001",operation="get"}' in body
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as resp:
+                report = json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            report = json.loads(exc.read())
+        assert report["status"] == "healthy", report
+    finally:
+        proc.send_signal(signal.SIGINT)  # Ctrl-C: a clean exit with a summary
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "ran " in out and "hit rate" in out and "get " in out
+    assert "Traceback" not in err
+
+
+def test_demo_with_a_duration_prints_the_live_lines_and_a_summary():
+    result = cli("demo", "--port", "0", "--duration", "2", "--rate", "300")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("yokedcache demo -- in-memory backend -- http://127.0.0.1:")
+    assert any(line.startswith("[") and "operations, hit rate" in line for line in lines)
+    assert any(line.startswith("ran ") for line in lines)
+
+
+def test_demo_live_view_renders_the_figures():
+    import asyncio
+
+    from yokedcache import YokedCache
+    from yokedcache.demo import LiveView, Workload
+
+    async def main() -> str:
+        async with YokedCache() as cache:
+            workload = Workload(cache, rate=0)
+            for _ in range(500):
+                await workload.step()
+            return LiveView(cache, workload, "header").render()
+
+    screen = asyncio.run(main())
+    assert screen.splitlines()[0] == "header"
+    assert "hit rate" in screen and "keys" in screen and "breaker n/a" in screen
+    assert any(line.startswith("get ") and "µs" in line for line in screen.splitlines())
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_bench_runs_for_a_second_and_writes_json(backend, request, tmp_path):
+    out_file = tmp_path / "bench.json"
+    args = ["bench", "--duration", "1", "--warmup", "50", "--concurrency", "4", "--json", str(out_file)]
+    if backend == "redis":
+        args += ["--redis-url", request.getfixturevalue("redis_url")]
+    result = cli(*args)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out_file.read_text())
+    results = data["results"]
+    assert set(results) == {f"{data['baseline']} GET", f"{data['baseline']} SET", "cache GET", "cache SET"}
+    for r in results.values():
+        assert r["ops"] >= 100 and r["p50"] <= r["p95"] <= r["p99"]
+        # throughput is operations over wall time, never over the slowest single operation
+        assert r["throughput"] == pytest.approx(r["ops"] / r["seconds"])
+        assert r["throughput"] < 1 / r["p50"] * data["concurrency"] * 2
+    assert "cache GET" in result.stdout and "x" in result.stdout.splitlines()[-1]
+
+
+def test_python_dash_m_and_version():
+    result = cli("--version")
+    assert result.returncode == 0 and result.stdout.startswith("yokedcache ")
