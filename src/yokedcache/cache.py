@@ -40,14 +40,23 @@ _MISSING = object()
 def _check_key(key: object) -> str:
     if type(key) is not str:
         raise TypeError(f"key: expected a str, got {type(key).__name__}")
+    if not key.isascii():
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: Redis could not store it, so neither do we
+            raise ValueError("key: must be encodable as UTF-8 (it contains a lone surrogate)") from None
     return key
+
+
+#: Longest accepted TTL: ~317 years (Redis keeps expiry times in milliseconds since the epoch).
+MAX_TTL = 1e10
 
 
 def _check_ttl(ttl: object) -> float:
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
         raise TypeError(f"ttl: expected seconds as a number or None, got {type(ttl).__name__}")
-    if not (math.isfinite(ttl) and ttl > 0):
-        raise ValueError(f"ttl: must be a positive finite number of seconds, got {ttl!r}")
+    if not (math.isfinite(ttl) and 0 < ttl <= MAX_TTL):
+        raise ValueError(f"ttl: must be a positive number of seconds up to {MAX_TTL:.0e}, got {ttl!r}")
     return float(ttl)
 
 
@@ -285,7 +294,7 @@ class YokedCache:
     # -- operations -----------------------------------------------------------------------
     async def get(self, key: str, default: Any = None) -> Any:
         """The value stored under ``key``, or ``default`` when absent (or unreachable, fail-open)."""
-        if type(key) is not str:
+        if type(key) is not str or not key.isascii():
             _check_key(key)
         full = self._prefix + key
         tel = self.telemetry
@@ -314,7 +323,7 @@ class YokedCache:
 
     async def set(self, key: str, value: Any, ttl: float | None = None, tags: Iterable[str] | None = None) -> bool:
         """Store ``value``; ``ttl`` seconds (default ``default_ttl``). False if unreachable (fail-open)."""
-        if type(key) is not str:
+        if type(key) is not str or not key.isascii():
             _check_key(key)
         full = self._prefix + key
         expiry = self._default_ttl if ttl is None else _check_ttl(ttl)
