@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/overhead.py
+
+soak: install
+	$(BIN)/python benchmarks/soak.py --duration 600
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
