@@ -84,3 +84,55 @@ class RedisServer:
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free and valid too."""
+    for _ in range(200):
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+class RedisClusterServers:
+    """Three ``redis-server --cluster-enabled yes`` primaries on loopback, joined by redis-cli."""
+
+    def __init__(self, nodes: int = 3) -> None:
+        self.nodes = [RedisServer("--cluster-enabled", "yes", "--cluster-node-timeout", "2000") for _ in range(nodes)]
+        for node in self.nodes:
+            node.port = free_cluster_port()
+            node.extra_args += ["--cluster-config-file", str(node.dir / "nodes.conf")]
+
+    def start(self, timeout: float = 30.0) -> None:
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise FileNotFoundError("redis-cli not found: install it with 'apt-get install -y redis-tools'")
+        for node in self.nodes:
+            node.start()
+        addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+        subprocess.run([cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+                       check=True, capture_output=True, timeout=60)  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            states = [
+                subprocess.run([cli, "-p", str(n.port), "cluster", "info"], capture_output=True, text=True, timeout=10)
+                for n in self.nodes
+            ]
+            if all("cluster_state:ok" in s.stdout for s in states):
+                return
+            time.sleep(0.1)
+        raise TimeoutError("the cluster did not reach cluster_state:ok")
+
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}/0"
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()

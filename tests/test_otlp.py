@@ -40,3 +40,31 @@ async def test_metrics_and_traces_arrive_over_otlp(protocol, redis_url):
 def test_unknown_protocol_is_rejected():
     with pytest.raises(ValueError, match="protocol"):
         OTLPCollector(protocol="udp")
+
+
+def test_prefork_workers_report_apart_and_add_up():
+    from .test_examples import run_example
+
+    receiver = OTLPGrpcReceiver()
+    try:
+        out = run_example("prefork_workers.py", OTLP_ENDPOINT=receiver.endpoint, WORKERS="3")
+    finally:
+        receiver.close()
+    assert out.count("done") == 3
+    instances: set[str] = set()
+    latest: dict[tuple[str, str], int] = {}  # cumulative: the last value per process and result
+    for request in receiver.metrics:
+        for rm in request.resource_metrics:
+            attrs = {kv.key: kv.value.string_value for kv in rm.resource.attributes}
+            instances.add(attrs["service.instance.id"])
+            assert attrs["service.name"] == "catalog"
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    if m.name == "yokedcache.cache.gets":
+                        for p in m.sum.data_points:
+                            result = {kv.key: kv.value.string_value for kv in p.attributes}["result"]
+                            latest[(attrs["service.instance.id"], result)] = p.as_int
+    assert len(instances) == 3  # one service.instance.id per process
+    hits = sum(v for (_, result), v in latest.items() if result == "hit")
+    misses = sum(v for (_, result), v in latest.items() if result == "miss")
+    assert (hits, misses) == (3 * 90, 3 * 10)

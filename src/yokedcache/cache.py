@@ -160,7 +160,15 @@ class YokedCache:
         url = config.resolved_redis_url()
         if url is not None:
             from .backends.redis import RedisBackend
+            from .backends.redis_cluster import RedisClusterBackend, is_cluster_url
 
+            if is_cluster_url(url):
+                return RedisClusterBackend(
+                    url,
+                    max_connections=config.max_connections,
+                    socket_timeout=config.operation_timeout,
+                    connect_timeout=config.connect_timeout,
+                )
             return RedisBackend(
                 url,
                 max_connections=config.max_connections,

@@ -9,8 +9,9 @@ from .memory import MemoryBackend
 
 if TYPE_CHECKING:
     from .redis import RedisBackend
+    from .redis_cluster import RedisClusterBackend
 
-__all__ = ["Backend", "BackendInfo", "MemoryBackend", "RedisBackend", "Usage"]
+__all__ = ["Backend", "BackendInfo", "MemoryBackend", "RedisBackend", "RedisClusterBackend", "Usage"]
 
 
 def __getattr__(name: str) -> Any:
@@ -18,4 +19,8 @@ def __getattr__(name: str) -> Any:
         from .redis import RedisBackend
 
         return RedisBackend
+    if name == "RedisClusterBackend":
+        from .redis_cluster import RedisClusterBackend
+
+        return RedisClusterBackend
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,94 @@
+"""A real three-primary Redis Cluster on loopback: every operation works across nodes."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+from redis.cluster import RedisCluster as SyncCluster
+
+from yokedcache import CacheConfig, YokedCache
+from yokedcache.backends import RedisClusterBackend
+
+from .redis_server import RedisClusterServers
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from .conftest import _require_redis
+
+    _require_redis()
+    servers = RedisClusterServers()
+    servers.start()
+    yield servers
+    servers.close()
+
+
+@pytest.fixture
+async def cluster_cache(cluster, telemetry):
+    client = SyncCluster(host="127.0.0.1", port=cluster.nodes[0].port)
+    client.flushall(target_nodes=SyncCluster.PRIMARIES)
+    client.close()
+    cache = YokedCache(CacheConfig(redis_url=cluster.url(), meter_provider=telemetry.meter_provider,
+                                   tracer_provider=telemetry.tracer_provider, fail_open=False))  # fmt: skip
+    yield cache
+    await cache.close()
+
+
+def keys_per_node(cluster, prefix: str) -> dict[int, int]:
+    counts = {}
+    for node in cluster.nodes:
+        client = redis.Redis(host="127.0.0.1", port=node.port)
+        counts[node.port] = sum(1 for _ in client.scan_iter(match=prefix + "*"))
+        client.close()
+    return counts
+
+
+async def test_keys_spread_over_every_node_and_round_trip(cluster, cluster_cache):
+    assert isinstance(cluster_cache.backend, RedisClusterBackend)
+    for i in range(300):
+        assert await cluster_cache.set(f"user:{i}", {"i": i})
+    spread = keys_per_node(cluster, "yokedcache:user:")
+    assert len(spread) == 3 and all(n > 50 for n in spread.values()), spread  # not forced into one slot
+    assert [await cluster_cache.get(f"user:{i}") for i in range(0, 300, 37)] == [{"i": i} for i in range(0, 300, 37)]
+    many = await cluster_cache.get_many([f"user:{i}" for i in range(20)] + ["missing"])
+    assert many["user:7"] == {"i": 7} and many["missing"] is None
+    assert await cluster_cache.set_many({f"batch:{i}": i for i in range(50)}, tags=["batch"])
+    assert await cluster_cache.exists("batch:49") and await cluster_cache.delete("batch:49")
+
+
+async def test_tags_and_patterns_invalidate_across_nodes(cluster, cluster_cache):
+    for i in range(200):
+        await cluster_cache.set(f"product:{i}", i, tags=["products", f"category:{i % 4}"])
+    await cluster_cache.set("other", 1)
+    assert sum(keys_per_node(cluster, "yokedcache:product:").values()) == 200
+    assert await cluster_cache.invalidate_tags("category:1") == 50
+    assert await cluster_cache.get("product:1") is None and await cluster_cache.get("product:2") == 2
+    expected = sum(1 for i in range(200) if str(i).startswith("1") and i % 4 != 1)
+    assert await cluster_cache.invalidate_pattern("product:1*") == expected
+    remaining = sum(keys_per_node(cluster, "yokedcache:product:").values())
+    assert await cluster_cache.invalidate_tags("products") == remaining
+    assert sum(keys_per_node(cluster, "yokedcache:product:").values()) == 0
+    assert await cluster_cache.get("other") == 1
+
+
+async def test_usage_health_and_pool_cover_every_node(cluster, cluster_cache):
+    for i in range(120):
+        await cluster_cache.set(f"k{i}", "x" * 100)
+    usage = await cluster_cache.refresh_usage()
+    assert usage.keys == 120 and usage.bytes > 120 * 100
+    report = await cluster_cache.detailed_health_check()
+    assert report["status"] == "healthy" and report["redis_connected"] is True
+    pool = report["connection_pool"]
+    assert {n["node"] for n in pool["nodes"]} == {f"127.0.0.1:{n.port}" for n in cluster.nodes}
+    assert pool["created"] == sum(n["in_use"] + n["idle"] for n in pool["nodes"]) >= 3
+
+
+async def test_a_dead_primary_makes_the_cluster_unhealthy(cluster_cache, cluster):
+    await cluster_cache.set("k", 1)
+    assert await cluster_cache.health() is True
+    victim = cluster.nodes[2]
+    victim.stop()
+    try:
+        assert await cluster_cache.health() is False
+    finally:
+        victim.start()
