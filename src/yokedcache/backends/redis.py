@@ -125,6 +125,10 @@ class RedisBackend:
             return []
         return await self._client.mget(keys)  # type: ignore[no-any-return]
 
+    def _write_pipeline(self) -> Any:
+        """One MULTI: a tagged write and its tag sets land together or not at all."""
+        return self._client.pipeline(transaction=True)
+
     def _queue_set(self, pipe: Any, key: str, value: bytes, ttl: float | None, tags: Sequence[str]) -> None:
         if ttl is None:
             pipe.set(key, value)
@@ -152,7 +156,7 @@ class RedisBackend:
             else:
                 await self._client.set(key, value, px=max(1, int(ttl * 1000)))
             return
-        async with self._client.pipeline(transaction=True) as pipe:
+        async with self._write_pipeline() as pipe:
             self._queue_set(pipe, key, value, ttl, tags)
             self._queue_tag_expiry(pipe, ttl, tags)
             await pipe.execute()
@@ -160,7 +164,7 @@ class RedisBackend:
     async def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float | None, tags: Sequence[str] = ()) -> None:
         if not items:
             return
-        async with self._client.pipeline(transaction=True) as pipe:
+        async with self._write_pipeline() as pipe:
             for key, value in items:
                 self._queue_set(pipe, key, value, ttl, tags)
             self._queue_tag_expiry(pipe, ttl, tags)

@@ -91,23 +91,9 @@ class RedisClusterBackend(RedisBackend):
             return []
         return await self._client.mget_nonatomic(keys)  # type: ignore[no-any-return]
 
-    async def set(self, key: str, value: bytes, ttl: float | None, tags: Sequence[str] = ()) -> None:
-        if not tags:
-            await super().set(key, value, ttl)
-            return
-        pipe = self._client.pipeline()
-        self._queue_set(pipe, key, value, ttl, tags)
-        self._queue_tag_expiry(pipe, ttl, tags)
-        await pipe.execute()
-
-    async def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float | None, tags: Sequence[str] = ()) -> None:
-        if not items:
-            return
-        pipe = self._client.pipeline()
-        for key, value in items:
-            self._queue_set(pipe, key, value, ttl, tags)
-        self._queue_tag_expiry(pipe, ttl, tags)
-        await pipe.execute()
+    def _write_pipeline(self) -> Any:
+        # Keys and their tag sets live in different slots: no MULTI, commands grouped by node.
+        return self._client.pipeline()
 
     async def invalidate_tags(self, tag_keys: Sequence[str]) -> int:
         deleted = 0
