@@ -136,3 +136,50 @@ class RedisClusterServers:
     def close(self) -> None:
         for node in self.nodes:
             node.close()
+
+
+class RedisSentinelServer:
+    """A ``redis-server --sentinel`` watching ``primary`` as service ``mymaster``."""
+
+    def __init__(self, primary: RedisServer, service: str = "mymaster") -> None:
+        self.primary = primary
+        self.service = service
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="yokedcache-sentinel-"))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 20.0) -> None:
+        conf = self.dir / "sentinel.conf"
+        lines = [f"port {self.port}", "bind 127.0.0.1", f"dir {self.dir}",
+                 f"sentinel monitor {self.service} 127.0.0.1 {self.primary.port} 1",
+                 f"sentinel down-after-milliseconds {self.service} 2000"]  # fmt: skip
+        if self.primary.password:
+            lines.append(f"sentinel auth-pass {self.service} {self.primary.password}")
+        conf.write_text("\n".join(lines) + "\n")
+        binary = shutil.which("redis-server")
+        assert binary is not None, INSTALL_HINT
+        self.proc = subprocess.Popen([binary, str(conf), "--sentinel"], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.monotonic() + timeout
+        query = b"*3\r\n$8\r\nSENTINEL\r\n$23\r\nGET-MASTER-ADDR-BY-NAME\r\n$%d\r\n%s\r\n" % (
+            len(self.service), self.service.encode())  # fmt: skip
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                    s.sendall(query)
+                    if str(self.primary.port).encode() in s.recv(256):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"sentinel on port {self.port} did not report the primary")
+
+    def url(self, db: int = 0) -> str:
+        auth = f":{self.primary.password}@" if self.primary.password else ""
+        return f"redis+sentinel://{auth}127.0.0.1:{self.port}/{self.service}/{db}"
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -161,15 +161,13 @@ class YokedCache:
         if url is not None:
             from .backends.redis import RedisBackend
             from .backends.redis_cluster import RedisClusterBackend, is_cluster_url
+            from .backends.redis_sentinel import RedisSentinelBackend, is_sentinel_url
 
-            if is_cluster_url(url):
-                return RedisClusterBackend(
-                    url,
-                    max_connections=config.max_connections,
-                    socket_timeout=config.operation_timeout,
-                    connect_timeout=config.connect_timeout,
-                )
-            return RedisBackend(
+            backend_class = (
+                RedisClusterBackend if is_cluster_url(url) else RedisSentinelBackend if is_sentinel_url(url)
+                else RedisBackend
+            )  # fmt: skip
+            return backend_class(
                 url,
                 max_connections=config.max_connections,
                 socket_timeout=config.operation_timeout,

@@ -1,7 +1,8 @@
-"""Storage backends. ``RedisBackend`` is imported lazily so the core runs without ``redis``."""
+"""Storage backends. The Redis ones are imported lazily so the core runs without ``redis``."""
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from .base import Backend, BackendInfo, Usage
@@ -10,17 +11,23 @@ from .memory import MemoryBackend
 if TYPE_CHECKING:
     from .redis import RedisBackend
     from .redis_cluster import RedisClusterBackend
+    from .redis_sentinel import RedisSentinelBackend
 
-__all__ = ["Backend", "BackendInfo", "MemoryBackend", "RedisBackend", "RedisClusterBackend", "Usage"]
+__all__ = [
+    "Backend",
+    "BackendInfo",
+    "MemoryBackend",
+    "RedisBackend",
+    "RedisClusterBackend",
+    "RedisSentinelBackend",
+    "Usage",
+]
+
+_LAZY = {"RedisBackend": ".redis", "RedisClusterBackend": ".redis_cluster", "RedisSentinelBackend": ".redis_sentinel"}
 
 
 def __getattr__(name: str) -> Any:
-    if name == "RedisBackend":
-        from .redis import RedisBackend
-
-        return RedisBackend
-    if name == "RedisClusterBackend":
-        from .redis_cluster import RedisClusterBackend
-
-        return RedisClusterBackend
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module, __name__), name)
