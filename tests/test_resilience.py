@@ -15,7 +15,7 @@ import pytest
 
 from yokedcache import CacheConfig, YokedCache
 from yokedcache.errors import CacheConnectionError, CacheTimeoutError, CircuitOpenError
-from yokedcache.resilience import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, Guard
+from yokedcache.resilience import CLOSED, HALF_OPEN, OPEN, Admission, CircuitBreaker, Guard
 from yokedcache.telemetry import semconv as sc
 
 from .redis_server import RedisServer
@@ -145,6 +145,47 @@ async def test_non_transient_errors_pass_through_without_counting():
     with pytest.raises(ValueError):
         await guard.call(bad)
     assert breaker.state == CLOSED and breaker.total_failures == 0
+
+
+# -- admission (at most max_connections calls at once, first come first served) -------------
+async def test_admission_serves_waiters_in_arrival_order():
+    admission = Admission(1)
+    assert admission.try_enter()
+    order: list[int] = []
+
+    async def waiter(n: int) -> None:
+        await admission.enter()
+        order.append(n)
+        admission.leave()
+
+    tasks = [asyncio.ensure_future(waiter(n)) for n in range(5)]
+    await asyncio.sleep(0)  # every waiter queued
+    assert admission.waiting == 5
+    admission.leave()
+    await asyncio.gather(*tasks)
+    assert order == [0, 1, 2, 3, 4]
+    assert admission.try_enter() and not admission.try_enter()  # exactly one slot came back
+
+
+async def test_admission_slot_is_not_lost_when_a_waiter_is_cancelled():
+    admission = Admission(1)
+    assert admission.try_enter()
+    first = asyncio.ensure_future(admission.enter())
+    second = asyncio.ensure_future(admission.enter())
+    third = asyncio.ensure_future(admission.enter())
+    await asyncio.sleep(0)
+    third.cancel()  # cancelled while queued: leaves the queue
+    with pytest.raises(asyncio.CancelledError):
+        await third
+    assert admission.waiting == 2
+    admission.leave()  # the slot is handed to `first`...
+    first.cancel()  # ...which is cancelled before it runs: it must pass the slot on
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    await asyncio.wait_for(second, 1)
+    admission.leave()
+    assert admission.waiting == 0
+    assert admission.try_enter() and not admission.try_enter()
 
 
 # -- against a real redis-server we kill and restart -------------------------------------

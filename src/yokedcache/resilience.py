@@ -9,15 +9,17 @@ so the breaker can never be wedged open.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from .errors import CacheConnectionError, CacheTimeoutError, CircuitOpenError
 
-__all__ = ["CLOSED", "HALF_OPEN", "OPEN", "CircuitBreaker", "Guard"]
+__all__ = ["CLOSED", "HALF_OPEN", "OPEN", "Admission", "CircuitBreaker", "Guard"]
 
 log = logging.getLogger("yokedcache.resilience")
 T = TypeVar("T")
@@ -126,6 +128,55 @@ class CircuitBreaker:
         }
 
 
+class Admission:
+    """At most ``limit`` calls at once, admitted first come, first served.
+
+    redis-py's blocking pool lets a task that just released a connection take it straight back,
+    so under a burst some callers starve until the pool's timeout ("No connection available").
+    A freed slot here goes to the longest waiter. Unlike ``asyncio.Semaphore`` the uncontended
+    case is a plain method call (no coroutine), which matters on a per-operation path.
+    """
+
+    __slots__ = ("_free", "_waiters")
+
+    def __init__(self, limit: int) -> None:
+        self._free = limit
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def try_enter(self) -> bool:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return True
+        return False
+
+    async def enter(self) -> None:
+        """Wait for a slot (call after :meth:`try_enter` said no)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.leave()  # handed a slot just as we were cancelled: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            raise
+
+    def leave(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot moves straight to the longest waiter
+                return
+        self._free += 1
+
+
 class Guard:
     """Runs backend calls through the breaker with bounded, jittered retries.
 
@@ -147,23 +198,16 @@ class Guard:
         self.retry_attempts = retry_attempts
         self.retry_backoff = retry_backoff
         self.max_concurrency = max_concurrency
-        self._slots: asyncio.Semaphore | None = None
+        self._slots = Admission(max_concurrency) if max_concurrency is not None else None
 
     @property
     def waiting(self) -> int:
         """Calls queued for a slot (the pool is saturated while this is above zero)."""
-        slots = self._slots
-        waiters = getattr(slots, "_waiters", None) if slots is not None else None
-        return len(waiters) if waiters else 0
+        return self._slots.waiting if self._slots is not None else 0
 
     async def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         breaker = self.breaker
         slots = self._slots
-        if slots is None and self.max_concurrency is not None:
-            # First come, first served: redis-py's blocking pool lets a task that just released
-            # a connection take it straight back, so under a burst some callers starve until the
-            # pool's timeout ("No connection available"). asyncio.Semaphore queues fairly.
-            slots = self._slots = asyncio.Semaphore(self.max_concurrency)
         attempt = 0
         while True:
             # closed is the common case: decide it without a method call
@@ -172,11 +216,12 @@ class Guard:
                 if slots is None:
                     result = await fn(*args)
                 else:
-                    await slots.acquire()
+                    if not slots.try_enter():
+                        await slots.enter()
                     try:
                         result = await fn(*args)
                     finally:
-                        slots.release()  # before any retry back-off below
+                        slots.leave()  # before any retry back-off below
             except self.transient as exc:
                 if breaker is not None:
                     breaker.failure(trial, exc)

@@ -35,7 +35,7 @@ __all__ = ["ActiveSpan", "Instrumentation"]
 
 log = logging.getLogger("yokedcache.telemetry")
 
-_FLUSH_BATCH = 16  # queued duration records that trigger a flush on the event loop
+_FLUSH_BATCH = 64  # queued duration records that trigger a flush on the event loop
 
 ActiveSpan = tuple[trace.Span, object]  # the span and the context token to detach
 
@@ -213,10 +213,10 @@ class Instrumentation:
         histogram = self._histogram
         if histogram is not None:
             if active is None and self.defer_records:
-                # An SDK record costs ~8 µs warm but 40+ µs right after a network round trip has
-                # evicted it from the CPU caches. Queued, the records run in batches on the loop
-                # while the next command is in flight. Sampled operations record inline, so
-                # their exemplars keep the trace.
+                # An SDK record costs ~4 µs warm but ~12 µs right after a redis-py round trip
+                # has evicted it from the CPU caches (benchmarks/overhead.py, 2 vCPUs). Queued,
+                # the records run in warm batches on the loop while the next command is in
+                # flight. Sampled operations record inline, so their exemplars keep the trace.
                 pending = self._pending
                 pending.append((elapsed, self._op_attrs[op]))
                 if len(pending) >= _FLUSH_BATCH and not self._flush_scheduled:
