@@ -23,6 +23,7 @@ BAD_VALUES = [
     ("default_ttl", -1, ValueError),
     ("default_ttl", float("nan"), ValueError),
     ("default_ttl", "300", TypeError),
+    ("default_ttl", 1e11, ValueError),  # past MAX_TTL (~317 years): Redis could not store the expiry
     ("max_memory_bytes", 0, ValueError),
     ("max_memory_bytes", 1.5, TypeError),
     ("max_keys", -3, ValueError),

@@ -19,7 +19,7 @@ from . import health
 from ._glob import escape_glob
 from .backends.base import Backend, Usage
 from .backends.memory import MemoryBackend
-from .config import CacheConfig
+from .config import MAX_TTL, CacheConfig
 from .errors import CacheConnectionError
 from .resilience import CLOSED, OPEN, CircuitBreaker, Guard
 from .serializers import resolve_serializer
@@ -46,10 +46,6 @@ def _check_key(key: object) -> str:
         except UnicodeEncodeError:  # a lone surrogate: Redis could not store it, so neither do we
             raise ValueError("key: must be encodable as UTF-8 (it contains a lone surrogate)") from None
     return key
-
-
-#: Longest accepted TTL: ~317 years (Redis keeps expiry times in milliseconds since the epoch).
-MAX_TTL = 1e10
 
 
 def _check_ttl(ttl: object) -> float:

@@ -26,6 +26,10 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+#: Longest accepted TTL: ~317 years (Redis keeps expiry times in milliseconds since the epoch).
+MAX_TTL = 1e10
+
+
 def _positive(name: str, value: object, *, allow_none: bool = False, integer: bool = False) -> None:
     if value is None and allow_none:
         return
@@ -117,6 +121,8 @@ class CacheConfig:
         if any(ch in self.key_prefix for ch in "\r\n\x00"):
             raise ValueError("key_prefix: must not contain NUL or newline characters")
         _positive("default_ttl", self.default_ttl, allow_none=True)
+        if self.default_ttl is not None and self.default_ttl > MAX_TTL:
+            raise ValueError(f"default_ttl: must be at most {MAX_TTL:.0e} seconds, got {self.default_ttl!r}")
         _positive("max_memory_bytes", self.max_memory_bytes, allow_none=True, integer=True)
         _positive("max_keys", self.max_keys, allow_none=True, integer=True)
         _positive("max_connections", self.max_connections, integer=True)
