@@ -370,6 +370,75 @@ async def test_readyz_follows_redis_health(own_redis):
         metrics.shutdown()
 
 
+def _fetch_readyz(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url + "/readyz", timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _wait_for_readyz(url: str, status: int, deadline_s: float = 5.0) -> dict:
+    """/readyz reuses a report for 1 s, so a change shows within about a second."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        got, report = _fetch_readyz(url)
+        if got == status:
+            return report
+        assert time.monotonic() < deadline, f"/readyz stayed {got}: {report}"
+        time.sleep(0.1)
+
+
+def test_readyz_before_the_first_operation_checks_on_a_one_off_connection(own_redis):
+    """A pod whose cache has not served a request yet must still become ready (or traffic never comes)."""
+    from yokedcache.monitoring import CacheMetrics, PrometheusCollector
+
+    collector = PrometheusCollector(port=0)
+    metrics = CacheMetrics([collector])
+    cache = YokedCache(CacheConfig(redis_url=own_redis.url(), metrics=metrics))  # at import time: no loop yet
+    try:
+        report = _wait_for_readyz(collector.url, 200)
+        assert report["status"] == "healthy" and report["redis_connected"] is True
+        assert "one-off" in report["checked_on"]
+        assert cache.backend.pool_stats()["created"] == 0  # the cache's own pool is still unbound
+        assert cache.telemetry.counters.total_calls == 0
+
+        own_redis.stop()
+        report = _wait_for_readyz(collector.url, 503)
+        assert report["redis_connected"] is False
+        own_redis.start()
+        _wait_for_readyz(collector.url, 200)
+
+        async def first_use() -> None:  # the app's own loop, after the probes
+            assert await cache.set("k", 1) is True and await cache.get("k") == 1
+            await cache.close()
+
+        asyncio.run(first_use())
+    finally:
+        metrics.shutdown()
+
+
+def test_readyz_before_the_first_operation_answers_against_a_hung_redis():
+    from yokedcache.monitoring import CacheMetrics, PrometheusCollector
+
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(64)  # the kernel accepts; nobody ever answers
+    collector = PrometheusCollector(port=0)
+    metrics = CacheMetrics([collector])
+    url = f"redis://127.0.0.1:{hung.getsockname()[1]}/0"
+    YokedCache(CacheConfig(redis_url=url, metrics=metrics, health_check_timeout=0.5))
+    try:
+        started = time.monotonic()
+        status, report = _fetch_readyz(collector.url)
+        assert (status, report["status"]) == (503, "unhealthy")
+        assert "timed out" in report["reasons"][0]
+        assert time.monotonic() - started < 3.0  # bounded by health_check_timeout (+ closing the twin)
+    finally:
+        metrics.shutdown()
+        hung.close()
+
+
 async def test_exported_pool_gauges_are_real_numbers(own_redis, telemetry):
     async with YokedCache(CacheConfig(redis_url=own_redis.url(), max_connections=7,
                                       meter_provider=telemetry.meter_provider)) as cache:  # fmt: skip

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import math
 import time
 from collections import deque
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .telemetry.semconv import error_type
 
 if TYPE_CHECKING:
+    from .backends.base import Backend
     from .cache import YokedCache
 
 HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
@@ -93,12 +95,20 @@ def comprehensive_metrics(cache: YokedCache, window: float = 60.0) -> Comprehens
     )
 
 
-async def _ping(cache: YokedCache, timeout: float) -> tuple[bool, float | None, str | None]:
-    """Ping the backend directly (not through the breaker); never waits past ``timeout``."""
-    if cache._loop is None:
-        cache._loop = asyncio.get_running_loop()
+async def _ping(
+    cache: YokedCache, timeout: float, backend: Backend | None = None
+) -> tuple[bool, float | None, str | None]:
+    """Ping the backend directly (not through the breaker); never waits past ``timeout``.
+
+    ``backend``: a throwaway twin of the cache's backend, for a check before the cache's own
+    event loop exists (its connections must not be bound to the checker's loop).
+    """
+    if backend is None:
+        backend = cache.backend
+        if cache._loop is None:
+            cache._loop = asyncio.get_running_loop()
     started = time.perf_counter()
-    task = asyncio.ensure_future(cache.backend.ping())
+    task = asyncio.ensure_future(backend.ping())
     done, _ = await asyncio.wait({task}, timeout=timeout)
     if not done:
         task.cancel()  # do not await: redis-py may absorb the cancellation mid-read
@@ -116,8 +126,8 @@ async def is_healthy(cache: YokedCache) -> bool:
     return ok
 
 
-async def detailed_health_check(cache: YokedCache) -> dict[str, Any]:
-    ok, latency, problem = await _ping(cache, cache.config.health_check_timeout)
+async def detailed_health_check(cache: YokedCache, *, probe: Backend | None = None) -> dict[str, Any]:
+    ok, latency, problem = await _ping(cache, cache.config.health_check_timeout, probe)
     breaker = cache.breaker.snapshot() if cache.breaker is not None else {"state": "disabled"}
     pool = cache.backend.pool_stats()
     if pool is not None and cache._guard is not None:
@@ -173,7 +183,11 @@ def readiness_report(cache: YokedCache, timeout: float) -> dict[str, Any]:
     if loop is None or loop.is_closed() or not loop.is_running():
         if cache.backend.info.kind == "memory":  # nothing loop-bound: check it right here
             return asyncio.run(detailed_health_check(cache))
-        return _unhealthy(cache, "not started: no running event loop has used this cache yet")
+        if cache.config.backend is not None and not isinstance(cache.config.backend, str):
+            return _unhealthy(cache, "not started: no running event loop has used this cache yet")
+        # No operation yet (a pod waiting for its first request must still become ready): ping
+        # through a twin backend on a private loop, so the cache's pool stays unbound.
+        return asyncio.run(_check_before_first_use(cache))
     try:
         running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
     except RuntimeError:
@@ -186,6 +200,17 @@ def readiness_report(cache: YokedCache, timeout: float) -> dict[str, Any]:
     except concurrent.futures.TimeoutError:
         future.cancel()
         return _unhealthy(cache, f"event loop did not run the health check within {timeout:g}s")
+
+
+async def _check_before_first_use(cache: YokedCache) -> dict[str, Any]:
+    twin = cache._make_backend(cache.config)
+    try:
+        report = await detailed_health_check(cache, probe=twin)
+    finally:
+        with contextlib.suppress(Exception):  # a hung server: its sockets die with this loop
+            await asyncio.wait_for(twin.close(), cache.config.health_check_timeout)
+    report["checked_on"] = "a one-off connection: no operation has used this cache yet"
+    return report
 
 
 def worst_status(statuses: list[str]) -> str:
