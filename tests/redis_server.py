@@ -141,9 +141,10 @@ class RedisClusterServers:
 class RedisSentinelServer:
     """A ``redis-server --sentinel`` watching ``primary`` as service ``mymaster``."""
 
-    def __init__(self, primary: RedisServer, service: str = "mymaster") -> None:
+    def __init__(self, primary: RedisServer, service: str = "mymaster", down_after_ms: int = 2000) -> None:
         self.primary = primary
         self.service = service
+        self.down_after_ms = down_after_ms
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="yokedcache-sentinel-"))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -152,7 +153,8 @@ class RedisSentinelServer:
         conf = self.dir / "sentinel.conf"
         lines = [f"port {self.port}", "bind 127.0.0.1", f"dir {self.dir}",
                  f"sentinel monitor {self.service} 127.0.0.1 {self.primary.port} 1",
-                 f"sentinel down-after-milliseconds {self.service} 2000"]  # fmt: skip
+                 f"sentinel down-after-milliseconds {self.service} {self.down_after_ms}",
+                 f"sentinel failover-timeout {self.service} 5000"]  # fmt: skip
         if self.primary.password:
             lines.append(f"sentinel auth-pass {self.service} {self.primary.password}")
         conf.write_text("\n".join(lines) + "\n")
@@ -177,6 +179,16 @@ class RedisSentinelServer:
     def url(self, db: int = 0) -> str:
         auth = f":{self.primary.password}@" if self.primary.password else ""
         return f"redis+sentinel://{auth}127.0.0.1:{self.port}/{self.service}/{db}"
+
+    def command(self, *args: str) -> object:
+        import redis
+
+        with redis.Redis(port=self.port, socket_timeout=2) as client:
+            return client.execute_command(*args)
+
+    def primary_port(self) -> int:
+        _, port = self.command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)  # type: ignore[misc]
+        return int(port)
 
     def close(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

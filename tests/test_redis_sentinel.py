@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 import redis
 
@@ -57,3 +60,53 @@ async def test_an_unreachable_sentinel_is_unhealthy_not_a_crash():
                                       retry_attempts=0)) as cache:  # fmt: skip
         assert await cache.get("k", "fallback") == "fallback"
         assert (await cache.detailed_health_check())["status"] == "unhealthy"
+
+
+async def test_the_cache_follows_a_sentinel_failover_to_the_promoted_replica():
+    """Kill the primary: Sentinel promotes the replica and the cache, through its breaker, follows."""
+    from .conftest import _require_redis
+
+    _require_redis()
+    primary = RedisServer(password=PASSWORD)
+    primary.start()
+    replica = RedisServer("--replicaof", "127.0.0.1", str(primary.port), "--masterauth", PASSWORD, password=PASSWORD)
+    replica.start()
+    watcher = RedisSentinelServer(primary, down_after_ms=300)
+    watcher.start()
+    cache = YokedCache(CacheConfig(redis_url=watcher.url(), retry_attempts=0, circuit_recovery_timeout=0.5))
+    try:
+        deadline = time.monotonic() + 20
+        while len(watcher.command("SENTINEL", "REPLICAS", "mymaster")) < 1:  # type: ignore[arg-type]
+            assert time.monotonic() < deadline, "sentinel never saw the replica"
+            await asyncio.sleep(0.1)
+        assert await cache.set("before", {"n": 1}) is True
+        direct_replica = redis.Redis(port=replica.port, password=PASSWORD)
+        while direct_replica.get("yokedcache:before") is None:  # replicated before the primary dies
+            assert time.monotonic() < deadline, "the replica never caught up"
+            await asyncio.sleep(0.05)
+
+        primary.stop()
+        killed = time.monotonic()
+        while watcher.primary_port() != replica.port:
+            assert await cache.get("before", "fallback") in ({"n": 1}, "fallback")  # degrades, never raises
+            assert time.monotonic() - killed < 30, "sentinel did not promote the replica"
+            await asyncio.sleep(0.05)
+        promoted = time.monotonic() - killed
+        while not await cache.set("after", {"n": 2}):  # the breaker's next trial reconnects via Sentinel
+            assert time.monotonic() - killed < promoted + 10, "the cache did not follow the failover"
+            await asyncio.sleep(0.05)
+        followed = time.monotonic() - killed
+        assert await cache.get("before") == {"n": 1}  # the data the replica held survived
+        assert direct_replica.get("yokedcache:after") == b'{"n":2}'  # written on the new primary
+        report = await cache.detailed_health_check()
+        assert report["status"] == "healthy" and PASSWORD not in repr(report)
+        assert cache.breaker is not None and cache.breaker.opens >= 1
+        direct_replica.close()
+        print(
+            f"\nsentinel promoted the replica {promoted:.2f}s after the kill; the cache wrote to it at {followed:.2f}s"
+        )
+    finally:
+        await cache.close()
+        watcher.close()
+        replica.close()
+        primary.close()
