@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 
@@ -157,3 +158,100 @@ def test_server_answers_only_get_and_head_on_its_paths():
 def test_bad_arguments_name_the_field(kwargs, field):
     with pytest.raises((ValueError, TypeError), match=field):
         PrometheusCollector(**kwargs)
+
+
+def _duplicates(text: str) -> list[str]:
+    """TYPE lines and series that occur more than once: Prometheus rejects such a scrape."""
+    seen: set[str] = set()
+    dupes = []
+    for line in text.splitlines():
+        if line.startswith("# HELP"):
+            continue
+        key = line if line.startswith("# TYPE") else line.rsplit(" ", 1)[0]
+        if key in seen:
+            dupes.append(key)
+        seen.add(key)
+    return dupes
+
+
+async def test_force_flush_does_not_make_the_next_scrape_repeat_every_family():
+    collector = PrometheusCollector(port=0)
+    metrics = CacheMetrics([collector])
+    cache = YokedCache(CacheConfig(metrics=metrics))
+    try:
+        await cache.set("k", 1)
+        await cache.get("k")
+        assert metrics.force_flush() is True  # a pull exporter has nothing to push
+        metrics.force_flush()
+        text = scrape(collector.url)
+        assert _duplicates(text) == []
+        assert text.count("# TYPE yokedcache_cache_gets_total counter") == 1
+    finally:
+        await cache.close()
+        metrics.shutdown()
+
+
+async def test_concurrent_scrapes_each_get_one_whole_exposition():
+    """Two Prometheus replicas (or a replica and a curl) scraping at the same moment."""
+    import threading
+
+    from prometheus_client import generate_latest
+
+    collector = PrometheusCollector(port=None)
+    metrics = CacheMetrics([collector])
+    cache = YokedCache(CacheConfig(metrics=metrics))
+    try:
+        for i in range(50):
+            await cache.set(f"k{i}", i)
+            await cache.get(f"k{i}")
+        texts: list[str] = []
+
+        def scraper() -> None:
+            for _ in range(100):
+                texts.append(generate_latest(collector.registry).decode())
+
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # switch threads as often as possible: provoke the interleaving
+        try:
+            threads = [threading.Thread(target=scraper) for _ in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        finally:
+            sys.setswitchinterval(interval)
+        assert len(texts) == 800
+        for text in texts:
+            assert _duplicates(text) == []
+            families = {f.name: f for f in text_string_to_metric_families(text)}
+            gets = {s.labels["result"]: s.value for s in families["yokedcache_cache_gets"].samples}
+            assert gets["hit"] == 50.0
+    finally:
+        await cache.close()
+        metrics.shutdown()
+
+
+async def test_application_metric_named_like_a_built_in_keeps_both_valid(caplog):
+    """The guide's health monitor pushes cache.hit_rate; under namespace="myapp" that name is taken."""
+    collector = PrometheusCollector(namespace="myapp", port=0)
+    metrics = CacheMetrics([collector])
+    cache = YokedCache(CacheConfig(metrics=metrics))
+    try:
+        await cache.set("k", 1)
+        await cache.get("k")
+        await cache.get("missing")
+        await metrics.gauge("cache.hit_rate", 0.25)
+        await metrics.gauge("cache.health", 1.0)
+        metrics.force_flush()
+        text = scrape(collector.url)
+        scrape(collector.url)
+        assert _duplicates(text) == []
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        assert families["myapp_cache_hit_rate"].samples[0].value == 0.5  # the cache's own
+        assert families["myapp_app_cache_hit_rate"].samples[0].value == 0.25  # the application's
+        assert "myapp_app_cache_health" in families and "myapp_cache_health" in families
+        warnings = [r for r in caplog.records if "myapp_app_cache_hit_rate" in r.getMessage()]
+        assert len(warnings) == 1  # once, not per scrape
+    finally:
+        await cache.close()
+        metrics.shutdown()

@@ -12,7 +12,9 @@ the process-wide one.
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 from dataclasses import replace
 from typing import Any
 
@@ -27,18 +29,46 @@ from prometheus_client.exposition import choose_encoder  # noqa: E402
 
 from .http import MetricsServer, ReadinessRoute  # noqa: E402
 
+log = logging.getLogger("yokedcache.monitoring")
+
 _NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
-def _rename(data: MetricsData, prefix: str, labels: dict[str, str]) -> MetricsData:
+_BUILT_IN = "yokedcache."
+
+
+def _rename(data: MetricsData, prefix: str, labels: dict[str, str], warned: set[str]) -> MetricsData:
+    """Built-in ``yokedcache.x`` becomes ``<prefix>.x`` and an application's ``y`` becomes
+    ``<prefix>.y`` -- unless ``y`` is a built-in's name (the guide's health monitor pushes
+    ``cache.hit_rate``): two families of one name make Prometheus reject the whole scrape, so
+    the application's becomes ``<prefix>.app.y``, with one warning."""
+    taken = {
+        m.name[len(_BUILT_IN) :]
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name.startswith(_BUILT_IN)
+    }
     resource_metrics = []
     for rm in data.resource_metrics:
         scope_metrics = []
         for sm in rm.scope_metrics:
             metrics = []
             for m in sm.metrics:
-                base = m.name[len("yokedcache.") :] if m.name.startswith("yokedcache.") else m.name
+                if m.name.startswith(_BUILT_IN):
+                    base = m.name[len(_BUILT_IN) :]
+                elif m.name in taken:
+                    base = f"app.{m.name}"
+                    if m.name not in warned:
+                        warned.add(m.name)
+                        log.warning(
+                            "application metric %r has the name of a built-in cache metric; exported as %s",
+                            m.name,
+                            f"{prefix}_{base}".replace(".", "_"),
+                        )
+                else:
+                    base = m.name
                 points = m.data
                 if labels:
                     points = replace(
@@ -52,16 +82,46 @@ def _rename(data: MetricsData, prefix: str, labels: dict[str, str]) -> MetricsDa
     return replace(data, resource_metrics=resource_metrics)
 
 
+class _OneScrapeAtATime:
+    """The exporter's prometheus_client collector, collected under a lock.
+
+    Its ``collect()`` runs an SDK collection that queues one ``MetricsData``, then renders
+    everything queued. Two scrapes at once (two Prometheus replicas) interleave: one renders
+    both collections -- every family twice, which Prometheus rejects -- the other nothing.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._lock = threading.Lock()
+
+    def collect(self) -> list[Any]:
+        with self._lock:
+            return list(self._inner.collect())
+
+
 class _NamespacedReader(PrometheusMetricReader):
     def __init__(self, prefix: str, labels: dict[str, str], registry: CollectorRegistry) -> None:
         super().__init__(scope_info_enabled=False, registry=registry)
         self._yc_prefix = prefix
         self._yc_labels = labels
+        self._yc_warned: set[str] = set()
+        registry.unregister(self._collector)
+        self._yc_locked = _OneScrapeAtATime(self._collector)
+        registry.register(self._yc_locked)
 
     def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
         if metrics_data is not None and (self._yc_prefix != "yokedcache" or self._yc_labels):
-            metrics_data = _rename(metrics_data, self._yc_prefix, self._yc_labels)
+            metrics_data = _rename(metrics_data, self._yc_prefix, self._yc_labels, self._yc_warned)
         super()._receive_metrics(metrics_data, timeout_millis, **kwargs)
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        # A pull exporter has nothing to push: data leaves when scraped. The base class would
+        # collect into the exporter's queue, and the next scrape would render that collection
+        # beside its own: every family twice.
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self._registry.unregister(self._yc_locked)
 
 
 class PrometheusCollector:
