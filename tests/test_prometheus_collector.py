@@ -242,6 +242,8 @@ async def test_application_metric_named_like_a_built_in_keeps_both_valid(caplog)
         await cache.get("missing")
         await metrics.gauge("cache.hit_rate", 0.25)
         await metrics.gauge("cache.health", 1.0)
+        await metrics.gauge("cache.size_bytes", 123.0)  # the built-in cache.size (unit By) lands here too
+        await metrics.gauge("cache.uptime_seconds", 5.0)  # no built-in of that name: keeps it
         metrics.force_flush()
         text = scrape(collector.url)
         scrape(collector.url)
@@ -250,6 +252,8 @@ async def test_application_metric_named_like_a_built_in_keeps_both_valid(caplog)
         assert families["myapp_cache_hit_rate"].samples[0].value == 0.5  # the cache's own
         assert families["myapp_app_cache_hit_rate"].samples[0].value == 0.25  # the application's
         assert "myapp_app_cache_health" in families and "myapp_cache_health" in families
+        assert families["myapp_app_cache_size_bytes"].samples[0].value == 123.0
+        assert "myapp_cache_size_bytes" in families and "myapp_cache_uptime_seconds" in families
         warnings = [r for r in caplog.records if "myapp_app_cache_hit_rate" in r.getMessage()]
         assert len(warnings) == 1  # once, not per scrape
     finally:

@@ -210,3 +210,23 @@ async def test_no_sdk_means_no_error_and_no_spans():
         await cache.set("k", 1)
         assert await cache.get("k") == 1
         assert cache.telemetry.start_span(sc.OP_GET) is None
+
+
+async def test_every_built_in_instrument_is_listed_with_its_unit(redis_url, telemetry):
+    """``semconv.BUILT_IN_UNITS`` is what the Prometheus collector keeps application metrics clear of."""
+    from .redis_server import free_port
+
+    mp = telemetry.meter_provider
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    async with (
+        YokedCache(CacheConfig(redis_url=redis_url, meter_provider=mp)) as redis_cache,
+        YokedCache(CacheConfig(meter_provider=mp, max_keys=1)) as memory_cache,  # evicts: sizes, evictions
+        YokedCache(CacheConfig(redis_url=dead, meter_provider=mp, retry_attempts=0)) as failing,  # errors
+    ):
+        await redis_cache.set("k", 1)
+        await redis_cache.get("k")
+        await memory_cache.set("a", 1)
+        await memory_cache.set("b", 2)
+        await failing.get("k")
+        found = {name: metric.unit for name, (metric, _) in telemetry.instruments().items()}
+    assert found == sc.BUILT_IN_UNITS

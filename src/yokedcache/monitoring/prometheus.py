@@ -27,6 +27,7 @@ from opentelemetry.sdk.metrics.export import MetricsData  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 from prometheus_client.exposition import choose_encoder  # noqa: E402
 
+from ..telemetry.semconv import BUILT_IN_UNITS  # noqa: E402
 from .http import MetricsServer, ReadinessRoute  # noqa: E402
 
 log = logging.getLogger("yokedcache.monitoring")
@@ -36,20 +37,22 @@ _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
 _BUILT_IN = "yokedcache."
+_UNIT_SUFFIX = {"By": "bytes", "s": "seconds"}  # the units our instruments and the shim use
+
+
+def _family(name: str, unit: str) -> str:
+    """The Prometheus family an instrument lands in (``_total`` aside), as the exporter names it."""
+    family = re.sub(r"[^a-zA-Z0-9_]", "_", name)
+    suffix = _UNIT_SUFFIX.get(unit, "")
+    return family if not suffix or family.endswith("_" + suffix) else f"{family}_{suffix}"
 
 
 def _rename(data: MetricsData, prefix: str, labels: dict[str, str], warned: set[str]) -> MetricsData:
     """Built-in ``yokedcache.x`` becomes ``<prefix>.x`` and an application's ``y`` becomes
-    ``<prefix>.y`` -- unless ``y`` is a built-in's name (the guide's health monitor pushes
-    ``cache.hit_rate``): two families of one name make Prometheus reject the whole scrape, so
-    the application's becomes ``<prefix>.app.y``, with one warning."""
-    taken = {
-        m.name[len(_BUILT_IN) :]
-        for rm in data.resource_metrics
-        for sm in rm.scope_metrics
-        for m in sm.metrics
-        if m.name.startswith(_BUILT_IN)
-    }
+    ``<prefix>.y`` -- unless that lands in a built-in's family (the guide's health monitor pushes
+    ``cache.hit_rate`` and ``cache.size_bytes``): two families of one name make Prometheus reject
+    the whole scrape, so the application's becomes ``<prefix>.app.y``, with one warning."""
+    taken = {_family(name[len(_BUILT_IN) :], unit) for name, unit in BUILT_IN_UNITS.items()}
     resource_metrics = []
     for rm in data.resource_metrics:
         scope_metrics = []
@@ -58,7 +61,7 @@ def _rename(data: MetricsData, prefix: str, labels: dict[str, str], warned: set[
             for m in sm.metrics:
                 if m.name.startswith(_BUILT_IN):
                     base = m.name[len(_BUILT_IN) :]
-                elif m.name in taken:
+                elif _family(m.name, m.unit or "") in taken:
                     base = f"app.{m.name}"
                     if m.name not in warned:
                         warned.add(m.name)

@@ -33,6 +33,14 @@ POOL_CONNECTIONS: Final = "yokedcache.cache.pool.connections"
 POOL_MAX: Final = "yokedcache.cache.pool.max"
 POOL_UTILIZATION: Final = "yokedcache.cache.pool.utilization"
 
+#: Every built-in instrument and its unit (the Prometheus exporter derives name suffixes from it).
+BUILT_IN_UNITS: Final = {
+    GETS: "{get}", SETS: "{set}", DELETES: "{delete}", HITS: "{hit}", MISSES: "{miss}",
+    INVALIDATIONS: "{invalidation}", ERRORS: "{error}", EVICTIONS: "{eviction}", HIT_RATE: "1", SIZE: "By",
+    KEYS_COUNT: "{key}", DURATION: "s", HEALTH: "1", BREAKER_STATE: "", BREAKER_OPENS: "{open}",
+    POOL_CONNECTIONS: "{connection}", POOL_MAX: "{connection}", POOL_UTILIZATION: "1",
+}  # fmt: skip
+
 #: ``yokedcache.cache.circuit_breaker.state`` values (alert on ``== 2``).
 BREAKER_STATE_VALUES: Final = {"closed": 0, "half_open": 1, "open": 2}
 
