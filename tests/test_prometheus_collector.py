@@ -259,3 +259,25 @@ async def test_application_metric_named_like_a_built_in_keeps_both_valid(caplog)
     finally:
         await cache.close()
         metrics.shutdown()
+
+
+async def test_the_process_wide_registry_works_quietly_and_is_left_clean(caplog):
+    """registry=prometheus_client.REGISTRY: served beside the process metrics, no collection at
+    registration (that registry auto-describes), and unregistered again on shutdown."""
+    from prometheus_client import REGISTRY, generate_latest
+
+    for _ in range(2):  # the second round proves shutdown unregistered the first
+        collector = PrometheusCollector(registry=REGISTRY, port=None)
+        metrics = CacheMetrics([collector])
+        cache = YokedCache(CacheConfig(metrics=metrics))
+        try:
+            await cache.set("k", 1)
+            await cache.get("k")
+            text = generate_latest(REGISTRY).decode()
+            assert _duplicates(text) == []
+            assert text.count("# TYPE yokedcache_cache_gets_total counter") == 1
+            assert "python_gc_objects_collected_total" in text  # prometheus_client's own collectors
+        finally:
+            await cache.close()
+            metrics.shutdown()
+    assert not [r for r in caplog.records if r.levelname == "WARNING"], caplog.records

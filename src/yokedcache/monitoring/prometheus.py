@@ -101,6 +101,11 @@ class _OneScrapeAtATime:
         with self._lock:
             return list(self._inner.collect())
 
+    def describe(self) -> list[Any]:
+        # Without this, a registry with auto_describe (prometheus_client.REGISTRY) would run a
+        # collection just to learn the names when we register.
+        return []
+
 
 class _NamespacedReader(PrometheusMetricReader):
     def __init__(self, prefix: str, labels: dict[str, str], registry: CollectorRegistry) -> None:
