@@ -92,3 +92,12 @@ async def test_a_dead_primary_makes_the_cluster_unhealthy(cluster_cache, cluster
         assert await cluster_cache.health() is False
     finally:
         victim.start()
+
+
+def test_readiness_before_the_first_operation_reaches_the_cluster(cluster):
+    from yokedcache import health
+
+    cache = YokedCache(CacheConfig(redis_url=cluster.url()))  # no loop has used it: the /readyz path
+    report = health.readiness_report(cache, 5.0)
+    assert report["status"] == "healthy" and report["redis_connected"] is True
+    assert "one-off" in report["checked_on"]

@@ -110,3 +110,12 @@ async def test_the_cache_follows_a_sentinel_failover_to_the_promoted_replica():
         watcher.close()
         replica.close()
         primary.close()
+
+
+def test_readiness_before_the_first_operation_asks_sentinel(sentinel):
+    from yokedcache import health
+
+    cache = YokedCache(CacheConfig(redis_url=sentinel.url()))  # no loop has used it: the /readyz path
+    report = health.readiness_report(cache, 5.0)
+    assert report["status"] == "healthy" and "one-off" in report["checked_on"]
+    assert PASSWORD not in repr(report)
