@@ -192,6 +192,7 @@ _STATSD_LINE = re.compile(r"^[A-Za-z0-9_.\-/]+:-?[0-9.e+-]+\|(c|g|h|ms)(\|@[0-9.
 @settings(max_examples=150, deadline=None)
 @given(name=st.text(max_size=30), tags=st.dictionaries(st.text(max_size=10), st.text(max_size=20), max_size=3),
        value=st.floats(min_value=0, max_value=1e12))  # fmt: skip
+@example(name="A\n", tags={}, value=0.0)  # a regex ending in "$" let the final newline through
 def test_shim_names_and_tag_values_never_break_statsd_or_prometheus(name, tags, value):
     from prometheus_client.parser import text_string_to_metric_families
 

@@ -153,7 +153,8 @@ def test_server_answers_only_get_and_head_on_its_paths():
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [({"namespace": "my-app"}, "namespace"), ({"subsystem": "1x"}, "subsystem"),
-     ({"labels": {"bad-label": "x"}}, "labels"), ({"labels": {"ok": 1}}, "labels"), ({"port": 70000}, "port")],
+     ({"labels": {"bad-label": "x"}}, "labels"), ({"labels": {"ok": 1}}, "labels"), ({"port": 70000}, "port"),
+     ({"namespace": "myapp\n"}, "namespace"), ({"labels": {"env\n": "x"}}, "labels")],  # "$" admits a final \n
 )  # fmt: skip
 def test_bad_arguments_name_the_field(kwargs, field):
     with pytest.raises((ValueError, TypeError), match=field):

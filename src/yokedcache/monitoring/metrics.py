@@ -28,7 +28,7 @@ from opentelemetry.metrics import NoOpMeterProvider
 
 log = logging.getLogger("yokedcache.monitoring")
 
-_INSTRUMENT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_./\-]{0,254}$")
+_INSTRUMENT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_./\-]{0,254}")  # fullmatch: "$" would admit a final "\n"
 OVERFLOW_TAGS = {"otel.metric.overflow": "true"}
 
 
@@ -132,7 +132,7 @@ class CacheMetrics:
         found = self._instruments.get((kind, name))
         if found is not None:
             return found
-        if not isinstance(name, str) or not _INSTRUMENT_NAME.match(name):
+        if not isinstance(name, str) or not _INSTRUMENT_NAME.fullmatch(name):
             raise ValueError(
                 f"metric: {name!r} is not a valid name (a letter, then letters, digits, '_', '.', '-' or '/', "
                 "at most 255 characters)"

@@ -32,8 +32,8 @@ from .http import MetricsServer, ReadinessRoute  # noqa: E402
 
 log = logging.getLogger("yokedcache.monitoring")
 
-_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")  # used with fullmatch: "$" would admit a final "\n"
+_LABEL = _NAME
 
 
 _BUILT_IN = "yokedcache."
@@ -149,13 +149,13 @@ class PrometheusCollector:
         labels: dict[str, str] | None = None,
         addr: str = "127.0.0.1",
     ) -> None:
-        if not isinstance(namespace, str) or not _NAME.match(namespace):
+        if not isinstance(namespace, str) or not _NAME.fullmatch(namespace):
             raise ValueError(f"namespace: must match [a-zA-Z_][a-zA-Z0-9_]*, got {namespace!r}")
-        if subsystem is not None and (not isinstance(subsystem, str) or not _NAME.match(subsystem)):
+        if subsystem is not None and (not isinstance(subsystem, str) or not _NAME.fullmatch(subsystem)):
             raise ValueError(f"subsystem: must match [a-zA-Z_][a-zA-Z0-9_]*, got {subsystem!r}")
         labels = dict(labels or {})
         for key, value in labels.items():
-            if not isinstance(key, str) or not _LABEL.match(key) or key.startswith("__"):
+            if not isinstance(key, str) or not _LABEL.fullmatch(key) or key.startswith("__"):
                 raise ValueError(f"labels: {key!r} is not a valid Prometheus label name")
             if not isinstance(value, str):
                 raise TypeError(f"labels: value of {key!r} must be a str, got {type(value).__name__}")
