@@ -88,7 +88,7 @@ async def measure(url: str, rounds: int, ops: int) -> None:
         "record inline": per_op_loop(record_inline, FULL),
         f"record batched ({BATCH})": untimed_drain(per_op_loop(record_batched, FULL)),
         "queue only": untimed_drain(per_op_loop(queue_only, FULL)),
-        "cache.get": per_op_loop(cache.get, KEYS),
+        "cache.get": per_op_loop(cache.get, KEYS, cache.telemetry.flush),
     }
     costs, ratios = await interleaved_ratios(loops, "raw GET", rounds, ops)
     base = costs["raw GET"]

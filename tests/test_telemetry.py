@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -230,3 +232,37 @@ async def test_every_built_in_instrument_is_listed_with_its_unit(redis_url, tele
         await failing.get("k")
         found = {name: metric.unit for name, (metric, _) in telemetry.instruments().items()}
     assert found == sc.BUILT_IN_UNITS
+
+
+async def test_duration_records_are_queued_off_the_call_and_all_counted(telemetry):
+    """Records run in batches on the loop; a caller that never yields cannot grow the queue
+    without bound; a collection sees every operation."""
+    from yokedcache.telemetry import instrumentation
+
+    async with YokedCache(CacheConfig(meter_provider=telemetry.meter_provider)) as cache:
+        await cache.set("k", 1)
+        for _ in range(10_000):  # a memory get never yields: the loop gets no turn in here
+            await cache.get("k")
+            assert len(cache.telemetry._pending) <= instrumentation._FLUSH_LIMIT
+        assert cache.telemetry._pending  # some are still queued...
+        (point,) = [p for a, p in telemetry.metrics()[sc.DURATION] if a == {"operation": "get"}]
+        assert point.count == 10_000  # ...and the collection recorded them first
+        await cache.get("k")
+        await asyncio.sleep(0)  # the loop's turn: the flush scheduled during the loop runs
+        assert not cache.telemetry._pending
+        for _ in range(10):
+            await cache.get("k")
+        await asyncio.sleep(0)  # a batch below the threshold waits for more (or a collection)...
+        assert len(cache.telemetry._pending) == 10
+        for _ in range(instrumentation._FLUSH_BATCH):
+            await cache.get("k")
+        await asyncio.sleep(0)  # ...a full one is recorded as soon as the caller yields
+        assert not cache.telemetry._pending
+
+
+async def test_without_an_sdk_nothing_is_queued():
+    async with YokedCache(CacheConfig()) as cache:  # the API's no-op histogram: called inline
+        await cache.set("k", 1)
+        for _ in range(100):
+            await cache.get("k")
+        assert not cache.telemetry._pending

@@ -136,7 +136,6 @@ class YokedCache:
             usage=self._current_usage,
             evictions=lambda: getattr(self.backend, "evictions", None),
             state=self._state_reading,
-            defer_records=not hasattr(self.backend, "get_nowait"),
             # the check gives up after health_check_timeout; the loop gets one more second to run it
             readiness=lambda: health.readiness_report(self, config.health_check_timeout + 1.0),
         )

@@ -1,9 +1,10 @@
 """The one instrumentation point every cache operation goes through.
 
-Per operation it does at most one synchronous SDK call (the duration histogram), bumps plain
-counters, and -- only when tracing is on and the span is sampled -- builds a span. Attribute
-dictionaries are built once here, never per call. With no SDK installed, the histogram and
-tracer are the API's no-ops and the whole point costs well under a microsecond.
+Per operation it queues one duration for the SDK histogram (recorded in batches on the event
+loop), bumps plain counters, and -- only when tracing is on and the span is sampled -- builds a
+span. Attribute dictionaries are built once here, never per call. With no SDK installed, the
+histogram and tracer are the API's no-ops, called inline, and the whole point costs well under
+a microsecond.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = ["ActiveSpan", "Instrumentation"]
 log = logging.getLogger("yokedcache.telemetry")
 
 _FLUSH_BATCH = 64  # queued duration records that trigger a flush on the event loop
+_FLUSH_LIMIT = 4 * _FLUSH_BATCH  # queued records flushed inline when the loop never got to it
 
 ActiveSpan = tuple[trace.Span, object]  # the span and the context token to detach
 
@@ -58,7 +60,7 @@ class Instrumentation:
         state: Callable[[], StateReading | None] = lambda: None,
         readiness: Callable[[], dict[str, Any]] | None = None,
         recent_window: int = 2048,
-        defer_records: bool = False,
+        defer_records: bool = True,
     ) -> None:
         self.counters = counters if counters is not None else CacheCounters()
         #: (start, duration) of the most recent operations, for percentiles and ops/s.
@@ -71,6 +73,7 @@ class Instrumentation:
         self.capture_keys = capture_keys
         #: Record durations in small batches from the event loop instead of inline (see finish).
         self.defer_records = defer_records
+        self._defer = False  # defer_records, and the histogram is a real one (see rebind)
         self._pending: deque[tuple[float, dict[str, str]]] = deque()
         self._flush_scheduled = False
         self._explicit_meter_provider = meter_provider
@@ -132,6 +135,13 @@ class Instrumentation:
             )
             self._observed = observed_caches(meter_provider, meter)
             self._observed.add(self)
+        # The API's own no-op (and proxy) instruments cost less called inline than queued.
+        histogram_type = type(self._histogram)
+        self._defer = (
+            self.defer_records
+            and self._histogram is not None
+            and not histogram_type.__module__.startswith("opentelemetry.metrics")
+        )
 
         tracer_provider = self._explicit_tracer_provider
         follows = tracer_provider is None
@@ -212,15 +222,20 @@ class Instrumentation:
         self.recent.append((started, elapsed))
         histogram = self._histogram
         if histogram is not None:
-            if active is None and self.defer_records:
-                # An SDK record costs ~4 µs warm but ~12 µs right after a redis-py round trip
-                # has evicted it from the CPU caches (benchmarks/overhead.py, 2 vCPUs). Queued,
-                # the records run in warm batches on the loop while the next command is in
-                # flight. Sampled operations record inline, so their exemplars keep the trace.
+            if active is None and self._defer:
+                # An SDK record costs ~4 µs warm but ~12 µs once redis-py's round trip (or an
+                # idle spell, for the memory backend) has evicted it from the CPU caches
+                # (benchmarks/record_cost.py). Queued, the records run in warm batches on the
+                # loop, off the caller's path: while the next command is in flight, or as soon as
+                # the caller yields. Sampled operations record inline, so exemplars keep the trace.
                 pending = self._pending
                 pending.append((elapsed, self._op_attrs[op]))
-                if len(pending) >= _FLUSH_BATCH and not self._flush_scheduled:
-                    self._schedule_flush()
+                queued = len(pending)
+                if queued >= _FLUSH_BATCH:
+                    if not self._flush_scheduled:
+                        self._schedule_flush()
+                    elif queued >= _FLUSH_LIMIT:  # a caller that never yields: the loop gets no turn
+                        self.flush()
             else:
                 histogram.record(elapsed, self._op_attrs[op])
         if active is not None:
