@@ -9,6 +9,21 @@ from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+def exposition_duplicates(text: str) -> list[str]:
+    """TYPE lines and series of a Prometheus text exposition that occur more than once:
+    Prometheus rejects such a scrape whole."""
+    seen: set[str] = set()
+    dupes = []
+    for line in text.split("\n"):  # the format's only line break (a label value may hold a raw \r)
+        if not line or line.startswith("# HELP"):
+            continue
+        key = line if line.startswith("# TYPE") else line.rsplit(" ", 1)[0]
+        if key in seen:
+            dupes.append(key)
+        seen.add(key)
+    return dupes
+
+
 class StatsDListener:
     """Collects every datagram sent to a loopback UDP port."""
 

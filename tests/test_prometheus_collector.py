@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from yokedcache import CacheConfig, YokedCache
 from yokedcache.monitoring import CacheMetrics, PrometheusCollector
 
+from .receivers import exposition_duplicates
 from .redis_server import in_ci
 
 
@@ -161,20 +162,6 @@ def test_bad_arguments_name_the_field(kwargs, field):
         PrometheusCollector(**kwargs)
 
 
-def _duplicates(text: str) -> list[str]:
-    """TYPE lines and series that occur more than once: Prometheus rejects such a scrape."""
-    seen: set[str] = set()
-    dupes = []
-    for line in text.splitlines():
-        if line.startswith("# HELP"):
-            continue
-        key = line if line.startswith("# TYPE") else line.rsplit(" ", 1)[0]
-        if key in seen:
-            dupes.append(key)
-        seen.add(key)
-    return dupes
-
-
 async def test_force_flush_does_not_make_the_next_scrape_repeat_every_family():
     collector = PrometheusCollector(port=0)
     metrics = CacheMetrics([collector])
@@ -185,7 +172,7 @@ async def test_force_flush_does_not_make_the_next_scrape_repeat_every_family():
         assert metrics.force_flush() is True  # a pull exporter has nothing to push
         metrics.force_flush()
         text = scrape(collector.url)
-        assert _duplicates(text) == []
+        assert exposition_duplicates(text) == []
         assert text.count("# TYPE yokedcache_cache_gets_total counter") == 1
     finally:
         await cache.close()
@@ -223,7 +210,7 @@ async def test_concurrent_scrapes_each_get_one_whole_exposition():
             sys.setswitchinterval(interval)
         assert len(texts) == 800
         for text in texts:
-            assert _duplicates(text) == []
+            assert exposition_duplicates(text) == []
             families = {f.name: f for f in text_string_to_metric_families(text)}
             gets = {s.labels["result"]: s.value for s in families["yokedcache_cache_gets"].samples}
             assert gets["hit"] == 50.0
@@ -248,7 +235,7 @@ async def test_application_metric_named_like_a_built_in_keeps_both_valid(caplog)
         metrics.force_flush()
         text = scrape(collector.url)
         scrape(collector.url)
-        assert _duplicates(text) == []
+        assert exposition_duplicates(text) == []
         families = {f.name: f for f in text_string_to_metric_families(text)}
         assert families["myapp_cache_hit_rate"].samples[0].value == 0.5  # the cache's own
         assert families["myapp_app_cache_hit_rate"].samples[0].value == 0.25  # the application's
@@ -275,7 +262,7 @@ async def test_the_process_wide_registry_works_quietly_and_is_left_clean(caplog)
             await cache.set("k", 1)
             await cache.get("k")
             text = generate_latest(REGISTRY).decode()
-            assert _duplicates(text) == []
+            assert exposition_duplicates(text) == []
             assert text.count("# TYPE yokedcache_cache_gets_total counter") == 1
             assert "python_gc_objects_collected_total" in text  # prometheus_client's own collectors
         finally:
