@@ -273,16 +273,10 @@ async def main() -> None:
     only = {int(t) for t in args.only.split(",")}
     print(f"machine: {machine()}")
 
-    server = None
-    url = args.redis_url
-    if url is None:
-        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-        from tests.redis_server import RedisServer
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.redis_server import given_or_private_redis
 
-        server = RedisServer()
-        server.start()
-        url = server.url()
-    try:
+    with given_or_private_redis(args.redis_url) as url:
         import redis
 
         print(f"redis-server {redis.Redis.from_url(url).info('server')['redis_version']}, redis-py {redis.__version__}")
@@ -296,9 +290,6 @@ async def main() -> None:
             await target_4()
         if 5 in only:
             await target_5(url)
-    finally:
-        if server is not None:
-            server.close()
     passed = sum(ok for _, ok, _ in verdicts)
     print(f"\n{passed}/{len(verdicts)} targets met")
     for name, ok, detail in verdicts:

@@ -106,20 +106,11 @@ async def main() -> None:
     parser.add_argument("--ops", type=int, default=2000)
     args = parser.parse_args()
     print(f"machine: {machine()}")
-    server = None
-    url = args.redis_url
-    if url is None:
-        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-        from tests.redis_server import RedisServer
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.redis_server import given_or_private_redis
 
-        server = RedisServer()
-        server.start()
-        url = server.url()
-    try:
+    with given_or_private_redis(args.redis_url) as url:
         await measure(url, args.rounds, args.ops)
-    finally:
-        if server is not None:
-            server.close()
 
 
 if __name__ == "__main__":

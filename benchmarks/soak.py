@@ -164,22 +164,13 @@ async def main() -> None:
     parser.add_argument("--duration", type=float, default=600)
     parser.add_argument("--redis-url", help="default: a private redis-server")
     args = parser.parse_args()
-    server = None
-    url = args.redis_url
-    if url is None:
-        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-        from tests.redis_server import RedisServer
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.redis_server import given_or_private_redis
 
-        server = RedisServer()
-        server.start()
-        url = server.url()
-    try:
+    with given_or_private_redis(args.redis_url) as url:
         print(f"soak: {args.duration:.0f} s of mixed operations, 16 workers, Prometheus scrape every 5 s, "
               "StatsD flush every 1 s")  # fmt: skip
         result = await run_soak(args.duration, url)
-    finally:
-        if server is not None:
-            server.close()
     print(json.dumps(result, indent=2))
 
 

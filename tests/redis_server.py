@@ -6,12 +6,14 @@ machine's shared server at 6379.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 INSTALL_HINT = "redis-server not found: install it with 'apt-get install -y redis-server' (Debian/Ubuntu)"
@@ -195,3 +197,17 @@ class RedisSentinelServer:
             self.proc.kill()
             self.proc.wait(timeout=10)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def given_or_private_redis(url: str | None) -> Iterator[str]:
+    """``url`` when given, else a private ``redis-server`` for the duration (benchmarks use this)."""
+    if url is not None:
+        yield url
+        return
+    server = RedisServer()
+    server.start()
+    try:
+        yield server.url()
+    finally:
+        server.close()

@@ -215,7 +215,8 @@ async def test_no_sdk_means_no_error_and_no_spans():
 
 
 async def test_every_built_in_instrument_is_listed_with_its_unit(redis_url, telemetry):
-    """``semconv.BUILT_IN_UNITS`` is what the Prometheus collector keeps application metrics clear of."""
+    """``semconv.BUILT_IN_UNITS`` lists exactly what is exported: the Prometheus collector keeps
+    application metrics clear of these families, so a missing or stale entry would let them collide."""
     from .redis_server import free_port
 
     mp = telemetry.meter_provider

@@ -32,8 +32,7 @@ from .http import MetricsServer, ReadinessRoute  # noqa: E402
 
 log = logging.getLogger("yokedcache.monitoring")
 
-_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")  # used with fullmatch: "$" would admit a final "\n"
-_LABEL = _NAME
+_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")  # names and label keys; fullmatch: "$" would admit a final "\n"
 
 
 _BUILT_IN = "yokedcache."
@@ -47,12 +46,15 @@ def _family(name: str, unit: str) -> str:
     return family if not suffix or family.endswith("_" + suffix) else f"{family}_{suffix}"
 
 
+#: The families the cache's own instruments take (before the namespace).
+_TAKEN = frozenset(_family(name[len(_BUILT_IN) :], unit) for name, unit in BUILT_IN_UNITS.items())
+
+
 def _rename(data: MetricsData, prefix: str, labels: dict[str, str], warned: set[str]) -> MetricsData:
     """Built-in ``yokedcache.x`` becomes ``<prefix>.x`` and an application's ``y`` becomes
     ``<prefix>.y`` -- unless that lands in a built-in's family (the guide's health monitor pushes
     ``cache.hit_rate`` and ``cache.size_bytes``): two families of one name make Prometheus reject
     the whole scrape, so the application's becomes ``<prefix>.app.y``, with one warning."""
-    taken = {_family(name[len(_BUILT_IN) :], unit) for name, unit in BUILT_IN_UNITS.items()}
     resource_metrics = []
     for rm in data.resource_metrics:
         scope_metrics = []
@@ -61,7 +63,7 @@ def _rename(data: MetricsData, prefix: str, labels: dict[str, str], warned: set[
             for m in sm.metrics:
                 if m.name.startswith(_BUILT_IN):
                     base = m.name[len(_BUILT_IN) :]
-                elif _family(m.name, m.unit or "") in taken:
+                elif _family(m.name, m.unit or "") in _TAKEN:
                     base = f"app.{m.name}"
                     if m.name not in warned:
                         warned.add(m.name)
@@ -155,7 +157,7 @@ class PrometheusCollector:
             raise ValueError(f"subsystem: must match [a-zA-Z_][a-zA-Z0-9_]*, got {subsystem!r}")
         labels = dict(labels or {})
         for key, value in labels.items():
-            if not isinstance(key, str) or not _LABEL.fullmatch(key) or key.startswith("__"):
+            if not isinstance(key, str) or not _NAME.fullmatch(key) or key.startswith("__"):
                 raise ValueError(f"labels: {key!r} is not a valid Prometheus label name")
             if not isinstance(value, str):
                 raise TypeError(f"labels: value of {key!r} must be a str, got {type(value).__name__}")

@@ -60,7 +60,6 @@ class Instrumentation:
         state: Callable[[], StateReading | None] = lambda: None,
         readiness: Callable[[], dict[str, Any]] | None = None,
         recent_window: int = 2048,
-        defer_records: bool = True,
     ) -> None:
         self.counters = counters if counters is not None else CacheCounters()
         #: (start, duration) of the most recent operations, for percentiles and ops/s.
@@ -71,9 +70,8 @@ class Instrumentation:
         #: Runs the cache's detailed health check from another thread (for ``/readyz``).
         self.readiness = readiness
         self.capture_keys = capture_keys
-        #: Record durations in small batches from the event loop instead of inline (see finish).
-        self.defer_records = defer_records
-        self._defer = False  # defer_records, and the histogram is a real one (see rebind)
+        #: Record durations in batches on the event loop instead of inline (see finish and rebind).
+        self._defer = False
         self._pending: deque[tuple[float, dict[str, str]]] = deque()
         self._flush_scheduled = False
         self._explicit_meter_provider = meter_provider
@@ -129,18 +127,15 @@ class Instrumentation:
             )
             self._histogram = meter.create_histogram(
                 sc.DURATION,
-                unit="s",
+                unit=sc.BUILT_IN_UNITS[sc.DURATION],
                 description="Duration of cache operations",
                 explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
             )
             self._observed = observed_caches(meter_provider, meter)
             self._observed.add(self)
-        # The API's own no-op (and proxy) instruments cost less called inline than queued.
-        histogram_type = type(self._histogram)
-        self._defer = (
-            self.defer_records
-            and self._histogram is not None
-            and not histogram_type.__module__.startswith("opentelemetry.metrics")
+        # Queue only for a real SDK: the API's own no-op (and proxy) instruments cost less inline.
+        self._defer = self._histogram is not None and not type(self._histogram).__module__.startswith(
+            "opentelemetry.metrics"
         )
 
         tracer_provider = self._explicit_tracer_provider

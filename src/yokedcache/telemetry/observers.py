@@ -81,47 +81,37 @@ class ObservedCaches:
         #: Counts of closed caches, so summed counters stay monotonic when one cache closes.
         self._retired = _Totals()
         self._folded: weakref.WeakKeyDictionary[Instrumentation, _Totals] = weakref.WeakKeyDictionary()
-        counter = meter.create_observable_counter
-        gauge = meter.create_observable_gauge
-        counter(sc.GETS, [self._gets], unit="{get}", description="Cache GET operations by result, per key")
-        counter(sc.HITS, [self._field("hits")], unit="{hit}", description="Cache hits")
-        counter(sc.MISSES, [self._field("misses")], unit="{miss}", description="Cache misses")
-        counter(sc.SETS, [self._field("sets")], unit="{set}", description="Keys written by SET operations")
-        counter(sc.DELETES, [self._field("deletes")], unit="{delete}", description="Keys passed to DELETE")
-        counter(
-            sc.INVALIDATIONS,
-            [self._field("invalidations")],
-            unit="{invalidation}",
-            description="Invalidation operations (by pattern, by tags, clear)",
-        )
-        counter(sc.ERRORS, [self._errors], unit="{error}", description="Failed cache operations by error.type")
-        counter(sc.EVICTIONS, [self._evictions], unit="{eviction}", description="Keys evicted to respect limits")
-        gauge(sc.HIT_RATE, [self._hit_rate], unit="1", description="Cache hit rate since start (0-1)")
-        gauge(sc.SIZE, [self._size], unit="By", description="Bytes held by the cache (keys and values)")
-        gauge(sc.KEYS_COUNT, [self._keys], unit="{key}", description="Keys held by the cache")
-        gauge(
-            sc.HEALTH,
-            [self._health],
-            unit="1",
-            description="1 when every cache's backend is reachable and its breaker closed, else 0",
-        )
-        gauge(
-            sc.BREAKER_STATE,
-            [self._breaker_state],
-            description="Circuit breaker state: 0 closed, 1 half-open, 2 open (worst over caches)",
-        )
-        counter(sc.BREAKER_OPENS, [self._breaker_opens], unit="{open}", description="Times the circuit breaker opened")
-        meter.create_observable_up_down_counter(
-            sc.POOL_CONNECTIONS,
-            [self._pool_connections],
-            unit="{connection}",
-            description="Backend connections by state (used, idle)",
-        )
-        meter.create_observable_up_down_counter(
-            sc.POOL_MAX, [self._pool_max], unit="{connection}", description="Connection pool size limit"
-        )
-        gauge(sc.POOL_UTILIZATION, [self._pool_utilization], unit="1",
-              description="Connections in use over the pool limit (0-1)")  # fmt: skip
+
+        # Units come from sc.BUILT_IN_UNITS, the one list the Prometheus collector also reads.
+        def counter(name: str, callback: Callable[..., Any], description: str) -> None:
+            meter.create_observable_counter(name, [callback], unit=sc.BUILT_IN_UNITS[name], description=description)
+
+        def gauge(name: str, callback: Callable[..., Any], description: str) -> None:
+            meter.create_observable_gauge(name, [callback], unit=sc.BUILT_IN_UNITS[name], description=description)
+
+        def up_down(name: str, callback: Callable[..., Any], description: str) -> None:
+            meter.create_observable_up_down_counter(
+                name, [callback], unit=sc.BUILT_IN_UNITS[name], description=description
+            )
+
+        counter(sc.GETS, self._gets, "Cache GET operations by result, per key")
+        counter(sc.HITS, self._field("hits"), "Cache hits")
+        counter(sc.MISSES, self._field("misses"), "Cache misses")
+        counter(sc.SETS, self._field("sets"), "Keys written by SET operations")
+        counter(sc.DELETES, self._field("deletes"), "Keys passed to DELETE")
+        counter(sc.INVALIDATIONS, self._field("invalidations"), "Invalidation operations (by pattern, by tags, clear)")
+        counter(sc.ERRORS, self._errors, "Failed cache operations by error.type")
+        counter(sc.EVICTIONS, self._evictions, "Keys evicted to respect limits")
+        gauge(sc.HIT_RATE, self._hit_rate, "Cache hit rate since start (0-1)")
+        gauge(sc.SIZE, self._size, "Bytes held by the cache (keys and values)")
+        gauge(sc.KEYS_COUNT, self._keys, "Keys held by the cache")
+        gauge(sc.HEALTH, self._health, "1 when every cache's backend is reachable and its breaker closed, else 0")
+        gauge(sc.BREAKER_STATE, self._breaker_state,
+              "Circuit breaker state: 0 closed, 1 half-open, 2 open (worst over caches)")  # fmt: skip
+        counter(sc.BREAKER_OPENS, self._breaker_opens, "Times the circuit breaker opened")
+        up_down(sc.POOL_CONNECTIONS, self._pool_connections, "Backend connections by state (used, idle)")
+        up_down(sc.POOL_MAX, self._pool_max, "Connection pool size limit")
+        gauge(sc.POOL_UTILIZATION, self._pool_utilization, "Connections in use over the pool limit (0-1)")
 
     def add(self, member: Instrumentation) -> None:
         with self._lock:
