@@ -10,14 +10,14 @@ Design choices:
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Sequence
 from typing import Any
 
 from .._extras import require
 from .._urls import check_redis_url, redact_url
-from .base import BackendInfo, Usage
+from .base import BackendInfo, Failure, Usage
+from .redis_errors import classify_redis_error
 
 __all__ = ["RedisBackend"]
 
@@ -58,7 +58,6 @@ class RedisBackend:
         aioredis = require("redis.asyncio", "redis")
         retry_mod = require("redis.asyncio.retry", "redis")
         backoff = require("redis.backoff", "redis")
-        exceptions = require("redis.exceptions", "redis")
 
         url = redis_url if redis_url is not None else os.environ.get("YOKEDCACHE_REDIS_URL", DEFAULT_URL)
         check_redis_url(url)
@@ -104,13 +103,11 @@ class RedisBackend:
             db=str(kw.get("db", 0)),
             extra={"url": self.redacted_url, "tls": url.startswith("rediss://")},
         )
-        #: Errors that mean "Redis is unreachable or slow", as opposed to a bad command.
-        self.transient_errors: tuple[type[BaseException], ...] = (
-            exceptions.ConnectionError,
-            exceptions.TimeoutError,
-            OSError,
-            asyncio.TimeoutError,
-        )
+
+    @staticmethod
+    def classify_error(exc: BaseException) -> Failure | None:
+        """What a redis-py exception means for the cache (see :mod:`.redis_errors`)."""
+        return classify_redis_error(exc)
 
     @property
     def client(self) -> Any:

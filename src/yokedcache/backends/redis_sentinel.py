@@ -8,7 +8,6 @@ A password in the URL is the primary's (``AUTH``); the sentinels are contacted w
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -62,7 +61,6 @@ class RedisSentinelBackend(RedisBackend):
         **connection_kwargs: Any,
     ) -> None:
         sentinel_mod = require("redis.asyncio.sentinel", "redis")
-        exceptions = require("redis.exceptions", "redis")
         check_redis_url(redis_url)
         if not is_sentinel_url(redis_url):
             raise ValueError(f"redis_url: a Sentinel URL starts with redis+sentinel://, got {redact_url(redis_url)!r}")
@@ -95,12 +93,6 @@ class RedisSentinelBackend(RedisBackend):
             port=port,
             db=str(db),
             extra={"url": self.redacted_url, "tls": redis_url.startswith("rediss"), "sentinel_service": service},
-        )
-        self.transient_errors = (
-            exceptions.ConnectionError,
-            exceptions.TimeoutError,
-            OSError,
-            asyncio.TimeoutError,
         )
 
     def pool_stats(self) -> dict[str, Any]:

@@ -22,6 +22,7 @@ MISSES: Final = "yokedcache.cache.misses"
 INVALIDATIONS: Final = "yokedcache.cache.invalidations"
 ERRORS: Final = "yokedcache.cache.errors"
 EVICTIONS: Final = "yokedcache.cache.evictions"
+CANCELLATIONS: Final = "yokedcache.cache.cancellations"
 HIT_RATE: Final = "yokedcache.cache.hit_rate"
 SIZE: Final = "yokedcache.cache.size"
 KEYS_COUNT: Final = "yokedcache.cache.keys_count"
@@ -36,7 +37,8 @@ POOL_UTILIZATION: Final = "yokedcache.cache.pool.utilization"
 #: Every built-in instrument and its unit (the Prometheus exporter derives name suffixes from it).
 BUILT_IN_UNITS: Final = {
     GETS: "{get}", SETS: "{set}", DELETES: "{delete}", HITS: "{hit}", MISSES: "{miss}",
-    INVALIDATIONS: "{invalidation}", ERRORS: "{error}", EVICTIONS: "{eviction}", HIT_RATE: "1", SIZE: "By",
+    INVALIDATIONS: "{invalidation}", ERRORS: "{error}", EVICTIONS: "{eviction}", CANCELLATIONS: "{cancellation}",
+    HIT_RATE: "1", SIZE: "By",
     KEYS_COUNT: "{key}", DURATION: "s", HEALTH: "1", BREAKER_STATE: "", BREAKER_OPENS: "{open}",
     POOL_CONNECTIONS: "{connection}", POOL_MAX: "{connection}", POOL_UTILIZATION: "1",
 }  # fmt: skip
@@ -68,6 +70,7 @@ ERROR_TYPE: Final = "error.type"
 CACHE_HIT: Final = "yokedcache.cache.hit"
 CACHE_KEY: Final = "yokedcache.cache.key"
 CACHE_BACKEND: Final = "yokedcache.backend"
+CACHE_CANCELLED: Final = "yokedcache.cache.cancelled"
 
 # Cache operations: the ``operation`` metric attribute and (upper-cased) db.operation.name --
 OP_GET: Final = "get"
