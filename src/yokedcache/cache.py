@@ -22,7 +22,7 @@ from ._glob import escape_glob
 from .backends.base import Backend, Usage
 from .backends.memory import MemoryBackend
 from .config import MAX_TTL, CacheConfig
-from .errors import CacheBackendError, CacheClosedError
+from .errors import CacheBackendError, CacheClosedError, CircuitOpenError
 from .resilience import CLOSED, OPEN, CircuitBreaker, Guard
 from .serializers import resolve_serializer
 from .telemetry import semconv as sc
@@ -87,8 +87,11 @@ async def _background_work(ref: weakref.ReferenceType[YokedCache], stop: asyncio
     # SCANs of every later refresh would show up inside that user's trace.
     detach_background_context()
     loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    # redis-py can absorb a cancellation mid-command; the task still knows it was asked to stop.
+    cancelling = getattr(task, "cancelling", lambda: 0)  # Python >= 3.11
     next_usage = next_snapshot = loop.time()
-    while True:
+    while not cancelling():
         cache = ref()
         if cache is None or cache._closed:
             return
@@ -106,7 +109,7 @@ async def _background_work(ref: weakref.ReferenceType[YokedCache], stop: asyncio
                 next_snapshot = now + history.interval
             due.append(next_snapshot)
         del cache, history
-        if not due or stop.is_set():
+        if not due or stop.is_set() or cancelling():
             return
         try:
             await asyncio.wait_for(stop.wait(), max(0.0, min(due) - loop.time()))
@@ -269,8 +272,7 @@ class YokedCache:
             self.backend = self._make_backend(self.config)
             self._backend_get = self.backend.get
             self._backend_set = self.backend.set
-            if old_loop is not None and old_loop.is_running():
-                asyncio.run_coroutine_threadsafe(old_backend.close(), old_loop)
+            self._release_elsewhere(old_backend, old_loop)
         if self._guard is not None:
             self._guard.reset_for_loop()
         self.telemetry.reset_for_loop()
@@ -307,6 +309,9 @@ class YokedCache:
         """Remember the newest failure; say so once per outage (rate-limited by the breaker)."""
         now = time.monotonic()
         previous = self.last_failure
+        if isinstance(exc, CircuitOpenError) and previous is not None:  # keep the cause, not "open"
+            self.last_failure = (now, previous[1], previous[2])
+            return
         self.last_failure = (now, exc.reason, exc.code)
         if previous is None or now - previous[0] > 60.0:
             info = self.backend.info
@@ -656,10 +661,18 @@ class YokedCache:
         self.telemetry.close()
         if same_loop:
             await self.backend.close()
-        else:  # connections of another loop: close them there, or leave them to the collector
-            old = self._loop
-            if old is not None and old.is_running():
-                asyncio.run_coroutine_threadsafe(self.backend.close(), old)
+        else:
+            self._release_elsewhere(self.backend, self._loop)
+
+    @staticmethod
+    def _release_elsewhere(backend: Backend, loop: asyncio.AbstractEventLoop | None) -> None:
+        """Close connections of another event loop: on that loop if it runs, else hang them up."""
+        if loop is not None and loop.is_running():
+            asyncio.run_coroutine_threadsafe(backend.close(), loop)
+            return
+        abandon = getattr(backend, "abandon_connections", None)
+        if abandon is not None:
+            abandon()
 
     def _call_on_own_loop(self, fn: Any) -> None:
         loop = self._loop
@@ -681,8 +694,11 @@ class YokedCache:
         with contextlib.suppress(Exception):
             self.telemetry.close()
         if self.backend.info.system is not None:
-            backend = self.backend
-            self._call_on_own_loop(lambda: _close_in_background(backend))
+            backend, loop = self.backend, self._loop
+            if loop is not None and not loop.is_closed():
+                self._call_on_own_loop(lambda: _close_in_background(backend))
+            else:
+                self._release_elsewhere(backend, None)
 
     async def __aenter__(self) -> YokedCache:
         return self

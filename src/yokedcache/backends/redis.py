@@ -10,7 +10,9 @@ Design choices:
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -237,6 +239,23 @@ class RedisBackend:
         """After an outage every idle socket points at a dead server; without this, each one
         fails its next command once (and can re-open the breaker right after it closed)."""
         await self._pool.disconnect(inuse_connections=False)
+
+    def abandon_connections(self) -> None:
+        """Hang up every pooled socket without the event loop that owns them (it is closed).
+
+        The sockets' file descriptors go with the garbage collector; the server sees the hang-up
+        now, so its connection count does not wait for a collection.
+        """
+        pool = self._pool
+        if pool is None:
+            return
+        conns = list(getattr(pool, "_available_connections", ())) + list(getattr(pool, "_in_use_connections", ()))
+        for conn in conns:
+            writer = getattr(conn, "_writer", None)
+            sock = writer.get_extra_info("socket") if writer is not None else None
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
     async def close(self) -> None:
         await self._client.aclose()
