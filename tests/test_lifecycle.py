@@ -45,7 +45,7 @@ async def test_caches_dropped_without_close_release_sockets_and_tasks_with_a_res
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for i in range(50):
-            cache = YokedCache(CacheConfig(redis_url=redis_url))
+            cache = YokedCache(CacheConfig(redis_url=redis_url, key_prefix="dropped:"))
             assert await cache.set(f"k{i}", i) is True  # opens a connection and the background refresher
         assert _our_clients(redis_url) >= 1
         del cache
@@ -54,7 +54,7 @@ async def test_caches_dropped_without_close_release_sockets_and_tasks_with_a_res
             and len(asyncio.all_tasks()) == baseline_tasks
             and _fds() <= baseline_fds + 2
         )
-    unclosed = [w for w in caught if issubclass(w.category, ResourceWarning) and "YokedCache" in str(w.message)]
+    unclosed = [w for w in caught if issubclass(w.category, ResourceWarning) and "'dropped:'" in str(w.message)]
     assert len(unclosed) == 50
 
 
