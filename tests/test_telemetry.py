@@ -53,7 +53,7 @@ async def test_instrument_names_units_and_scope(make_cache, telemetry):
     found = telemetry.instruments()
     expected_units = {
         sc.GETS: "{get}", sc.SETS: "{set}", sc.DELETES: "{delete}", sc.HITS: "{hit}", sc.MISSES: "{miss}",
-        sc.INVALIDATIONS: "{invalidation}", sc.HIT_RATE: "1", sc.SIZE: "By", sc.KEYS_COUNT: "{key}",
+        sc.INVALIDATIONS: "{invalidation}", sc.HIT_RATE: "{ratio}", sc.SIZE: "By", sc.KEYS_COUNT: "{key}",
         sc.DURATION: "s",
     }  # fmt: skip
     for name, unit in expected_units.items():

@@ -35,12 +35,16 @@ POOL_MAX: Final = "yokedcache.cache.pool.max"
 POOL_UTILIZATION: Final = "yokedcache.cache.pool.utilization"
 
 #: Every built-in instrument and its unit (the Prometheus exporter derives name suffixes from it).
+#: No gauge uses unit ``1``: the Collector's Prometheus naming (Go otlptranslator) appends
+#: ``_ratio`` to a gauge of unit ``1`` and the Python exporter does not, so the two paths would
+#: name it differently. Ratios carry the annotation ``{ratio}`` (dropped by both), and the 0/1
+#: health flag no unit, like the breaker state: one Prometheus name on every path.
 BUILT_IN_UNITS: Final = {
     GETS: "{get}", SETS: "{set}", DELETES: "{delete}", HITS: "{hit}", MISSES: "{miss}",
     INVALIDATIONS: "{invalidation}", ERRORS: "{error}", EVICTIONS: "{eviction}", CANCELLATIONS: "{cancellation}",
-    HIT_RATE: "1", SIZE: "By",
-    KEYS_COUNT: "{key}", DURATION: "s", HEALTH: "1", BREAKER_STATE: "", BREAKER_OPENS: "{open}",
-    POOL_CONNECTIONS: "{connection}", POOL_MAX: "{connection}", POOL_UTILIZATION: "1",
+    HIT_RATE: "{ratio}", SIZE: "By",
+    KEYS_COUNT: "{key}", DURATION: "s", HEALTH: "", BREAKER_STATE: "", BREAKER_OPENS: "{open}",
+    POOL_CONNECTIONS: "{connection}", POOL_MAX: "{connection}", POOL_UTILIZATION: "{ratio}",
 }  # fmt: skip
 
 #: ``yokedcache.cache.circuit_breaker.state`` values (alert on ``== 2``).
