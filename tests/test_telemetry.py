@@ -227,7 +227,7 @@ async def test_every_built_in_instrument_is_listed_with_its_unit(redis_url, tele
         YokedCache(CacheConfig(redis_url=dead, meter_provider=mp, retry_attempts=0)) as failing,  # errors
     ):
         await redis_cache.set("k", 1)
-        await redis_cache.get("k")
+        await asyncio.gather(redis_cache.get("k"), redis_cache.get("k"))  # the second one is pipelined
         await memory_cache.set("a", 1)
         await memory_cache.set("b", 2)
         await failing.get("k")

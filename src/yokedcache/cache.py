@@ -199,6 +199,7 @@ class YokedCache:
             # the check gives up after health_check_timeout; the loop gets one more second to run it
             readiness=lambda: health.readiness_report(self, config.health_check_timeout + 1.0),
         )
+        self._observe_batches()
         self.metrics_history: health.MetricsHistory | None = None
         self._closed = False
         #: Operations, errors and hits over a sliding window (ops/s, error rate, health).
@@ -229,8 +230,15 @@ class YokedCache:
                 max_connections=config.max_connections,
                 socket_timeout=config.operation_timeout,
                 connect_timeout=config.connect_timeout,
+                auto_pipeline=config.auto_pipeline,
             )
         return MemoryBackend(max_keys=config.max_keys, max_memory_bytes=config.max_memory_bytes)
+
+    def _observe_batches(self) -> None:
+        """Auto-pipelined batches feed the batch-size histogram and PIPELINE spans."""
+        observe = getattr(self.backend, "observe_batches", None)
+        if observe is not None:
+            observe(self.telemetry)
 
     def __repr__(self) -> str:
         return f"YokedCache(backend={self.backend!r}, key_prefix={self._prefix!r})"
@@ -272,6 +280,7 @@ class YokedCache:
             self.backend = self._make_backend(self.config)
             self._backend_get = self.backend.get
             self._backend_set = self.backend.set
+            self._observe_batches()
             self._release_elsewhere(old_backend, old_loop)
         if self._guard is not None:
             self._guard.reset_for_loop()

@@ -94,6 +94,9 @@ class CacheConfig:
     close_timeout: float = 5.0
     #: Health says "degraded" while more than this share of the last minute's operations failed.
     degraded_error_rate: float = 0.05
+    #: Redis backends: commands issued in the same event-loop tick share one pipelined round trip
+    #: (a lone command still goes out at once). See README "Performance".
+    auto_pipeline: bool = True
 
     def __post_init__(self) -> None:
         if self.redis_url is not None:
@@ -116,7 +119,7 @@ class CacheConfig:
 
             if not isinstance(self.metrics, CacheMetrics):
                 raise TypeError(f"metrics: expected a CacheMetrics, got {type(self.metrics).__name__}")
-        for name in ("enable_metrics", "fail_open", "capture_keys", "circuit_breaker_enabled"):
+        for name in ("enable_metrics", "fail_open", "capture_keys", "circuit_breaker_enabled", "auto_pipeline"):
             _boolean(name, getattr(self, name))
         _boolean("enable_tracing", self.enable_tracing, allow_none=True)
         _positive("metrics_retention_days", self.metrics_retention_days)

@@ -285,7 +285,7 @@ class Guard:
                     if breaker is not None:  # the server answered: it is up
                         breaker.success(trial)
                     raise _translate(failure, exc) from exc
-                if breaker is not None:
+                if breaker is not None and (trial or _first_report(exc)):
                     breaker.failure(trial, exc, failure.reason)
                 if (
                     failure.kind == TRANSIENT
@@ -307,6 +307,21 @@ class Guard:
                 else:
                     breaker.total_successes += 1
             return result
+
+
+def _first_report(exc: BaseException) -> bool:
+    """False when the breaker already counted this very exception object.
+
+    An auto-pipelined batch that loses its connection hands one exception object to every
+    command it carried: one failed round trip is one failure for the breaker, not one per
+    command, or a single lost batch of 50 would open it ten times over (README "Failure
+    behaviour"). Each retry is a new round trip with a new exception, counted again.
+    """
+    if getattr(exc, "_yokedcache_counted", False):
+        return False
+    with contextlib.suppress(AttributeError):  # an exception class with __slots__: count each
+        exc._yokedcache_counted = True  # type: ignore[attr-defined]
+    return True
 
 
 def _classify_as_transient(types: tuple[type[BaseException], ...]) -> Callable[[BaseException], Failure | None]:

@@ -55,6 +55,7 @@ class RedisBackend:
         connect_timeout: float = 1.0,
         pool_timeout: float | None = None,
         scan_count: int = 1000,
+        auto_pipeline: bool = True,
         **connection_kwargs: Any,
     ) -> None:
         aioredis = require("redis.asyncio", "redis")
@@ -105,6 +106,27 @@ class RedisBackend:
             db=str(kw.get("db", 0)),
             extra={"url": self.redacted_url, "tls": url.startswith("rediss://")},
         )
+        self._install_auto_pipeline(auto_pipeline)
+
+    def _install_auto_pipeline(self, enabled: bool, cluster: bool = False) -> None:
+        """Route GET/SET/DELETE/EXISTS/get_many/set_many through an auto-pipeliner (see
+        :mod:`.autopipeline`): a lone command still goes out at once, commands issued together
+        share one round trip."""
+        if not isinstance(enabled, bool):
+            raise TypeError(f"auto_pipeline: expected a bool, got {type(enabled).__name__}")
+        self.auto_pipeline = enabled
+        self.pipeliner: Any = None
+        if enabled:
+            from .autopipeline import AutoPipeliner, ClusterAutoPipeliner
+
+            p = self.pipeliner = (ClusterAutoPipeliner if cluster else AutoPipeliner)(self)
+            self.get, self.set, self.set_many = p.get, p.set, p.set_many  # type: ignore[method-assign]
+            self.delete, self.exists, self.get_many = p.delete, p.exists, p.get_many  # type: ignore[method-assign]
+
+    def observe_batches(self, observer: Any) -> None:
+        """Tell ``observer`` (the cache's instrumentation) about every auto-pipelined batch."""
+        if self.pipeliner is not None:
+            self.pipeliner.observer = observer
 
     @staticmethod
     def classify_error(exc: BaseException) -> Failure | None:
@@ -239,6 +261,8 @@ class RedisBackend:
         """After an outage every idle socket points at a dead server; without this, each one
         fails its next command once (and can re-open the breaker right after it closed)."""
         await self._pool.disconnect(inuse_connections=False)
+        if self.pipeliner is not None:
+            await self.pipeliner.drop_idle_connections()
 
     def abandon_connections(self) -> None:
         """Hang up every pooled socket without the event loop that owns them (it is closed).
@@ -246,6 +270,8 @@ class RedisBackend:
         The sockets' file descriptors go with the garbage collector; the server sees the hang-up
         now, so its connection count does not wait for a collection.
         """
+        if self.pipeliner is not None:
+            self.pipeliner.abandon_connections()
         pool = self._pool
         if pool is None:
             return
@@ -258,6 +284,8 @@ class RedisBackend:
                     sock.shutdown(socket.SHUT_RDWR)
 
     async def close(self) -> None:
+        if self.pipeliner is not None:
+            await self.pipeliner.close()
         await self._client.aclose()
         await self._pool.disconnect()
 

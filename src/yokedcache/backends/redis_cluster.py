@@ -42,6 +42,7 @@ class RedisClusterBackend(RedisBackend):
         socket_timeout: float = 1.0,
         connect_timeout: float = 1.0,
         scan_count: int = 1000,
+        auto_pipeline: bool = True,
         **connection_kwargs: Any,
     ) -> None:
         cluster = require("redis.asyncio.cluster", "redis")
@@ -77,6 +78,7 @@ class RedisClusterBackend(RedisBackend):
             db="0",
             extra={"url": self.redacted_url, "tls": redis_url.startswith("rediss"), "cluster": True},
         )
+        self._install_auto_pipeline(auto_pipeline, cluster=True)
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
@@ -127,6 +129,8 @@ class RedisClusterBackend(RedisBackend):
             await asyncio.gather(*(c.disconnect() for c in tuple(node._free)), return_exceptions=True)
 
     async def close(self) -> None:
+        if self.pipeliner is not None:
+            await self.pipeliner.close()
         await self._client.aclose()
 
     def __repr__(self) -> str:

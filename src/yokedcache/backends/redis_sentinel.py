@@ -58,6 +58,7 @@ class RedisSentinelBackend(RedisBackend):
         socket_timeout: float = 1.0,
         connect_timeout: float = 1.0,
         scan_count: int = 1000,
+        auto_pipeline: bool = True,
         **connection_kwargs: Any,
     ) -> None:
         sentinel_mod = require("redis.asyncio.sentinel", "redis")
@@ -94,6 +95,7 @@ class RedisSentinelBackend(RedisBackend):
             db=str(db),
             extra={"url": self.redacted_url, "tls": redis_url.startswith("rediss"), "sentinel_service": service},
         )
+        self._install_auto_pipeline(auto_pipeline)
 
     def pool_stats(self) -> dict[str, Any]:
         stats = super().pool_stats()

@@ -96,8 +96,10 @@ class Instrumentation:
                 base[sc.SERVER_PORT] = backend_info.port
         self._span_names = {op: f"yokedcache {op}" for op in sc.OPERATIONS}
         self._span_attrs = {op: {**base, sc.DB_OPERATION_NAME: op.upper()} for op in sc.OPERATIONS}
+        self._pipeline_attrs = {**base, sc.DB_OPERATION_NAME: sc.PIPELINE}
 
         self._histogram: Any = None
+        self._batch_histogram: Any = None
         self._observed: ObservedCaches | None = None
         self._tracer: Any = None
         self.tracing_enabled = False
@@ -113,7 +115,7 @@ class Instrumentation:
         if self._observed is not None:
             self._observed.discard(self)
             self._observed = None
-        self._histogram = None
+        self._histogram = self._batch_histogram = None
         if self._closed:
             self.tracing_enabled = False
             return
@@ -131,6 +133,12 @@ class Instrumentation:
                 unit=sc.BUILT_IN_UNITS[sc.DURATION],
                 description="Duration of cache operations",
                 explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
+            )
+            self._batch_histogram = meter.create_histogram(
+                sc.PIPELINE_BATCH_SIZE,
+                unit=sc.BUILT_IN_UNITS[sc.PIPELINE_BATCH_SIZE],
+                description="Cache operations sent together in one auto-pipelined round trip",
+                explicit_bucket_boundaries_advisory=list(sc.BATCH_SIZE_BUCKETS),
             )
             self._observed = observed_caches(meter_provider, meter)
             self._observed.add(self)
@@ -244,6 +252,51 @@ class Instrumentation:
             span.end()
             otel_context.detach(token)
 
+    # -- auto-pipelined batches (the backend's BatchObserver) ---------------------------------
+    def pipeline_context(self) -> trace.Span | None:
+        """The span of the operation being queued, if it records (called in the caller's context)."""
+        if not self.tracing_enabled:
+            return None
+        span = trace.get_current_span()
+        return span if span.is_recording() else None
+
+    def pipeline_started(self, operations: int, commands: int, spans: list[Any]) -> _Batch | None:
+        """A batch leaves: record its size; with sampled operations aboard, open its span.
+
+        The PIPELINE span (CLIENT, ``db.operation.batch.size`` = Redis commands) is a child of
+        the first sampled operation and links to every operation it carries; each of those
+        operation spans links back to it, so any trace leads to the batch its command rode in.
+        """
+        histogram = self._batch_histogram
+        if histogram is not None:
+            histogram.record(operations)
+        riders = [s for s in spans if s is not None]
+        if not riders or not self.tracing_enabled:
+            return None
+        attributes: dict[str, Any] = {**self._pipeline_attrs, sc.PIPELINE_OPERATIONS: operations}
+        if commands > 1:  # the conventions never set a batch size of 1
+            attributes[sc.DB_BATCH_SIZE] = commands
+        span = self._tracer.start_span(
+            sc.PIPELINE,
+            context=trace.set_span_in_context(riders[0]),
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+            links=[trace.Link(s.get_span_context()) for s in riders],
+        )
+        batch_context = span.get_span_context()
+        for rider in riders:
+            rider.add_link(batch_context, {sc.PIPELINE_OPERATIONS: operations})
+        return _Batch(span)
+
+    def pipeline_finished(self, token: _Batch | None, error: BaseException | None) -> None:
+        if token is None or token.span is None:
+            return
+        span = token.span
+        if error is not None and not isinstance(error, asyncio.CancelledError):
+            span.set_attribute(sc.ERROR_TYPE, sc.error_type(error))
+            span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+        span.end()
+
     def reset_for_loop(self) -> None:
         """The cache moved to another event loop: a flush scheduled on the old one never runs."""
         self._flush_scheduled = False
@@ -289,6 +342,15 @@ class Instrumentation:
             span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
             span.end()
             otel_context.detach(token)
+
+
+class _Batch:
+    """What :meth:`Instrumentation.pipeline_started` hands back: the batch's span, if any."""
+
+    __slots__ = ("span",)
+
+    def __init__(self, span: trace.Span | None) -> None:
+        self.span = span
 
 
 def _run_hook(name: str, hook: Callable[..., Any], *args: Any) -> None:

@@ -33,6 +33,8 @@ BREAKER_OPENS: Final = "yokedcache.cache.circuit_breaker.opens"
 POOL_CONNECTIONS: Final = "yokedcache.cache.pool.connections"
 POOL_MAX: Final = "yokedcache.cache.pool.max"
 POOL_UTILIZATION: Final = "yokedcache.cache.pool.utilization"
+#: Cache operations per auto-pipelined round trip (histogram; Redis backends).
+PIPELINE_BATCH_SIZE: Final = "yokedcache.cache.pipeline.batch_size"
 
 #: Every built-in instrument and its unit (the Prometheus exporter derives name suffixes from it).
 #: No gauge uses unit ``1``: the Collector's Prometheus naming (Go otlptranslator) appends
@@ -45,6 +47,7 @@ BUILT_IN_UNITS: Final = {
     HIT_RATE: "{ratio}", SIZE: "By",
     KEYS_COUNT: "{key}", DURATION: "s", HEALTH: "", BREAKER_STATE: "", BREAKER_OPENS: "{open}",
     POOL_CONNECTIONS: "{connection}", POOL_MAX: "{connection}", POOL_UTILIZATION: "{ratio}",
+    PIPELINE_BATCH_SIZE: "{operation}",
 }  # fmt: skip
 
 #: ``yokedcache.cache.circuit_breaker.state`` values (alert on ``== 2``).
@@ -56,6 +59,9 @@ DURATION_BUCKETS: Final = (
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005,
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 )  # fmt: skip
+
+#: Bucket advisory for the batch-size histogram: powers of two up to far beyond a pool's callers.
+BATCH_SIZE_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
 
 # Metric attribute keys (low cardinality by construction: never a key, value or tag) -------
 ATTR_OPERATION: Final = "operation"
@@ -75,6 +81,10 @@ CACHE_HIT: Final = "yokedcache.cache.hit"
 CACHE_KEY: Final = "yokedcache.cache.key"
 CACHE_BACKEND: Final = "yokedcache.backend"
 CACHE_CANCELLED: Final = "yokedcache.cache.cancelled"
+#: On a PIPELINE span: the cache operations it carried (db.operation.batch.size counts commands).
+PIPELINE_OPERATIONS: Final = "yokedcache.pipeline.operations"
+#: The span name and db.operation.name of an auto-pipelined batch (semantic conventions' value).
+PIPELINE: Final = "PIPELINE"
 
 # Cache operations: the ``operation`` metric attribute and (upper-cased) db.operation.name --
 OP_GET: Final = "get"

@@ -1,0 +1,450 @@
+"""Auto-pipelining: commands issued in the same event-loop tick share one round trip.
+
+Under concurrency a Python Redis client is bound by its own CPU and by round trips, not by
+Redis: each command pays for a pool checkout, a socket write, a read wake-up and a release.
+Here a command that finds the pipeliner idle goes out at once, exactly as redis-py would send
+it (a single task pays nothing for batching). A command issued while others are queued or in
+flight joins a queue; at the end of the loop tick the queue leaves as one non-transactional
+pipeline -- one write, one round trip -- on one pooled connection, and each caller's future
+receives its own reply as it is read.
+
+Rules that make this safe (each tested in ``tests/test_autopipeline.py``):
+
+- replies are matched by position: the connection belongs to the batch until every reply of
+  the batch has been read, and the batch runs in its own task, so no caller's cancellation
+  can cut a read short and leave the connection out of step;
+- a caller cancelled while queued is dropped from the batch (its command is never sent); one
+  cancelled in flight has its reply read and discarded;
+- a connection error fails exactly the commands of its batch that had not been answered; all
+  of them receive the same exception object, which lets the circuit breaker count the batch
+  once (see :mod:`yokedcache.resilience`);
+- an error reply (``WRONGTYPE``, ``OOM``) fails that caller's operation only;
+- a write with tags stays one ``MULTI``/``EXEC`` unit inside the batch, so it is as atomic
+  as before.
+
+At most ``max_batches`` batches are in flight at once (each holds one connection while it
+runs); commands issued meanwhile wait for the next one. This bounds the connections the hot
+path uses to ``max_batches + 1``, whatever the number of callers.
+
+The backend knows nothing of telemetry: an optional :class:`BatchObserver` is told about each
+batch (the cache's instrumentation records the batch-size histogram and the PIPELINE span).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+if sys.version_info >= (3, 11):
+    from asyncio import timeout as _timeout
+else:  # pragma: no cover - redis-py depends on async-timeout below 3.11
+    from async_timeout import timeout as _timeout
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+__all__ = ["AutoPipeliner", "BatchObserver", "ClusterAutoPipeliner"]
+
+#: Batches in flight at once. Two let the client build and parse one batch while Redis serves
+#: the other; more only splits the same commands into smaller batches (measured: see README).
+DEFAULT_MAX_BATCHES = 2
+
+Command = tuple[Any, ...]
+Parse = Callable[[list[Any]], Any]
+#: One caller's operation: its commands, how to turn their replies into its result, its future,
+#: and what the observer captured when it was queued (the operation's span, or None).
+Entry = tuple[Sequence[Command], Parse, "asyncio.Future[Any]", Any]
+
+
+class BatchObserver(Protocol):
+    """Told about every batch; implemented by the cache's instrumentation."""
+
+    def pipeline_context(self) -> Any:
+        """Called when an operation is queued (in the caller's context): e.g. its current span."""
+        ...
+
+    def pipeline_started(self, operations: int, commands: int, contexts: list[Any]) -> Any:
+        """A batch leaves; returns a token handed back to :meth:`pipeline_finished`."""
+        ...
+
+    def pipeline_finished(self, token: Any, error: BaseException | None) -> None: ...
+
+
+def _reply(replies: list[Any]) -> Any:
+    reply = replies[0]
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
+
+
+def _nothing(replies: list[Any]) -> None:
+    _reply(replies)
+
+
+def _count(replies: list[Any]) -> int:
+    return int(_reply(replies))
+
+
+def _found(replies: list[Any]) -> bool:
+    return bool(_reply(replies))
+
+
+def _all_ok(replies: list[Any]) -> None:
+    """A non-transactional unit (cluster writes): the first error reply fails the operation."""
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+
+
+def _values(replies: list[Any]) -> list[Any]:
+    _all_ok(replies)
+    return replies
+
+
+def _transaction(replies: list[Any]) -> None:
+    """Replies of ``MULTI``, each queued command and ``EXEC``, judged as redis-py judges them.
+
+    A command refused while queueing (OOM) makes Redis abort the EXEC: the refusal is the
+    error, as redis-py raises it. An error inside EXEC's results fails the operation too.
+    """
+    *queued, executed = replies
+    if isinstance(executed, Exception):
+        for reply in queued:
+            if isinstance(reply, Exception):
+                raise reply from executed
+        raise executed
+    for reply in queued:
+        if isinstance(reply, Exception):
+            raise reply
+    for reply in executed or ():
+        if isinstance(reply, Exception):
+            raise reply
+
+
+class _Recorder:
+    """Stands in for a redis-py pipeline so the backend's own code lists a write's commands."""
+
+    __slots__ = ("commands",)
+
+    def __init__(self) -> None:
+        self.commands: list[Command] = []
+
+    def set(self, key: str, value: bytes, px: int | None = None) -> None:
+        self.commands.append(("SET", key, value) if px is None else ("SET", key, value, "PX", px))
+
+    def sadd(self, tag: str, key: str) -> None:
+        self.commands.append(("SADD", tag, key))
+
+    def persist(self, tag: str) -> None:
+        self.commands.append(("PERSIST", tag))
+
+    def expire(self, tag: str, seconds: int, nx: bool = False, gt: bool = False) -> None:
+        flag = ("NX",) if nx else ("GT",) if gt else ()
+        self.commands.append(("EXPIRE", tag, seconds, *flag))
+
+
+class AutoPipeliner:
+    """Auto-pipelining for one :class:`~yokedcache.backends.redis.RedisBackend` (or Sentinel).
+
+    Its ``get``, ``set``, ``set_many``, ``delete``, ``exists`` and ``get_many`` have the
+    backend's signatures; the backend installs them in place of its own.
+    """
+
+    #: Writes with tags (and set_many) are MULTI/EXEC units: atomic, as without pipelining.
+    transactional_writes = True
+
+    def __init__(self, backend: Any, *, max_batches: int = DEFAULT_MAX_BATCHES) -> None:
+        if isinstance(max_batches, bool) or not isinstance(max_batches, int) or max_batches < 1:
+            raise ValueError(f"max_batches: must be a positive int, got {max_batches!r}")
+        self._backend = backend
+        self.max_batches = max_batches
+        self.observer: BatchObserver | None = None
+        pool = getattr(backend, "_pool", None)
+        #: One deadline for a whole batch: the socket timeout a single command would have had.
+        self._timeout: float | None = pool.connection_kwargs.get("socket_timeout") if pool is not None else None
+        # The backend's own methods: what a lone command uses.
+        self._direct_get = backend.get
+        self._direct_set = backend.set
+        self._direct_set_many = backend.set_many
+        self._direct_delete = backend.delete
+        self._direct_exists = backend.exists
+        self._direct_get_many = backend.get_many
+        self._queue: list[Entry] = []
+        self._scheduled = False
+        #: Batches in flight, and lone commands sent directly and not yet answered.
+        self.batches_in_flight = 0
+        self._direct = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: The batch connections (see _execute): all of them, and those not in a batch now.
+        self._connections: list[Any] = []
+        self._free: list[Any] = []
+        self._closed = False
+        #: Totals since start (for tests and the benchmark): batches sent and operations in them.
+        self.batches = 0
+        self.batched_operations = 0
+
+    # -- the operations --------------------------------------------------------------------
+    def _busy(self) -> bool:
+        return bool(self._queue or self.batches_in_flight or self._direct)
+
+    async def get(self, key: str) -> bytes | None:
+        if self._queue or self.batches_in_flight or self._direct:
+            return await self._submit((("GET", key),), _reply)  # type: ignore[no-any-return]
+        self._direct += 1
+        try:
+            return await self._direct_get(key)  # type: ignore[no-any-return]
+        finally:
+            self._direct -= 1
+
+    async def set(self, key: str, value: bytes, ttl: float | None, tags: Sequence[str] = ()) -> None:
+        if not self._busy():
+            self._direct += 1
+            try:
+                return await self._direct_set(key, value, ttl, tags)  # type: ignore[no-any-return]
+            finally:
+                self._direct -= 1
+        if not tags:
+            px = None if ttl is None else max(1, int(ttl * 1000))
+            command = ("SET", key, value) if px is None else ("SET", key, value, "PX", px)
+            await self._submit((command,), _nothing)
+            return None
+        return await self._write(((key, value),), ttl, tags)  # type: ignore[no-any-return]
+
+    async def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float | None, tags: Sequence[str] = ()) -> None:
+        if not items:
+            return None
+        if not self._busy():
+            self._direct += 1
+            try:
+                return await self._direct_set_many(items, ttl, tags)  # type: ignore[no-any-return]
+            finally:
+                self._direct -= 1
+        return await self._write(items, ttl, tags)  # type: ignore[no-any-return]
+
+    async def delete(self, keys: Sequence[str]) -> int:
+        if not keys:
+            return 0
+        if not self._busy():
+            self._direct += 1
+            try:
+                return await self._direct_delete(keys)  # type: ignore[no-any-return]
+            finally:
+                self._direct -= 1
+        return await self._submit((("UNLINK", *keys),), _count)  # type: ignore[no-any-return]
+
+    async def exists(self, key: str) -> bool:
+        if not self._busy():
+            self._direct += 1
+            try:
+                return await self._direct_exists(key)  # type: ignore[no-any-return]
+            finally:
+                self._direct -= 1
+        return await self._submit((("EXISTS", key),), _found)  # type: ignore[no-any-return]
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        if not self._busy():
+            self._direct += 1
+            try:
+                return await self._direct_get_many(keys)  # type: ignore[no-any-return]
+            finally:
+                self._direct -= 1
+        return await self._submit(*self._get_many_unit(keys))  # type: ignore[no-any-return]
+
+    def _get_many_unit(self, keys: Sequence[str]) -> tuple[Sequence[Command], Parse]:
+        return (("MGET", *keys),), _reply
+
+    async def _write(self, items: Sequence[tuple[str, bytes]], ttl: float | None, tags: Sequence[str]) -> None:
+        recorder = _Recorder()
+        backend = self._backend
+        for key, value in items:
+            backend._queue_set(recorder, key, value, ttl, tags)
+        backend._queue_tag_expiry(recorder, ttl, tags)
+        if self.transactional_writes:
+            commands = [("MULTI",), *recorder.commands, ("EXEC",)]
+            await self._submit(commands, _transaction)
+        else:
+            await self._submit(recorder.commands, _all_ok)
+
+    # -- queueing and batches --------------------------------------------------------------
+    def _submit(self, commands: Sequence[Command], parse: Parse) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        observer = self.observer
+        self._queue.append((commands, parse, future, observer.pipeline_context() if observer is not None else None))
+        if not self._scheduled and self.batches_in_flight < self.max_batches:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        """End of the tick: everything queued leaves as one batch (cancelled callers dropped)."""
+        self._scheduled = False
+        queue, self._queue = self._queue, []
+        entries = [entry for entry in queue if not entry[2].done()]
+        if not entries:
+            return
+        self.batches_in_flight += 1
+        task = asyncio.get_running_loop().create_task(self._run(entries))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, entries: list[Entry]) -> None:
+        observer = self.observer
+        token = None
+        error: BaseException | None = None
+        self.batches += 1
+        self.batched_operations += len(entries)
+        try:
+            if observer is not None:
+                token = observer.pipeline_started(
+                    len(entries), sum(len(e[0]) for e in entries), [e[3] for e in entries]
+                )
+            await self._execute(entries)
+        except asyncio.CancelledError as exc:  # the loop is shutting down: callers are cancelled too
+            error = exc
+            for entry in entries:
+                entry[2].cancel()
+            raise
+        except Exception as exc:
+            error = exc
+            for entry in entries:
+                if not entry[2].done():
+                    entry[2].set_exception(exc)  # one object for the batch: the breaker counts it once
+        finally:
+            self.batches_in_flight -= 1
+            if self._queue and not self._scheduled:
+                self._scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush)
+            if observer is not None:
+                try:
+                    observer.pipeline_finished(token, error)
+                except Exception:  # telemetry must never break the batch
+                    pass
+
+    async def _execute(self, entries: list[Entry]) -> None:
+        """Send every entry's commands in one write on one connection, then read the replies.
+
+        The batch connections are the pipeliner's own (at most ``max_batches``), made by the
+        backend's pool with its settings but without a per-read socket timeout: one deadline,
+        the socket timeout a single command would have had, covers the whole batch instead.
+        That saves a pool checkout and two timers per batch.
+        """
+        free = self._free
+        connection = free.pop() if free else self._new_connection()
+        try:
+            async with _timeout(self._timeout):
+                await self._exchange(connection, entries)
+        except TimeoutError:
+            await connection.disconnect(nowait=True)
+            raise RedisTimeoutError("Timeout reading an auto-pipelined batch") from None
+        except BaseException:
+            # mid-batch, the connection may hold replies nobody will read: start afresh
+            await connection.disconnect(nowait=True)
+            raise
+        finally:
+            if self._closed:
+                await connection.disconnect(nowait=True)
+            else:
+                free.append(connection)
+
+    def _new_connection(self) -> Any:
+        connection = self._backend._pool.make_connection()
+        connection.socket_timeout = None  # the batch's own deadline applies
+        self._connections.append(connection)
+        return connection
+
+    @staticmethod
+    async def _exchange(connection: Any, entries: list[Entry]) -> None:
+        await connection.send_packed_command(
+            connection.pack_commands([c for entry in entries for c in entry[0]]), check_health=False
+        )
+        read = connection.read_response
+        for commands, parse, future, _ in entries:
+            replies: list[Any] = []
+            for _ in commands:
+                try:
+                    # one deadline covers the whole batch (set in _execute), not one per reply
+                    replies.append(await read())
+                except ResponseError as exc:
+                    replies.append(exc)
+            if future.done():  # the caller was cancelled while its command was in flight
+                continue
+            try:
+                future.set_result(parse(replies))
+            except Exception as exc:
+                future.set_exception(exc)
+
+    # -- connections ------------------------------------------------------------------------
+    @property
+    def connections(self) -> int:
+        """Batch connections open now (the backend's pool figures add them)."""
+        return sum(1 for c in self._connections if c.is_connected)
+
+    async def drop_idle_connections(self) -> None:
+        """Hang up batch connections not in a batch (after an outage they point at a dead server)."""
+        for connection in tuple(self._free):
+            await connection.disconnect(nowait=True)
+
+    def abandon_connections(self) -> None:
+        """Shut down every batch socket without its event loop (see RedisBackend)."""
+        for connection in self._connections:
+            writer = getattr(connection, "_writer", None)
+            sock = writer.get_extra_info("socket") if writer is not None else None
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    async def close(self) -> None:
+        """Let batches in flight finish (the cache drained its callers first), then hang up."""
+        self._closed = True
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=1.0)
+        for connection in self._connections:
+            await connection.disconnect(nowait=True)
+        self._connections.clear()
+        self._free.clear()
+
+
+class ClusterAutoPipeliner(AutoPipeliner):
+    """Redis Cluster: each batch is a cluster pipeline, which groups the commands by node
+    (one write per node, the nodes in parallel) and follows MOVED/ASK redirections.
+
+    Keys and tag sets live in different slots, so writes are non-transactional units (as
+    without pipelining on a cluster) and ``get_many`` becomes one GET per key.
+    """
+
+    transactional_writes = False
+
+    def _get_many_unit(self, keys: Sequence[str]) -> tuple[Sequence[Command], Parse]:
+        return tuple(("GET", key) for key in keys), _values
+
+    async def _execute(self, entries: list[Entry]) -> None:
+        pipe = self._backend._client.pipeline()
+        for entry in entries:
+            for command in entry[0]:
+                pipe.execute_command(*command)
+        replies = await pipe.execute(raise_on_error=False)
+        if len(replies) != sum(len(e[0]) for e in entries):  # never expected; fail loudly, not wrongly
+            raise RuntimeError("cluster pipeline returned a reply count that does not match its commands")
+        # A node that could not be reached fails its commands with one exception each: make it one
+        # object for the batch, so the breaker counts the batch once, as on a single server.
+        lost = next((r for r in replies if isinstance(r, (RedisConnectionError, RedisTimeoutError))), None)
+        if lost is not None:
+            replies = [lost if isinstance(r, (RedisConnectionError, RedisTimeoutError)) else r for r in replies]
+        position = 0
+        for commands, parse, future, _ in entries:
+            own = replies[position : position + len(commands)]
+            position += len(commands)
+            if future.done():
+                continue
+            try:
+                future.set_result(parse(own))
+            except Exception as exc:
+                future.set_exception(exc)
