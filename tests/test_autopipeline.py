@@ -104,9 +104,7 @@ async def test_a_caller_cancelled_while_queued_is_never_sent(redis_url, telemetr
         assert [r for i, r in enumerate(results) if i != 3] == [True] * 9
         assert pipeliner.batched_operations == 1 + 9  # warm-up: one batched EXISTS
         assert await cache.get("w3") is None, "the cancelled write was dropped before it was sent"
-        assert await cache.get_many([f"w{i}" for i in range(10) if i != 3]) == {
-            f"w{i}": i for i in range(10) if i != 3
-        }
+        assert await cache.get_many([f"w{i}" for i in range(10) if i != 3]) == {f"w{i}": i for i in range(10) if i != 3}
         assert cache.telemetry.counters.cancellations == 1
         assert cache.telemetry.counters.error_total == 0
 
