@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import redis
 from redis.cluster import RedisCluster as SyncCluster
@@ -54,6 +56,28 @@ async def test_keys_spread_over_every_node_and_round_trip(cluster, cluster_cache
     assert many["user:7"] == {"i": 7} and many["missing"] is None
     assert await cluster_cache.set_many({f"batch:{i}": i for i in range(50)}, tags=["batch"])
     assert await cluster_cache.exists("batch:49") and await cluster_cache.delete("batch:49")
+
+
+async def test_concurrent_commands_are_pipelined_by_node(cluster, cluster_cache):
+    """Commands issued together share a cluster pipeline (one write per node); replies stay each caller's."""
+    pipeliner = cluster_cache.backend.pipeliner
+    assert pipeliner is not None
+
+    async def one(i: int) -> None:
+        assert await cluster_cache.set(f"p:{i}", i, tags=["p"] if i % 2 else None)
+        assert await cluster_cache.get(f"p:{i}") == i
+        assert await cluster_cache.get_many([f"p:{i}", f"absent:{i}"]) == {f"p:{i}": i, f"absent:{i}": None}
+        assert await cluster_cache.set_many({f"q:{i}": i, f"r:{i}": -i}, tags=["q"])
+        assert await cluster_cache.exists(f"q:{i}")
+        assert await cluster_cache.delete(f"r:{i}") is True
+
+    await asyncio.gather(*(one(i) for i in range(120)))
+    assert pipeliner.batches > 0 and pipeliner.batched_operations > 300
+    spread = keys_per_node(cluster, "yokedcache:p:")
+    assert len(spread) == 3 and all(n > 20 for n in spread.values()), spread
+    assert await cluster_cache.invalidate_tags(["p"]) == 60
+    assert await cluster_cache.invalidate_tags(["q"]) == 120
+    assert await cluster_cache.get("p:2") == 2 and await cluster_cache.get("p:1") is None
 
 
 async def test_tags_and_patterns_invalidate_across_nodes(cluster, cluster_cache):

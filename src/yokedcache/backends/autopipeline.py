@@ -106,6 +106,10 @@ def _values(replies: list[Any]) -> list[Any]:
     return replies
 
 
+def _total(replies: list[Any]) -> int:
+    return sum(int(r) for r in _values(replies))
+
+
 def _transaction(replies: list[Any]) -> None:
     """Replies of ``MULTI``, each queued command and ``EXEC``, judged as redis-py judges them.
 
@@ -235,7 +239,7 @@ class AutoPipeliner:
                 return await self._direct_delete(keys)  # type: ignore[no-any-return]
             finally:
                 self._direct -= 1
-        return await self._submit((("UNLINK", *keys),), _count)  # type: ignore[no-any-return]
+        return await self._submit(*self._delete_unit(keys))  # type: ignore[no-any-return]
 
     async def exists(self, key: str) -> bool:
         if not self._busy():
@@ -259,6 +263,9 @@ class AutoPipeliner:
 
     def _get_many_unit(self, keys: Sequence[str]) -> tuple[Sequence[Command], Parse]:
         return (("MGET", *keys),), _reply
+
+    def _delete_unit(self, keys: Sequence[str]) -> tuple[Sequence[Command], Parse]:
+        return (("UNLINK", *keys),), _count
 
     async def _write(self, items: Sequence[tuple[str, bytes]], ttl: float | None, tags: Sequence[str]) -> None:
         recorder = _Recorder()
@@ -424,6 +431,9 @@ class ClusterAutoPipeliner(AutoPipeliner):
 
     def _get_many_unit(self, keys: Sequence[str]) -> tuple[Sequence[Command], Parse]:
         return tuple(("GET", key) for key in keys), _values
+
+    def _delete_unit(self, keys: Sequence[str]) -> tuple[Sequence[Command], Parse]:
+        return tuple(("UNLINK", key) for key in keys), _total
 
     async def _execute(self, entries: list[Entry]) -> None:
         pipe = self._backend._client.pipeline()
