@@ -130,6 +130,18 @@ def _transaction(replies: list[Any]) -> None:
             raise reply
 
 
+async def _read_replies(connection: Any, count: int) -> list[Any]:
+    """``count`` replies; an error reply is kept in its place (it fails its own operation only)."""
+    read = connection.read_response
+    replies: list[Any] = []
+    for _ in range(count):
+        try:
+            replies.append(await read())
+        except ResponseError as exc:
+            replies.append(exc)
+    return replies
+
+
 class _Recorder:
     """Stands in for a redis-py pipeline so the backend's own code lists a write's commands."""
 
@@ -166,18 +178,12 @@ class AutoPipeliner:
         if isinstance(max_batches, bool) or not isinstance(max_batches, int) or max_batches < 1:
             raise ValueError(f"max_batches: must be a positive int, got {max_batches!r}")
         self._backend = backend
+        self._client = backend._client
         self.max_batches = max_batches
         self.observer: BatchObserver | None = None
         pool = getattr(backend, "_pool", None)
         #: One deadline for a whole batch: the socket timeout a single command would have had.
         self._timeout: float | None = pool.connection_kwargs.get("socket_timeout") if pool is not None else None
-        # The backend's own methods: what a lone command uses.
-        self._direct_get = backend.get
-        self._direct_set = backend.set
-        self._direct_set_many = backend.set_many
-        self._direct_delete = backend.delete
-        self._direct_exists = backend.exists
-        self._direct_get_many = backend.get_many
         self._queue: list[Entry] = []
         self._scheduled = False
         #: Batches in flight, and lone commands sent directly and not yet answered.
@@ -193,73 +199,32 @@ class AutoPipeliner:
         self.batched_operations = 0
 
     # -- the operations --------------------------------------------------------------------
-    def _busy(self) -> bool:
-        return bool(self._queue or self.batches_in_flight or self._direct)
-
     async def get(self, key: str) -> bytes | None:
-        if self._queue or self.batches_in_flight or self._direct:
-            return await self._submit((("GET", key),), _reply)  # type: ignore[no-any-return]
-        self._direct += 1
-        try:
-            return await self._direct_get(key)  # type: ignore[no-any-return]
-        finally:
-            self._direct -= 1
+        return await self._call((("GET", key),), _reply)  # type: ignore[no-any-return]
 
     async def set(self, key: str, value: bytes, ttl: float | None, tags: Sequence[str] = ()) -> None:
-        if not self._busy():
-            self._direct += 1
-            try:
-                return await self._direct_set(key, value, ttl, tags)  # type: ignore[no-any-return]
-            finally:
-                self._direct -= 1
-        if not tags:
-            px = None if ttl is None else max(1, int(ttl * 1000))
-            command = ("SET", key, value) if px is None else ("SET", key, value, "PX", px)
-            await self._submit((command,), _nothing)
-            return None
-        return await self._write(((key, value),), ttl, tags)  # type: ignore[no-any-return]
+        if tags:
+            return await self._call(*self._write_unit(((key, value),), ttl, tags))  # type: ignore[no-any-return]
+        command = ("SET", key, value) if ttl is None else ("SET", key, value, "PX", max(1, int(ttl * 1000)))
+        return await self._call((command,), _nothing)  # type: ignore[no-any-return]
 
     async def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float | None, tags: Sequence[str] = ()) -> None:
         if not items:
             return None
-        if not self._busy():
-            self._direct += 1
-            try:
-                return await self._direct_set_many(items, ttl, tags)  # type: ignore[no-any-return]
-            finally:
-                self._direct -= 1
-        return await self._write(items, ttl, tags)  # type: ignore[no-any-return]
+        return await self._call(*self._write_unit(items, ttl, tags))  # type: ignore[no-any-return]
 
     async def delete(self, keys: Sequence[str]) -> int:
         if not keys:
             return 0
-        if not self._busy():
-            self._direct += 1
-            try:
-                return await self._direct_delete(keys)  # type: ignore[no-any-return]
-            finally:
-                self._direct -= 1
-        return await self._submit(*self._delete_unit(keys))  # type: ignore[no-any-return]
+        return await self._call(*self._delete_unit(keys))  # type: ignore[no-any-return]
 
     async def exists(self, key: str) -> bool:
-        if not self._busy():
-            self._direct += 1
-            try:
-                return await self._direct_exists(key)  # type: ignore[no-any-return]
-            finally:
-                self._direct -= 1
-        return await self._submit((("EXISTS", key),), _found)  # type: ignore[no-any-return]
+        return await self._call((("EXISTS", key),), _found)  # type: ignore[no-any-return]
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
-        if not self._busy():
-            self._direct += 1
-            try:
-                return await self._direct_get_many(keys)  # type: ignore[no-any-return]
-            finally:
-                self._direct -= 1
-        return await self._submit(*self._get_many_unit(keys))  # type: ignore[no-any-return]
+        return await self._call(*self._get_many_unit(keys))  # type: ignore[no-any-return]
 
     def _get_many_unit(self, keys: Sequence[str]) -> tuple[Sequence[Command], Parse]:
         return (("MGET", *keys),), _reply
@@ -267,17 +232,51 @@ class AutoPipeliner:
     def _delete_unit(self, keys: Sequence[str]) -> tuple[Sequence[Command], Parse]:
         return (("UNLINK", *keys),), _count
 
-    async def _write(self, items: Sequence[tuple[str, bytes]], ttl: float | None, tags: Sequence[str]) -> None:
+    def _write_unit(
+        self, items: Sequence[tuple[str, bytes]], ttl: float | None, tags: Sequence[str]
+    ) -> tuple[Sequence[Command], Parse]:
+        """The backend's own code lists the commands (SET, SADD, EXPIRE NX/GT or PERSIST)."""
         recorder = _Recorder()
         backend = self._backend
         for key, value in items:
             backend._queue_set(recorder, key, value, ttl, tags)
         backend._queue_tag_expiry(recorder, ttl, tags)
         if self.transactional_writes:
-            commands = [("MULTI",), *recorder.commands, ("EXEC",)]
-            await self._submit(commands, _transaction)
-        else:
-            await self._submit(recorder.commands, _all_ok)
+            return [("MULTI",), *recorder.commands, ("EXEC",)], _transaction
+        return recorder.commands, _all_ok
+
+    async def _call(self, commands: Sequence[Command], parse: Parse) -> Any:
+        """A lone operation goes out at once, in the caller's own task; one issued while others
+        are queued or in flight waits for the end of the tick and leaves with them."""
+        if self._queue or self.batches_in_flight or self._direct:
+            return await self._submit(commands, parse)
+        self._direct += 1
+        try:
+            if hasattr(self._client.execute_command, "__wrapped__"):
+                return await self._through_client(commands, parse)
+            replies = await self._lone(commands)
+        finally:
+            self._direct -= 1
+        return parse(replies)
+
+    async def _through_client(self, commands: Sequence[Command], parse: Parse) -> Any:
+        """redis-py's commands are instrumented (opentelemetry-instrumentation-redis wraps them):
+        a lone operation goes through the client, so its command spans stay children of the
+        cache's span, as without pipelining. Batches are traced by the PIPELINE span instead."""
+        client = self._client
+        if len(commands) == 1:
+            try:
+                return parse([await client.execute_command(*commands[0])])
+            except ResponseError as exc:
+                return parse([exc])
+        transaction = self.transactional_writes
+        async with client.pipeline(transaction=transaction) as pipe:
+            for command in commands[1:-1] if transaction else commands:  # MULTI/EXEC are the pipeline's
+                pipe.execute_command(*command)
+            if transaction:
+                await pipe.execute()  # raises the first error, as the backend's own write does
+                return None
+            return parse(await pipe.execute(raise_on_error=False))
 
     # -- queueing and batches --------------------------------------------------------------
     def _submit(self, commands: Sequence[Command], parse: Parse) -> asyncio.Future[Any]:
@@ -336,57 +335,70 @@ class AutoPipeliner:
                     pass
 
     async def _execute(self, entries: list[Entry]) -> None:
-        """Send every entry's commands in one write on one connection, then read the replies.
-
-        The batch connections are the pipeliner's own (at most ``max_batches``), made by the
-        backend's pool with its settings but without a per-read socket timeout: one deadline,
-        the socket timeout a single command would have had, covers the whole batch instead.
-        That saves a pool checkout and two timers per batch.
-        """
-        free = self._free
-        connection = free.pop() if free else self._new_connection()
+        """Send every entry's commands in one write on one connection, then read the replies."""
+        connection = self._checkout()
         try:
             async with _timeout(self._timeout):
-                await self._exchange(connection, entries)
+                if not connection.is_connected:
+                    await connection.connect()  # the class's own connect: Sentinel asks for the primary
+                await connection.send_packed_command(
+                    connection.pack_commands([c for entry in entries for c in entry[0]]), check_health=False
+                )
+                for commands, parse, future, _ in entries:
+                    replies = await _read_replies(connection, len(commands))
+                    if future.done():  # the caller was cancelled while its command was in flight
+                        continue
+                    try:
+                        future.set_result(parse(replies))
+                    except Exception as exc:
+                        future.set_exception(exc)
         except TimeoutError:
-            await connection.disconnect(nowait=True)
+            await self._checkin(connection, failed=True)
             raise RedisTimeoutError("Timeout reading an auto-pipelined batch") from None
         except BaseException:
-            # mid-batch, the connection may hold replies nobody will read: start afresh
-            await connection.disconnect(nowait=True)
+            await self._checkin(connection, failed=True)
             raise
-        finally:
-            if self._closed:
-                await connection.disconnect(nowait=True)
-            else:
-                free.append(connection)
+        await self._checkin(connection, failed=False)
 
-    def _new_connection(self) -> Any:
+    async def _lone(self, commands: Sequence[Command]) -> list[Any]:
+        """One operation's round trip in the caller's own task, on a pipeliner connection.
+
+        A cancelled caller leaves the connection out of step (a reply may be on its way), so
+        any failure here hangs it up; the next round trip reconnects.
+        """
+        connection = self._checkout()
+        try:
+            async with _timeout(self._timeout):
+                if not connection.is_connected:
+                    await connection.connect()
+                await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
+                replies = await _read_replies(connection, len(commands))
+        except TimeoutError:
+            await self._checkin(connection, failed=True)
+            raise RedisTimeoutError("Timeout reading from the server") from None
+        except BaseException:
+            await self._checkin(connection, failed=True)
+            raise
+        await self._checkin(connection, failed=False)
+        return replies
+
+    def _checkout(self) -> Any:
+        """A pipeliner connection: made by the backend's pool with its settings but without a
+        per-read socket timeout, because one deadline (the socket timeout a single command
+        would have had) covers each round trip instead. That saves a pool checkout and two
+        timers per round trip. There are at most ``max_batches + 1`` of them."""
+        if self._free:
+            return self._free.pop()
         connection = self._backend._pool.make_connection()
-        connection.socket_timeout = None  # the batch's own deadline applies
+        connection.socket_timeout = None
         self._connections.append(connection)
         return connection
 
-    @staticmethod
-    async def _exchange(connection: Any, entries: list[Entry]) -> None:
-        await connection.send_packed_command(
-            connection.pack_commands([c for entry in entries for c in entry[0]]), check_health=False
-        )
-        read = connection.read_response
-        for commands, parse, future, _ in entries:
-            replies: list[Any] = []
-            for _ in commands:
-                try:
-                    # one deadline covers the whole batch (set in _execute), not one per reply
-                    replies.append(await read())
-                except ResponseError as exc:
-                    replies.append(exc)
-            if future.done():  # the caller was cancelled while its command was in flight
-                continue
-            try:
-                future.set_result(parse(replies))
-            except Exception as exc:
-                future.set_exception(exc)
+    async def _checkin(self, connection: Any, *, failed: bool) -> None:
+        if not self._closed:
+            self._free.append(connection)  # first: a cancellation below must not lose it
+        if failed or self._closed:
+            await connection.disconnect(nowait=True)
 
     # -- connections ------------------------------------------------------------------------
     @property
@@ -434,6 +446,18 @@ class ClusterAutoPipeliner(AutoPipeliner):
 
     def _delete_unit(self, keys: Sequence[str]) -> tuple[Sequence[Command], Parse]:
         return tuple(("UNLINK", key) for key in keys), _total
+
+    async def _lone(self, commands: Sequence[Command]) -> list[Any]:
+        client = self._backend._client
+        if len(commands) == 1:
+            try:
+                return [await client.execute_command(*commands[0])]
+            except ResponseError as exc:
+                return [exc]
+        pipe = client.pipeline()
+        for command in commands:
+            pipe.execute_command(*command)
+        return await pipe.execute(raise_on_error=False)  # type: ignore[no-any-return]
 
     async def _execute(self, entries: list[Entry]) -> None:
         pipe = self._backend._client.pipeline()
