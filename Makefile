@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench soak clean
+.PHONY: install demo test lint bench bench-pipelining soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,15 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/overhead.py
+
+# Auto-pipelining vs raw redis-py, aiocache and cashews (README "Performance"): the [bench] extra.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[all,test,bench]"
+	touch $(BENCH_STAMP)
+
+bench-pipelining: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/pipelining.py --peers
 
 soak: install
 	$(BIN)/python benchmarks/soak.py --duration 600

@@ -153,11 +153,13 @@ async def peer_clients(url: str) -> list[Client]:
     """aiocache and cashews on the same Redis, JSON values (skipped with a note if missing)."""
     out: list[Client] = []
     try:
+        from urllib.parse import urlsplit
+
         from aiocache import RedisCache
         from aiocache.serializers import JsonSerializer
-        from redis.asyncio import from_url
 
-        aio = RedisCache(client=from_url(url), serializer=JsonSerializer(), namespace="aio")
+        where = urlsplit(url)
+        aio = RedisCache(endpoint=where.hostname, port=where.port, serializer=JsonSerializer(), namespace="aio")
         out.append(Client("aiocache 0.12 (redis)", aio.get, lambda k, v: aio.set(k, v, ttl=300), close=aio.close))
     except ImportError:
         print("  (aiocache not installed: pip install 'yokedcache[bench]')")
