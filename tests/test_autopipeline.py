@@ -286,3 +286,20 @@ async def test_values_round_trip_as_stored_by_others(redis_url):
         assert got == [[i, "é"] for i in range(10)]
         assert cache.backend.pipeliner.batches >= 1
     sync.close()
+
+
+async def test_a_lone_command_cancelled_in_flight_leaves_no_stale_reply(redis_url):
+    async with redis_cache(redis_url, fail_open=False) as cache:
+        await cache.set_many({"a": "A", "b": "B"})
+        pause_server(redis_url, 0.2)
+        lone = asyncio.create_task(cache.get("a"))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert cache.backend.pipeliner._direct == 1
+        lone.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await lone
+        # "A" is still on its way on that connection; the next caller must get its own reply
+        assert await cache.get("b") == "B"
+        assert await cache.get("a") == "A"
+        assert cache.backend.pool_stats()["pipeline_connections"] == 1

@@ -255,6 +255,8 @@ class RedisBackend:
             "idle": idle,
             "created": in_use + idle,
             "utilization": in_use / maximum if maximum else 0.0,
+            # the auto-pipeliner's own connections (at most 3), outside the pool
+            "pipeline_connections": self.pipeliner.connections if self.pipeliner is not None else 0,
         }
 
     async def drop_idle_connections(self) -> None:
