@@ -303,3 +303,26 @@ async def test_a_lone_command_cancelled_in_flight_leaves_no_stale_reply(redis_ur
         assert await cache.get("b") == "B"
         assert await cache.get("a") == "A"
         assert cache.backend.pool_stats()["pipeline_connections"] == 1
+
+
+async def test_pipelined_calls_are_not_capped_by_admission(redis_url):
+    """The pipeliner bounds its own connections; admitting max_connections calls at once would
+    only cut its batches to that size."""
+    async with redis_cache(redis_url, fail_open=False, max_connections=4) as cache:
+        await cache.set("k", 1)
+        sizes: list[int] = []
+        pipeliner = cache.backend.pipeliner
+        inner = pipeliner.observer
+
+        class Sizes:
+            pipeline_context = inner.pipeline_context
+            pipeline_finished = inner.pipeline_finished
+
+            def pipeline_started(self, operations, commands, contexts):
+                sizes.append(operations)
+                return inner.pipeline_started(operations, commands, contexts)
+
+        pipeliner.observer = Sizes()
+        assert await asyncio.gather(*(cache.get("k") for _ in range(40))) == [1] * 40
+        assert max(sizes) >= 39
+        assert cache.backend.pool_stats()["pipeline_connections"] <= 3

@@ -235,10 +235,14 @@ class YokedCache:
         return MemoryBackend(max_keys=config.max_keys, max_memory_bytes=config.max_memory_bytes)
 
     def _observe_batches(self) -> None:
-        """Auto-pipelined batches feed the batch-size histogram and PIPELINE spans."""
+        """Auto-pipelined batches feed the batch-size histogram and PIPELINE spans; pipelined
+        calls skip admission (the pipeliner bounds its connections and queues in order itself,
+        so admitting max_connections calls at once would only cap its batches)."""
         observe = getattr(self.backend, "observe_batches", None)
         if observe is not None:
             observe(self.telemetry)
+        if self._guard is not None:
+            self._guard.self_admitting = getattr(self.backend, "pipeliner", None)
 
     def __repr__(self) -> str:
         return f"YokedCache(backend={self.backend!r}, key_prefix={self._prefix!r})"

@@ -218,6 +218,9 @@ class Guard:
         self.retry_backoff = retry_backoff
         self.max_concurrency = max_concurrency
         self._slots = Admission(max_concurrency) if max_concurrency is not None else None
+        #: Calls to this object's methods skip admission: it bounds its own connections and
+        #: serves callers in arrival order itself (the Redis backend's auto-pipeliner).
+        self.self_admitting: object | None = None
         #: Calls between entry and return (close() waits for them, with a deadline).
         self.in_flight = 0
         #: Set by the cache's close(): a retry after it would open a new connection.
@@ -266,7 +269,8 @@ class Guard:
             # closed is the common case: decide it without a method call
             trial = False if breaker is None or breaker.state is CLOSED else breaker.acquire()
             try:
-                if slots is None:
+                owner = self.self_admitting
+                if slots is None or (owner is not None and getattr(fn, "__self__", None) is owner):
                     result = await fn(*args)
                 else:
                     if not slots.try_enter():
