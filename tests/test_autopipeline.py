@@ -326,3 +326,24 @@ async def test_pipelined_calls_are_not_capped_by_admission(redis_url):
         assert await asyncio.gather(*(cache.get("k") for _ in range(40))) == [1] * 40
         assert max(sizes) >= 39
         assert cache.backend.pool_stats()["pipeline_connections"] <= 3
+
+
+async def test_a_hung_server_times_out_each_batch_once(redis_url):
+    from yokedcache.errors import CacheTimeoutError
+
+    async with redis_cache(redis_url, fail_open=False, retry_attempts=0, operation_timeout=0.2,
+                           circuit_recovery_timeout=0.1) as cache:  # fmt: skip
+        await cache.set("k", 1)
+        await warm(cache)
+        pause_server(redis_url, 0.6)
+        results = await asyncio.gather(*(cache.get("k") for _ in range(10)), return_exceptions=True)
+        assert all(isinstance(r, CacheTimeoutError) for r in results), results
+        assert cache.breaker.total_failures == 2, "the lone GET's round trip and the batch's"
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:  # poll until the pause ends
+            try:
+                assert await cache.get("k") == 1
+                break
+            except CacheConnectionError:
+                assert asyncio.get_running_loop().time() < deadline
+        assert await asyncio.gather(*(cache.get("k") for _ in range(10))) == [1] * 10

@@ -2,11 +2,12 @@
 
 Under concurrency a Python Redis client is bound by its own CPU and by round trips, not by
 Redis: each command pays for a pool checkout, a socket write, a read wake-up and a release.
-Here a command that finds the pipeliner idle goes out at once, exactly as redis-py would send
-it (a single task pays nothing for batching). A command issued while others are queued or in
-flight joins a queue; at the end of the loop tick the queue leaves as one non-transactional
-pipeline -- one write, one round trip -- on one pooled connection, and each caller's future
-receives its own reply as it is read.
+Here a command that finds the pipeliner idle goes out at once, in the caller's own task (a
+single task pays nothing for batching). A command issued while others are queued or in flight
+joins a queue; at the end of the loop tick the queue leaves as one non-transactional pipeline --
+one write, one round trip -- on one connection, and each caller's future receives its own reply
+as it is read. The pipeliner's few connections are its own (made by the backend's pool, with its
+settings), so a round trip pays neither a pool checkout nor per-command timers.
 
 Rules that make this safe (each tested in ``tests/test_autopipeline.py``):
 
@@ -352,7 +353,7 @@ class AutoPipeliner:
                         future.set_result(parse(replies))
                     except Exception as exc:
                         future.set_exception(exc)
-        except TimeoutError:
+        except (TimeoutError, asyncio.TimeoutError):  # one class from Python 3.11 on
             await self._checkin(connection, failed=True)
             raise RedisTimeoutError("Timeout reading an auto-pipelined batch") from None
         except BaseException:
@@ -373,7 +374,7 @@ class AutoPipeliner:
                     await connection.connect()
                 await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
                 replies = await _read_replies(connection, len(commands))
-        except TimeoutError:
+        except (TimeoutError, asyncio.TimeoutError):  # one class from Python 3.11 on
             await self._checkin(connection, failed=True)
             raise RedisTimeoutError("Timeout reading from the server") from None
         except BaseException:
