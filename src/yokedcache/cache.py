@@ -286,6 +286,11 @@ class YokedCache:
             return await fn(*args)
         return await guard.call(fn, *args)
 
+    async def _side_call(self, fn: Any, *args: Any) -> Any:
+        """Side work on the backend (pings, statistics) through the guard's reserved lane."""
+        guard = self._guard
+        return await (fn(*args) if guard is None else guard.side_call(fn, *args))
+
     def _failed(self, op: str, started: float, active: Any, exc: BaseException) -> None:
         """Record a failure; re-raise unless the backend failed and we fail open.
 
@@ -393,7 +398,7 @@ class YokedCache:
     async def refresh_usage(self) -> Usage | None:
         """Recount the keys and bytes under this cache's prefix (cached for metrics and stats)."""
         try:
-            self._usage = await self.backend.usage(escape_glob(self._prefix) + "*")
+            self._usage = await self._side_call(self.backend.usage, escape_glob(self._prefix) + "*")
         except Exception as exc:  # a failed refresh keeps the last known figures
             log.debug("usage refresh failed: %s", type(exc).__name__)
             self._record_probe(False)

@@ -110,8 +110,11 @@ async def _ping(
         backend = cache.backend
         if cache._loop is None:
             cache._loop = asyncio.get_running_loop()
+        ping = cache._side_call(backend.ping)  # the reserved lane: never an operation's connection
+    else:
+        ping = backend.ping()
     started = time.perf_counter()
-    task = asyncio.ensure_future(backend.ping())
+    task = asyncio.ensure_future(ping)
     done, _ = await asyncio.wait({task}, timeout=timeout)
     if not done:
         task.cancel()  # do not await: redis-py may absorb the cancellation mid-read

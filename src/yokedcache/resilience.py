@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from .backends.base import REJECTED, TRANSIENT, UNAVAILABLE, Failure
+from .backends.base import REJECTED, RESERVED_CONNECTIONS, TRANSIENT, UNAVAILABLE, Failure
 from .errors import (
     CacheBackendError,
     CacheClosedError,
@@ -218,6 +218,7 @@ class Guard:
         self.retry_backoff = retry_backoff
         self.max_concurrency = max_concurrency
         self._slots = Admission(max_concurrency) if max_concurrency is not None else None
+        self._side = Admission(RESERVED_CONNECTIONS) if max_concurrency is not None else None
         #: Calls between entry and return (close() waits for them, with a deadline).
         self.in_flight = 0
         #: Set by the cache's close(): a retry after it would open a new connection.
@@ -233,6 +234,7 @@ class Guard:
         """Forget waiters and events that belong to an event loop that is gone."""
         if self._slots is not None:
             self._slots = Admission(self.max_concurrency)  # type: ignore[arg-type]
+            self._side = Admission(RESERVED_CONNECTIONS)
         self.in_flight = 0
         self._idle = None
 
@@ -246,6 +248,21 @@ class Guard:
         except asyncio.TimeoutError:
             return False
         return True
+
+    async def side_call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Side work (health pings, statistics): its own few connections, no breaker, no retry.
+
+        It must neither take a connection an operation was admitted for nor count as one.
+        """
+        side = self._side
+        if side is None:
+            return await fn(*args)
+        if not side.try_enter():
+            await side.enter()
+        try:
+            return await fn(*args)
+        finally:
+            side.leave()
 
     async def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         self.in_flight += 1

@@ -10,7 +10,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["REJECTED", "TRANSIENT", "UNAVAILABLE", "Backend", "BackendInfo", "Failure", "Usage"]
+__all__ = ["REJECTED", "RESERVED_CONNECTIONS", "TRANSIENT", "UNAVAILABLE", "Backend", "BackendInfo", "Failure", "Usage"]
+
+#: Connections a pooled backend keeps beyond ``max_connections`` for side work (health pings,
+#: statistics). The facade admits at most ``max_connections`` operations and at most this many
+#: side calls at once, so the pool can never be asked for more than it has.
+RESERVED_CONNECTIONS = 2
 
 #: The server could not be reached or did not answer in time: retried, counted by the breaker.
 TRANSIENT = "transient"

@@ -13,7 +13,7 @@ from urllib.parse import unquote, urlsplit
 
 from .._extras import require
 from .._urls import check_redis_url, redact_url
-from .base import BackendInfo
+from .base import RESERVED_CONNECTIONS, BackendInfo
 from .redis import _INVALIDATE_TAGS_LUA, RedisBackend
 
 __all__ = ["RedisSentinelBackend", "is_sentinel_url"]
@@ -78,8 +78,8 @@ class RedisSentinelBackend(RedisBackend):
             username=username,
             password=password,
             ssl=redis_url.startswith("rediss"),
-            # two beyond the facade's admission limit: health pings and the usage refresh
-            max_connections=max_connections + 2,
+            # beyond the facade's admission limit: health pings and the usage refresh
+            max_connections=max_connections + RESERVED_CONNECTIONS,
             **connection_kwargs,
         )
         self._pool = self._client.connection_pool
