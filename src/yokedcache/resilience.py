@@ -265,65 +265,65 @@ class Guard:
             side.leave()
 
     async def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        # One coroutine per call, nothing nested: this is every Redis operation's path
+        # (benchmarks/overhead.py target 1).
+        breaker = self.breaker
+        slots = self._slots
+        attempt = 0
         self.in_flight += 1
         try:
-            return await self._call(fn, args)
+            while True:
+                if self.closed:
+                    raise CacheClosedError("cache is closed: it opens no new connections (create a new YokedCache)")
+                # closed is the common case: decide it without a method call
+                trial = False if breaker is None or breaker.state is CLOSED else breaker.acquire()
+                try:
+                    if slots is None:
+                        result = await fn(*args)
+                    else:
+                        if not slots.try_enter():
+                            await slots.enter()
+                        try:
+                            result = await fn(*args)
+                        finally:
+                            slots.leave()  # before any retry back-off below
+                except Exception as exc:
+                    failure = self.classify(exc)
+                    if failure is None:
+                        if breaker is not None:
+                            breaker.release(trial)
+                        raise
+                    if failure.kind == REJECTED:
+                        if breaker is not None:  # the server answered: it is up
+                            breaker.success(trial)
+                        raise _translate(failure, exc) from exc
+                    if breaker is not None:
+                        breaker.failure(trial, exc, failure.reason)
+                    if (
+                        failure.kind == TRANSIENT
+                        and attempt < self.retry_attempts
+                        and (breaker is None or breaker.retry_allowed())
+                    ):
+                        attempt += 1
+                        delay = self.retry_backoff * (2 ** (attempt - 1))
+                        await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+                        continue
+                    raise _translate(failure, exc) from exc
+                except BaseException:
+                    if breaker is not None:
+                        breaker.release(trial)
+                    raise
+                if breaker is not None:
+                    if trial or breaker.consecutive_failures:
+                        breaker.success(trial)
+                    else:
+                        breaker.total_successes += 1
+                return result
+
         finally:
             self.in_flight -= 1
             if self._idle is not None and self.in_flight == 0:
                 self._idle.set()
-
-    async def _call(self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...]) -> T:
-        breaker = self.breaker
-        slots = self._slots
-        attempt = 0
-        while True:
-            if self.closed:
-                raise CacheClosedError("cache is closed: it opens no new connections (create a new YokedCache)")
-            # closed is the common case: decide it without a method call
-            trial = False if breaker is None or breaker.state is CLOSED else breaker.acquire()
-            try:
-                if slots is None:
-                    result = await fn(*args)
-                else:
-                    if not slots.try_enter():
-                        await slots.enter()
-                    try:
-                        result = await fn(*args)
-                    finally:
-                        slots.leave()  # before any retry back-off below
-            except Exception as exc:
-                failure = self.classify(exc)
-                if failure is None:
-                    if breaker is not None:
-                        breaker.release(trial)
-                    raise
-                if failure.kind == REJECTED:
-                    if breaker is not None:  # the server answered: it is up
-                        breaker.success(trial)
-                    raise _translate(failure, exc) from exc
-                if breaker is not None:
-                    breaker.failure(trial, exc, failure.reason)
-                if (
-                    failure.kind == TRANSIENT
-                    and attempt < self.retry_attempts
-                    and (breaker is None or breaker.retry_allowed())
-                ):
-                    attempt += 1
-                    delay = self.retry_backoff * (2 ** (attempt - 1))
-                    await asyncio.sleep(delay * random.uniform(0.5, 1.5))
-                    continue
-                raise _translate(failure, exc) from exc
-            except BaseException:
-                if breaker is not None:
-                    breaker.release(trial)
-                raise
-            if breaker is not None:
-                if trial or breaker.consecutive_failures:
-                    breaker.success(trial)
-                else:
-                    breaker.total_successes += 1
-            return result
 
 
 def _classify_as_transient(types: tuple[type[BaseException], ...]) -> Callable[[BaseException], Failure | None]:
