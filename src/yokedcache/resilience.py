@@ -209,6 +209,7 @@ class Guard:
         retry_attempts: int = 1,
         retry_backoff: float = 0.02,
         max_concurrency: int | None = None,
+        timeout: float | None = None,
     ) -> None:
         if isinstance(classify, tuple):
             classify = _classify_as_transient(classify)
@@ -219,6 +220,11 @@ class Guard:
         self.max_concurrency = max_concurrency
         self._slots = Admission(max_concurrency) if max_concurrency is not None else None
         self._side = Admission(RESERVED_CONNECTIONS) if max_concurrency is not None else None
+        #: One deadline for each whole backend command (write and reply), in seconds: a true
+        #: total deadline, and cheaper than the driver's per-read timeouts. Admission waits are
+        #: not part of it: under load a queue must not turn into errors.
+        self.timeout = timeout
+        self._side_timeout = None if timeout is None else max(5.0, 5 * timeout)
         #: Calls between entry and return (close() waits for them, with a deadline).
         self.in_flight = 0
         #: Set by the cache's close(): a retry after it would open a new connection.
@@ -260,7 +266,9 @@ class Guard:
         if not side.try_enter():
             await side.enter()
         try:
-            return await fn(*args)
+            if self._side_timeout is None:
+                return await fn(*args)
+            return await _deadline(fn(*args), self._side_timeout)
         finally:
             side.leave()
 
@@ -269,6 +277,7 @@ class Guard:
         # (benchmarks/overhead.py target 1).
         breaker = self.breaker
         slots = self._slots
+        timeout = self.timeout
         attempt = 0
         self.in_flight += 1
         try:
@@ -278,14 +287,18 @@ class Guard:
                 # closed is the common case: decide it without a method call
                 trial = False if breaker is None or breaker.state is CLOSED else breaker.acquire()
                 try:
-                    if slots is None:
-                        result = await fn(*args)
-                    else:
-                        if not slots.try_enter():
-                            await slots.enter()
-                        try:
+                    if slots is not None and not slots.try_enter():
+                        await slots.enter()
+                    try:
+                        if timeout is None:
                             result = await fn(*args)
-                        finally:
+                        elif _timeout is not None:
+                            async with _timeout(timeout):
+                                result = await fn(*args)
+                        else:  # Python 3.10
+                            result = await asyncio.wait_for(fn(*args), timeout)
+                    finally:
+                        if slots is not None:
                             slots.leave()  # before any retry back-off below
                 except Exception as exc:
                     failure = self.classify(exc)
@@ -324,6 +337,16 @@ class Guard:
             self.in_flight -= 1
             if self._idle is not None and self.in_flight == 0:
                 self._idle.set()
+
+
+_timeout: Any = getattr(asyncio, "timeout", None)  # Python >= 3.11: ~3.7 µs, against wait_for's ~12 µs
+
+
+async def _deadline(awaitable: Awaitable[T], seconds: float) -> T:
+    if _timeout is not None:
+        async with _timeout(seconds):
+            return await awaitable
+    return await asyncio.wait_for(awaitable, seconds)
 
 
 def _classify_as_transient(types: tuple[type[BaseException], ...]) -> Callable[[BaseException], Failure | None]:

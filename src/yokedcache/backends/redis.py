@@ -51,7 +51,7 @@ class RedisBackend:
         redis_url: str | None = None,
         *,
         max_connections: int = 50,
-        socket_timeout: float = 1.0,
+        socket_timeout: float | None = 1.0,
         connect_timeout: float = 1.0,
         scan_count: int = 1000,
         **connection_kwargs: Any,
@@ -65,6 +65,8 @@ class RedisBackend:
         if isinstance(max_connections, bool) or not isinstance(max_connections, int) or max_connections < 1:
             raise ValueError(f"max_connections: must be a positive int, got {max_connections!r}")
         for name, value in (("socket_timeout", socket_timeout), ("connect_timeout", connect_timeout)):
+            if value is None and name == "socket_timeout":  # the facade's per-operation deadline instead
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"{name}: must be a positive number of seconds, got {value!r}")
 

@@ -39,7 +39,7 @@ class RedisClusterBackend(RedisBackend):
         redis_url: str,
         *,
         max_connections: int = 50,
-        socket_timeout: float = 1.0,
+        socket_timeout: float | None = 1.0,
         connect_timeout: float = 1.0,
         scan_count: int = 1000,
         **connection_kwargs: Any,

@@ -55,7 +55,7 @@ class RedisSentinelBackend(RedisBackend):
         redis_url: str,
         *,
         max_connections: int = 50,
-        socket_timeout: float = 1.0,
+        socket_timeout: float | None = 1.0,
         connect_timeout: float = 1.0,
         scan_count: int = 1000,
         **connection_kwargs: Any,
@@ -71,7 +71,10 @@ class RedisSentinelBackend(RedisBackend):
         self._scan_count = scan_count
         self.service = service
         timeouts = {"socket_timeout": socket_timeout, "socket_connect_timeout": connect_timeout}
-        self._sentinel = sentinel_mod.Sentinel(sentinels, sentinel_kwargs=dict(timeouts), **timeouts)
+        # Sentinel queries keep a per-read timeout even when the facade owns the commands' deadline.
+        sentinel_timeouts = {"socket_timeout": socket_timeout or connect_timeout,
+                             "socket_connect_timeout": connect_timeout}  # fmt: skip
+        self._sentinel = sentinel_mod.Sentinel(sentinels, sentinel_kwargs=sentinel_timeouts, **timeouts)
         self._client = self._sentinel.master_for(
             service,
             db=db,
