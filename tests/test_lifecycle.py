@@ -50,9 +50,11 @@ async def test_caches_dropped_without_close_release_sockets_and_tasks_with_a_res
         assert _our_clients(redis_url) >= 1
         del cache
         await _settle(
-            lambda: _our_clients(redis_url) == baseline_clients
-            and len(asyncio.all_tasks()) == baseline_tasks
-            and _fds() <= baseline_fds + 2
+            lambda: (
+                _our_clients(redis_url) == baseline_clients
+                and len(asyncio.all_tasks()) == baseline_tasks
+                and _fds() <= baseline_fds + 2
+            )
         )
     unclosed = [w for w in caught if issubclass(w.category, ResourceWarning) and "'dropped:'" in str(w.message)]
     assert len(unclosed) == 50

@@ -195,6 +195,7 @@ class YokedCache:
         info = self.backend.info
         self.telemetry = Instrumentation(
             backend_info=info,
+            name=config.name,
             meter_provider=meter_provider,
             tracer_provider=tracer_provider,
             metrics_enabled=config.enable_metrics,
@@ -241,8 +242,13 @@ class YokedCache:
             )
         return MemoryBackend(max_keys=config.max_keys, max_memory_bytes=config.max_memory_bytes)
 
+    @property
+    def name(self) -> str:
+        """``cache.name`` on this cache's metrics and spans (``CacheConfig.name`` or the backend kind)."""
+        return self.telemetry.name
+
     def __repr__(self) -> str:
-        return f"YokedCache(backend={self.backend!r}, key_prefix={self._prefix!r})"
+        return f"YokedCache(name={self.name!r}, backend={self.backend!r}, key_prefix={self._prefix!r})"
 
     # -- plumbing -------------------------------------------------------------------------
     def _prepare(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -627,6 +633,7 @@ class YokedCache:
             uptime_seconds=time.monotonic() - c.started_monotonic,
             operations={op: n for op, n in c.calls.items() if n},
             backend=self.backend.info.kind,
+            name=self.name,
         )
 
     def get_comprehensive_metrics(self, window: float = 60.0) -> health.ComprehensiveMetrics:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["CacheConfig"]
 
 _BACKEND_NAMES = ("memory", "redis")
+_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 def _is_number(value: object) -> bool:
@@ -59,6 +61,9 @@ class CacheConfig:
     """
 
     redis_url: str | None = None
+    #: Tells this cache's metrics, spans and health apart from other caches' (``cache.name``).
+    #: ``None``: the backend's kind ("memory", "redis"). Caches given the same name share series.
+    name: str | None = None
     backend: str | Backend | None = None
     #: A :class:`yokedcache.monitoring.CacheMetrics`: record into its collectors.
     metrics: Any = None
@@ -98,6 +103,13 @@ class CacheConfig:
     def __post_init__(self) -> None:
         if self.redis_url is not None:
             check_redis_url(self.redis_url, "redis_url")
+        if self.name is not None:
+            if not isinstance(self.name, str):
+                raise TypeError(f"name: expected a str, got {type(self.name).__name__}")
+            if not _NAME.fullmatch(self.name):
+                raise ValueError(
+                    f"name: 1-64 letters, digits or . _ - : (a fixed label, never data), got {self.name!r}"
+                )
         if self.backend is not None:
             if isinstance(self.backend, str):
                 if self.backend not in _BACKEND_NAMES:

@@ -41,6 +41,7 @@ class CacheStats:
     uptime_seconds: float
     operations: dict[str, int] = field(default_factory=dict)
     backend: str = "memory"
+    name: str = "memory"  # cache.name
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -157,6 +158,7 @@ async def detailed_health_check(cache: YokedCache, *, probe: Backend | None = No
             status = DEGRADED
     info = cache.backend.info
     return {
+        "name": cache.name,
         "status": status,
         "reasons": reasons,
         "backend": {
@@ -198,7 +200,7 @@ def _recent_failures(cache: YokedCache, window: float = 60.0) -> str | None:
 
 
 def _unhealthy(cache: YokedCache, reason: str) -> dict[str, Any]:
-    return {"status": UNHEALTHY, "reasons": [reason], "backend": {"kind": cache.backend.info.kind},
+    return {"name": cache.name, "status": UNHEALTHY, "reasons": [reason], "backend": {"kind": cache.backend.info.kind},
             "checked_at": time.time()}  # fmt: skip
 
 

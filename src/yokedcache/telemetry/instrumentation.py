@@ -50,6 +50,7 @@ class Instrumentation:
         self,
         *,
         backend_info: BackendInfo,
+        name: str | None = None,
         counters: CacheCounters | None = None,
         meter_provider: Any = None,
         tracer_provider: Any = None,
@@ -81,11 +82,13 @@ class Instrumentation:
         self._tracing_requested = tracing_enabled
         self._closed = False
 
-        self._op_attrs = {op: {sc.ATTR_OPERATION: op} for op in sc.OPERATIONS}
+        #: ``cache.name`` on every point and span (default: the backend's kind).
+        self.name = name if name is not None else backend_info.kind
+        self._op_attrs = {op: {sc.CACHE_NAME: self.name, sc.ATTR_OPERATION: op} for op in sc.OPERATIONS}
         self._error_attrs: dict[tuple[str, str], dict[str, str]] = {}
         is_db = backend_info.system is not None
         self._span_kind = SpanKind.CLIENT if is_db else SpanKind.INTERNAL
-        base: dict[str, Any] = {sc.CACHE_BACKEND: backend_info.kind}
+        base: dict[str, Any] = {sc.CACHE_NAME: self.name, sc.CACHE_BACKEND: backend_info.kind}
         if is_db:
             base[sc.DB_SYSTEM_NAME] = backend_info.system
             if backend_info.db is not None:
@@ -280,7 +283,9 @@ class Instrumentation:
             if attrs is None:
                 if len(self._error_attrs) >= 64:
                     etype = "_OTHER"
-                attrs = self._error_attrs.setdefault((op, etype), {sc.ATTR_OPERATION: op, sc.ATTR_ERROR_TYPE: etype})
+                attrs = self._error_attrs.setdefault(
+                    (op, etype), {sc.CACHE_NAME: self.name, sc.ATTR_OPERATION: op, sc.ATTR_ERROR_TYPE: etype}
+                )
             self._histogram.record(elapsed, attrs)
         if active is not None:
             span, token = active
