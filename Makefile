@@ -16,7 +16,15 @@ install: $(STAMP)
 demo: install
 	$(BIN)/yokedcache demo
 
-test: install
+# The real Etsy StatsD daemon for tests/test_etsy_statsd.py, from the npm registry (git-ignored).
+ETSY_STATSD := tests/.node/node_modules/statsd/stats.js
+$(ETSY_STATSD):
+	@if command -v npm >/dev/null 2>&1; then \
+	  echo "installing statsd@0.9.0 (npm) into tests/.node"; \
+	  npm install --prefix tests/.node --no-audit --no-fund --ignore-scripts --loglevel=error statsd@0.9.0; \
+	else echo "npm not found: the Etsy StatsD test will skip (apt-get install nodejs npm)"; fi
+
+test: install $(ETSY_STATSD)
 	$(BIN)/python -m pytest
 
 lint: install

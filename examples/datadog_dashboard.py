@@ -10,7 +10,7 @@ to a DataDog agent (DogStatsD). What arrives, and how DataDog names it:
   ``.deletes``, ``.hits``, ``.misses``, ``.invalidations``, ``.errors`` (tags ``operation``, ``error.type``)
 - gauges (``|g``): ``myapp.cache.hit_rate`` (0-1), ``.size_bytes``, ``.keys_count``, ``.health``,
   ``.circuit_breaker.state`` (0/1/2), ``.pool.utilization``
-- the duration histogram (``|h``, seconds, tag ``operation``): DataDog derives
+- the duration histogram (``|ms`` timer, milliseconds, tag ``operation``): DataDog derives
   ``myapp.cache.operation_duration.avg``, ``.median``, ``.95percentile``, ``.max``, ``.count``
 """
 

@@ -33,7 +33,9 @@ def _ping(port: int, password: str | None = None) -> bool:
                 s.sendall(b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(pw), pw))
                 s.recv(64)
             s.sendall(b"PING\r\n")
-            return s.recv(64).startswith(b"+PONG")
+            reply = s.recv(64)
+            # a replica with stale reads off answers MASTERDOWN while its primary is away: it is up
+            return reply.startswith((b"+PONG", b"-MASTERDOWN"))
     except OSError:
         return False
 

@@ -169,3 +169,15 @@ async def test_async_context_manager_closes(make_cache):
     async with cache as c:
         await c.set("k", 1)
     assert cache._closed
+
+
+async def test_get_many_refuses_a_single_string_instead_of_reading_its_letters(cache):
+    with pytest.raises(TypeError, match="keys: expected an iterable of str keys"):
+        await cache.get_many("abc")
+
+
+async def test_a_plain_reset_keeps_the_key_in_its_tags_on_both_backends(cache):
+    await cache.set("k", 1, tags=["t"])
+    await cache.set("k", 2)  # no tags: on Redis the tag set still names the key; memory agrees
+    assert await cache.invalidate_tags("t") == 1
+    assert await cache.get("k") is None

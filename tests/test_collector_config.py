@@ -223,6 +223,10 @@ def test_real_prometheus_scrapes_the_demo_every_expression_has_data_and_an_outag
         expressions = {**{f"alert {k}": v for k, v in alert_expressions().items()}, **dashboard_expressions()}
         for name, expr in expressions.items():
             poll(lambda expr=expr: prometheus.query(expr), 30, f"data for {name}: {expr}")
+        assert {"Hit rate (5m) / A", "Evictions per second / A"} <= set(expressions)
+        # The windowed hit rate is a real ratio of the demo's gets (it has hits and misses).
+        (stat,) = prometheus.query(expressions["Hit rate (5m) / A"])
+        assert 0 < float(stat["value"][1]) < 1, stat
         for label in ("job", "instance"):  # the dashboard's variables
             values = prometheus.get(
                 f"/api/v1/label/{label}/values", **{"match[]": "yokedcache_cache_operation_duration_seconds_count"}

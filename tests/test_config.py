@@ -84,3 +84,15 @@ def test_memory_backend_conflicts_with_redis_url():
 def test_backend_instance_is_used_as_given():
     backend = MemoryBackend(max_keys=5)
     assert YokedCache(CacheConfig(backend=backend)).backend is backend
+
+
+@pytest.mark.parametrize("field", ["meter_provider", "tracer_provider"])
+def test_a_provider_that_is_not_one_is_refused_at_construction(field):
+    with pytest.raises(TypeError, match=field):
+        CacheConfig(**{field: "x"})
+
+
+@pytest.mark.parametrize("value", [0, 1.5, float("nan"), -1])
+def test_degraded_error_rate_must_be_a_share(value):
+    with pytest.raises(ValueError, match="degraded_error_rate"):
+        CacheConfig(degraded_error_rate=value)

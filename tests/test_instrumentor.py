@@ -276,6 +276,6 @@ async def test_errors_mark_the_span_and_a_miss_does_not(telemetry):
         await cache.get("missing")
     failed, missed = telemetry.spans.get_finished_spans()
     assert failed.status.status_code.name == "ERROR"
-    assert failed.attributes[sc.ERROR_TYPE] == "yokedcache.errors.CacheConnectionError"
+    assert failed.attributes[sc.ERROR_TYPE] == "redis.exceptions.ConnectionError"
     assert missed.status.status_code.name == "UNSET" and missed.attributes[sc.CACHE_HIT] is False
     assert sc.ERROR_TYPE not in missed.attributes

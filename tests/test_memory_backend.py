@@ -32,13 +32,13 @@ async def test_eviction_by_bytes_counts_serialised_key_and_value():
     assert await backend.exists("k1") is False
 
 
-async def test_overwrite_replaces_size_and_tags():
+async def test_overwrite_replaces_size_and_keeps_the_key_in_its_old_tags_as_redis_does():
     backend = MemoryBackend()
     await backend.set("k", b"12345", None, ["t1"])
     await backend.set("k", b"1", None, ["t2"])
     assert backend.snapshot().bytes == len("k") + 1
-    assert await backend.invalidate_tags(["t1"]) == 0
-    assert await backend.invalidate_tags(["t2"]) == 1
+    assert await backend.invalidate_tags(["t1"]) == 1
+    assert await backend.invalidate_tags(["t2"]) == 0  # the key went with t1
 
 
 async def test_value_larger_than_the_whole_budget_is_rejected():

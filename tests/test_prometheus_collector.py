@@ -93,6 +93,32 @@ async def test_promtool_check_metrics_reports_only_the_documented_keys_count_nam
     ], findings
 
 
+async def test_promtool_is_clean_on_a_busy_scrape_with_application_metrics(redis_url):
+    """Every family has help text, application ones included (they used to have none: one
+    "no help text" finding per metric)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        msg = "promtool not found: apt-get install -y prometheus"
+        pytest.fail(msg) if in_ci() else pytest.skip(msg)
+    collector = PrometheusCollector(port=0)
+    metrics = CacheMetrics([collector])
+    async with YokedCache(CacheConfig(metrics=metrics, redis_url=redis_url, max_keys=5)) as cache:
+        await traffic(cache)
+        await cache.refresh_usage()
+        await metrics.increment("user.login", tags={"source": "api"})
+        await metrics.gauge("queue.depth", 3)
+        await metrics.histogram("payload.size", 512)
+        await metrics.timing("request.processing", 0.012)
+        text = scrape(collector.url)
+    metrics.shutdown()
+    assert "# HELP user_login_total user.login recorded through CacheMetrics" in text
+    result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+    findings = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert findings == [
+        'yokedcache_cache_keys_count non-histogram and non-summary metrics should not have "_count" suffix'
+    ], findings
+
+
 async def test_application_metrics_reach_prometheus():
     collector = PrometheusCollector(namespace="myapp", port=0)
     metrics = CacheMetrics([collector])

@@ -99,7 +99,9 @@ async def test_the_cache_follows_a_sentinel_failover_to_the_promoted_replica():
         assert await cache.get("before") == {"n": 1}  # the data the replica held survived
         assert direct_replica.get("yokedcache:after") == b'{"n":2}'  # written on the new primary
         report = await cache.detailed_health_check()
-        assert report["status"] == "healthy" and PASSWORD not in repr(report)
+        # serving again; "degraded" (the outage's failures as its reason) until they age out
+        assert report["status"] in ("healthy", "degraded") and PASSWORD not in repr(report)
+        assert report["circuit_breaker"]["state"] == "closed" and report["redis_connected"] is True
         assert cache.breaker is not None and cache.breaker.opens >= 1
         direct_replica.close()
         print(

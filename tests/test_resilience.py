@@ -14,6 +14,7 @@ from collections import Counter
 import pytest
 
 from yokedcache import CacheConfig, YokedCache
+from yokedcache.backends.base import RESERVED_CONNECTIONS
 from yokedcache.errors import CacheConnectionError, CacheTimeoutError, CircuitOpenError
 from yokedcache.resilience import CLOSED, HALF_OPEN, OPEN, Admission, CircuitBreaker, Guard
 from yokedcache.telemetry import semconv as sc
@@ -291,7 +292,12 @@ async def test_kill_and_restart_under_50_concurrent_tasks(own_redis, telemetry):
     assert successes + counters.error_total == counters.total_calls
     assert counters.calls["get"] == calls["get"] + 1 and counters.calls["set"] == calls["set"] + 1
     error_types = {etype for _, etype in counters.errors}
-    assert error_types <= {sc.error_type(e) for e in (CacheConnectionError(), CacheTimeoutError(), CircuitOpenError())}
+    # error.type names the driver's exception (semconv); only a fast-failing breaker is ours
+    assert error_types <= {
+        "redis.exceptions.ConnectionError",
+        "redis.exceptions.TimeoutError",
+        sc.error_type(CircuitOpenError()),
+    }
     await cache.close()
     print(f"\ndetected outage in {detected:.3f}s, recovered {recovered_in:.3f}s after restart (cool-down {recovery}s)")
 
@@ -315,7 +321,7 @@ async def test_hung_redis_gives_timeouts_not_hangs(fail_open):
             with pytest.raises(CacheTimeoutError) as info:
                 await asyncio.wait_for(cache.get("k"), timeout=5)
             assert isinstance(info.value, ConnectionError)  # the guide's `except ConnectionError` works
-        assert cache.telemetry.counters.errors == {("get", sc.error_type(CacheTimeoutError())): 1}
+        assert cache.telemetry.counters.errors == {("get", "redis.exceptions.TimeoutError"): 1}
     finally:
         await asyncio.wait_for(cache.close(), timeout=5)
         hung.close()
@@ -447,7 +453,8 @@ async def test_exported_pool_gauges_are_real_numbers(own_redis, telemetry):
         used = telemetry.value(sc.POOL_CONNECTIONS, state="used")
         idle = telemetry.value(sc.POOL_CONNECTIONS, state="idle")
         pool = cache.backend.pool_stats()
-        assert 1 <= used + idle == pool["created"] <= 7  # the same numbers the health check reports
+        # the same numbers the health check reports; side work (the usage refresh) has its reserve
+        assert 1 <= used + idle == pool["created"] <= 7 + RESERVED_CONNECTIONS
         assert telemetry.value(sc.POOL_UTILIZATION) == pytest.approx(used / 7)
         assert telemetry.value(sc.HEALTH) == 1 and telemetry.value(sc.BREAKER_STATE) == 0
         assert telemetry.value(sc.BREAKER_OPENS) == 0

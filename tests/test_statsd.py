@@ -6,9 +6,18 @@ import importlib.metadata
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from yokedcache import CacheConfig, YokedCache
-from yokedcache.exporters.statsd import StatsDMetricExporter, format_number, sanitize_name
+from yokedcache.exporters.statsd import (
+    StatsDMetricExporter,
+    allocate_lines,
+    exact_parts,
+    format_number,
+    format_rate,
+    sanitize_name,
+)
 from yokedcache.monitoring import CacheMetrics, StatsDCollector
 
 from .receivers import StatsDListener
@@ -52,7 +61,6 @@ async def test_histogram_lines_reconstruct_count_and_sum(listener):
     for i in range(300):
         await cache.get(f"k{i}")
     metrics.force_flush()
-    listener.wait_for(lambda: any("operation_duration" in x for x in listener.lines()))
     from bisect import bisect_left
 
     from yokedcache.telemetry.semconv import DURATION_BUCKETS
@@ -63,16 +71,24 @@ async def test_histogram_lines_reconstruct_count_and_sum(listener):
         upper = DURATION_BUCKETS[i] if i < len(DURATION_BUCKETS) else value
         return upper - lower
 
-    count = total = allowed_error = 0.0
-    for line in listener.lines():
-        if line.startswith("myapp.cache.operation_duration:") and line.endswith("#operation:get"):
-            fields = line.split(":", 1)[1].split("|")
-            value = float(fields[0])
-            rate = next((float(f[1:]) for f in fields if f.startswith("@")), 1.0)
-            count += 1 / rate
-            total += value / rate
-            allowed_error += bucket_width(value) / rate
-    assert round(count) == 300
+    def decoded() -> tuple[int, float, float]:
+        count = 0
+        total = allowed_error = 0.0
+        for line in listener.lines():
+            if line.startswith("myapp.cache.operation_duration:") and line.endswith("#operation:get"):
+                fields = line.split(":", 1)[1].split("|")
+                assert fields[1] == "ms"  # a timer, in milliseconds
+                value = float(fields[0]) / 1000
+                rate = next((float(f[1:]) for f in fields if f.startswith("@")), 1.0)
+                samples = int(1 / rate)  # the Datadog agent's and the Collector receiver's arithmetic
+                count += samples
+                total += value * samples
+                allowed_error += bucket_width(value) * samples
+        return count, total, allowed_error
+
+    listener.wait_for(lambda: decoded()[0] >= 300)
+    count, total, allowed_error = decoded()
+    assert count == 300
     recorded = cache.telemetry.counters.duration_sum["get"]
     assert abs(total - recorded) <= allowed_error  # every sample is off by at most its bucket's width
     await cache.close()
@@ -142,7 +158,9 @@ def test_entry_point_builds_exporter_from_environment(monkeypatch, listener):
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [({"port": "8125"}, "port"), ({"sample_rate": 2}, "sample_rate"), ({"timeout": 0}, "timeout"),
-     ({"use_tags": "yes"}, "use_tags"), ({"prefix": 5}, "prefix"), ({"flush_interval": -1}, "flush_interval")],
+     ({"use_tags": "yes"}, "use_tags"), ({"prefix": 5}, "prefix"), ({"flush_interval": -1}, "flush_interval"),
+     ({"flush_interval": float("nan")}, "flush_interval"), ({"flush_interval": float("inf")}, "flush_interval"),
+     ({"max_samples": 0}, "max_samples")],
 )  # fmt: skip
 def test_bad_arguments_name_the_field(kwargs, field):
     with pytest.raises((ValueError, TypeError), match=field):
@@ -193,3 +211,46 @@ async def test_datadog_dashboard_queries_name_metrics_the_bridge_really_sends():
         assert name in sent, f"{query}: {name} is never sent (sent: {sorted(sent)})"
         for tag in (group or "").split(",") if group else ():
             assert tag in sent[name], f"{query}: {name} never carries tag {tag}"
+
+
+# -- sample counts under the receivers' integer arithmetic ----------------------------------
+def _decode(rate_field: str) -> tuple[int, float]:
+    """What receivers make of one line's ``|@rate``: Go's ``int64(1/rate)`` / ``uint64(...)``
+    (Datadog agent, Collector statsd receiver) and JavaScript's ``1/rate`` (Etsy StatsD).
+    Python's float parsing and division are IEEE doubles, exactly as in Go and JavaScript."""
+    rate = float(rate_field[2:]) if rate_field else 1.0
+    assert re.fullmatch(r"[0-9.]+", rate_field[2:] or "1"), rate_field  # Etsy: digits and dots only
+    return int(1 / rate), 1 / rate
+
+
+def test_every_count_up_to_100000_decodes_exactly_under_truncation():
+    for count in range(1, 100_001):
+        parts = exact_parts(count)
+        assert len(parts) <= 2 and sum(parts) == count
+        truncated = floated = 0
+        for part in parts:
+            t, f = _decode(format_rate(part))
+            truncated += t
+            floated += f
+        assert truncated == count, count
+        assert floated == count, count  # Etsy's timer count: no float residue either
+
+
+def test_the_old_fifteen_decimal_rate_lost_a_sample():
+    assert int(1 / 0.142857142857143) == 6  # what `@1/7` with 15 decimals decoded to
+    assert _decode(format_rate(7))[0] == 7
+
+
+@given(st.lists(st.integers(min_value=0, max_value=100_000), min_size=1, max_size=19),
+       st.integers(min_value=1, max_value=500))  # fmt: skip
+def test_line_allocation_keeps_every_bucket_count_and_bounds_the_lines(counts, max_samples):
+    allocation = allocate_lines(counts, max_samples)
+    for count, lines in zip(counts, allocation, strict=True):
+        assert sum(_decode(format_rate(w))[0] for w in lines) == count
+        if count:
+            assert lines
+    filled = sum(1 for c in counts if c)
+    # proportional shares, each rounded, each split in at most two exact parts
+    assert sum(len(x) for x in allocation) <= 2 * (max_samples + filled)
+    if sum(counts) <= max_samples:
+        assert all(w == 1 for lines in allocation for w in lines)  # no rates at all

@@ -6,17 +6,25 @@ from ._version import __version__
 from .cache import YokedCache
 from .config import CacheConfig
 from .errors import (
+    CacheBackendError,
+    CacheClosedError,
+    CacheCommandError,
     CacheConnectionError,
     CacheTimeoutError,
+    CacheUnavailableError,
     CircuitOpenError,
     SerializationError,
     YokedCacheError,
 )
 
 __all__ = [
+    "CacheBackendError",
+    "CacheClosedError",
+    "CacheCommandError",
     "CacheConfig",
     "CacheConnectionError",
     "CacheTimeoutError",
+    "CacheUnavailableError",
     "CircuitOpenError",
     "SerializationError",
     "YokedCache",

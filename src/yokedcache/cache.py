@@ -11,6 +11,8 @@ import contextlib
 import logging
 import math
 import time
+import warnings
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from time import perf_counter
 from typing import Any
@@ -20,12 +22,13 @@ from ._glob import escape_glob
 from .backends.base import Backend, Usage
 from .backends.memory import MemoryBackend
 from .config import MAX_TTL, CacheConfig
-from .errors import CacheConnectionError
+from .errors import CacheBackendError, CacheClosedError, CircuitOpenError
 from .resilience import CLOSED, OPEN, CircuitBreaker, Guard
 from .serializers import resolve_serializer
 from .telemetry import semconv as sc
 from .telemetry.instrumentation import Instrumentation, detach_background_context
 from .telemetry.observers import StateReading
+from .window import CounterWindow
 
 __all__ = ["YokedCache"]
 
@@ -35,6 +38,10 @@ log = logging.getLogger("yokedcache")
 TAG_ROOT = "yokedcache-tags:"
 
 _MISSING = object()
+_get_running_loop = asyncio.get_running_loop
+
+#: Backend closes started by the garbage collector (kept referenced until they finish).
+_closing: set[asyncio.Task[None]] = set()
 
 
 def _check_key(key: object) -> str:
@@ -70,6 +77,52 @@ def _check_tags(tags: object) -> tuple[str, ...]:
     return out
 
 
+async def _background_work(ref: weakref.ReferenceType[YokedCache], stop: asyncio.Event) -> None:
+    """Background work on its own schedule each: usage refresh (Redis) and history snapshots.
+
+    Holds the cache only while working, never while it sleeps, so dropping the last reference
+    to a cache ends this task too (see :meth:`YokedCache.__del__`).
+    """
+    # The task inherited the context of whichever operation started it: without this, the
+    # SCANs of every later refresh would show up inside that user's trace.
+    detach_background_context()
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    # redis-py can absorb a cancellation mid-command; the task still knows it was asked to stop.
+    cancelling = getattr(task, "cancelling", lambda: 0)  # Python >= 3.11
+    next_usage = next_snapshot = loop.time()
+    while not cancelling():
+        cache = ref()
+        if cache is None or cache._closed:
+            return
+        now = loop.time()
+        due: list[float] = []
+        if cache.backend.info.system is not None:
+            if now >= next_usage:
+                await cache.refresh_usage()
+                next_usage = now + cache.config.stats_refresh_interval
+            due.append(next_usage)
+        history = cache.metrics_history  # re-read: collection may start while this runs
+        if history is not None:
+            if now >= next_snapshot:
+                history.add(cache.get_comprehensive_metrics())
+                next_snapshot = now + history.interval
+            due.append(next_snapshot)
+        del cache, history
+        if not due or stop.is_set() or cancelling():
+            return
+        try:
+            await asyncio.wait_for(stop.wait(), max(0.0, min(due) - loop.time()))
+        except asyncio.TimeoutError:
+            pass
+
+
+def _close_in_background(backend: Backend) -> None:
+    task = asyncio.get_running_loop().create_task(backend.close())
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
+
+
 class YokedCache:
     """Async cache with TTLs and tags over Redis or memory, instrumented with OpenTelemetry.
 
@@ -94,10 +147,12 @@ class YokedCache:
         self._fail_open = config.fail_open
         self.backend: Backend = self._make_backend(config)
 
-        transient: tuple[type[BaseException], ...] = getattr(self.backend, "transient_errors", ())
+        #: Built from the config (so it can be rebuilt for another event loop), or handed to us.
+        self._owns_backend = config.backend is None or isinstance(config.backend, str)
+        classify = getattr(self.backend, "classify_error", None)
         breaker = (
             CircuitBreaker(config.circuit_failure_threshold, config.circuit_recovery_timeout)
-            if config.circuit_breaker_enabled and transient
+            if config.circuit_breaker_enabled and classify is not None
             else None
         )
         self.breaker = breaker
@@ -106,16 +161,21 @@ class YokedCache:
             breaker.listeners.append(self._on_breaker_change)
         limit = getattr(self.backend, "max_connections", None)
         self._guard = (
-            Guard(transient, breaker, config.retry_attempts, config.retry_backoff, max_concurrency=limit)
-            if transient
+            Guard(classify, breaker, config.retry_attempts, config.retry_backoff, max_concurrency=limit)
+            if classify is not None
             else None
         )
+        #: The newest backend failure: (monotonic time, reason in words, server error code).
+        self.last_failure: tuple[float, str, str | None] | None = None
 
         self._usage: Usage | None = None
         #: The event loop that uses this cache (health checks from other threads run there).
         self._loop: asyncio.AbstractEventLoop | None = None
         with contextlib.suppress(RuntimeError):
             self._loop = asyncio.get_running_loop()
+        #: The loop every per-loop piece (connections, background task) is ready for; any other
+        #: value -- None after close(), a new loop -- sends the next operation through _prepare.
+        self._bound_loop: asyncio.AbstractEventLoop | None = None
         #: Breaker success count when the last background ping/refresh failed (None: it did not).
         self._ping_failed_at: int | None = None
         self._refresher: asyncio.Task[None] | None = None
@@ -141,6 +201,8 @@ class YokedCache:
         )
         self.metrics_history: health.MetricsHistory | None = None
         self._closed = False
+        #: Operations, errors and hits over a sliding window (ops/s, error rate, health).
+        self.rates = CounterWindow(self._totals)
         # Hot-path shortcuts: a backend that can answer synchronously (memory) is called without
         # a coroutine per operation; others are called through the guard (breaker + retries).
         self._get_nowait = getattr(self.backend, "get_nowait", None)
@@ -174,23 +236,106 @@ class YokedCache:
         return f"YokedCache(backend={self.backend!r}, key_prefix={self._prefix!r})"
 
     # -- plumbing -------------------------------------------------------------------------
-    async def _call(self, fn: Any, *args: Any) -> Any:
+    def _prepare(self, loop: asyncio.AbstractEventLoop) -> None:
+        """First operation on ``loop``: refuse if closed, move to a new loop, start background work."""
+        if self._closed:
+            raise CacheClosedError("cache is closed: it opens no new connections (create a new YokedCache)")
+        if self._loop is not None and self._loop is not loop:
+            self._move_to_loop(loop)
+        self._loop = loop
         if self._needs_refresher and self._refresher is None:
             self._start_refresher()
+        self._bound_loop = loop
+
+    def _move_to_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Used from a second event loop (``asyncio.run`` twice, a loop per test): start afresh.
+
+        Sockets, futures and tasks belong to the loop that made them; using them from another
+        loop fails half-way (a write goes out, then "Event loop is closed"). So connections are
+        rebuilt for the new loop before any command is sent, and the old ones are closed on their
+        own loop if it still runs, or left to the collector if it is gone.
+        """
+        old_loop, old_backend = self._loop, self.backend
+        if not self._owns_backend and old_backend.info.system is not None:
+            raise RuntimeError(
+                "this cache's backend was created outside the cache and holds connections of another "
+                "event loop; give the cache a redis_url (it then reconnects per loop) or create it "
+                "inside the loop that uses it"
+            )
+        log.debug("cache used from a new event loop: reconnecting there")
+        if self._refresher is not None:
+            if old_loop is not None and not old_loop.is_closed():
+                old_loop.call_soon_threadsafe(self._refresher.cancel)
+            self._refresher = None
+            self._stop = None
+        if self._owns_backend and old_backend.info.system is not None:
+            self.backend = self._make_backend(self.config)
+            self._backend_get = self.backend.get
+            self._backend_set = self.backend.set
+            self._release_elsewhere(old_backend, old_loop)
+        if self._guard is not None:
+            self._guard.reset_for_loop()
+        self.telemetry.reset_for_loop()
+
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        loop = _get_running_loop()
+        if loop is not self._bound_loop:
+            self._prepare(loop)
         guard = self._guard
         if guard is None:
             return await fn(*args)
         return await guard.call(fn, *args)
 
+    async def _side_call(self, fn: Any, *args: Any) -> Any:
+        """Side work on the backend (pings, statistics) through the guard's reserved lane."""
+        guard = self._guard
+        return await (fn(*args) if guard is None else guard.side_call(fn, *args))
+
     def _failed(self, op: str, started: float, active: Any, exc: BaseException) -> None:
-        """Record a failure; re-raise unless it is a connection failure and we fail open."""
+        """Record a failure; re-raise unless the backend failed and we fail open.
+
+        A caller's own cancellation (or a timeout around its task) is not a backend error: it
+        is counted apart and never reaches the error rate.
+        """
+        if isinstance(exc, asyncio.CancelledError):
+            self.telemetry.cancelled(op, active)
+            raise exc
+        if isinstance(exc, CacheClosedError):
+            self.telemetry.end_span(active)
+            raise exc
         self.telemetry.fail(op, started, active, exc)
-        if isinstance(exc, CacheConnectionError) and self._fail_open:
-            return
+        if isinstance(exc, CacheBackendError):
+            self._note_failure(exc)
+            if self._fail_open:
+                return
         raise exc
+
+    def _note_failure(self, exc: CacheBackendError) -> None:
+        """Remember the newest failure; say so once per outage (rate-limited by the breaker)."""
+        now = time.monotonic()
+        previous = self.last_failure
+        if isinstance(exc, CircuitOpenError) and previous is not None:  # keep the cause, not "open"
+            self.last_failure = (now, previous[1], previous[2])
+            return
+        self.last_failure = (now, exc.reason, exc.code)
+        if previous is None or now - previous[0] > 60.0:
+            info = self.backend.info
+            where = f"{info.host}:{info.port}" if info.port is not None else (info.host or info.kind)
+            log.warning(
+                "cache backend %s failing: %s%s; %s",
+                where,
+                exc.reason,
+                f" ({exc.code})" if exc.code else "",
+                "returning defaults (fail_open)" if self._fail_open else "raising to callers",
+            )
 
     def _ttl(self, ttl: float | None) -> float | None:
         return self._default_ttl if ttl is None else _check_ttl(ttl)
+
+    def _totals(self) -> tuple[int, int, int, int]:
+        """Cumulative (operations, errors, hits, misses) for :attr:`rates`."""
+        c = self.telemetry.counters
+        return c.total_calls, c.error_total, c.hits, c.misses
 
     def _current_usage(self) -> Usage | None:
         backend = self.backend
@@ -204,7 +349,9 @@ class YokedCache:
         except RuntimeError:  # no running loop: try again on the next operation
             return
         self._loop = loop
-        self._refresher = loop.create_task(self._refresh_usage_forever())
+        self._stop = asyncio.Event()
+        # The task holds the cache weakly: a cache dropped without close() can still be collected.
+        self._refresher = loop.create_task(_background_work(weakref.ref(self), self._stop))
 
     def _on_breaker_change(self, old: str, new: str) -> None:
         if new != OPEN:
@@ -248,39 +395,10 @@ class YokedCache:
             pool_max=pool["max_connections"] if pool else None,
         )
 
-    async def _refresh_usage_forever(self) -> None:
-        """Background work on its own schedule each: usage refresh (Redis) and history snapshots."""
-        # The task inherited the context of whichever operation started it: without this, the
-        # SCANs of every later refresh would show up inside that user's trace.
-        detach_background_context()
-        stop = self._stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        next_usage = next_snapshot = loop.time()
-        while not self._closed:
-            now = loop.time()
-            due: list[float] = []
-            if not isinstance(self.backend, MemoryBackend):
-                if now >= next_usage:
-                    await self.refresh_usage()
-                    next_usage = now + self.config.stats_refresh_interval
-                due.append(next_usage)
-            history = self.metrics_history  # re-read: collection may start while this runs
-            if history is not None:
-                if now >= next_snapshot:
-                    history.add(self.get_comprehensive_metrics())
-                    next_snapshot = now + history.interval
-                due.append(next_snapshot)
-            if not due:
-                return
-            try:
-                await asyncio.wait_for(stop.wait(), max(0.0, min(due) - loop.time()))
-            except asyncio.TimeoutError:
-                pass
-
     async def refresh_usage(self) -> Usage | None:
         """Recount the keys and bytes under this cache's prefix (cached for metrics and stats)."""
         try:
-            self._usage = await self.backend.usage(escape_glob(self._prefix) + "*")
+            self._usage = await self._side_call(self.backend.usage, escape_glob(self._prefix) + "*")
         except Exception as exc:  # a failed refresh keeps the last known figures
             log.debug("usage refresh failed: %s", type(exc).__name__)
             self._record_probe(False)
@@ -302,8 +420,9 @@ class YokedCache:
         active = tel.start_span(sc.OP_GET, full) if tel.tracing_enabled else None
         started = perf_counter()
         try:
-            if self._refresher is None and self._needs_refresher:
-                self._start_refresher()
+            loop = _get_running_loop()
+            if loop is not self._bound_loop:
+                self._prepare(loop)
             nowait = self._get_nowait
             if nowait is not None:
                 raw = nowait(full)
@@ -334,8 +453,9 @@ class YokedCache:
         active = tel.start_span(sc.OP_SET, full) if tel.tracing_enabled else None
         started = perf_counter()
         try:
-            if self._refresher is None and self._needs_refresher:
-                self._start_refresher()
+            loop = _get_running_loop()
+            if loop is not self._bound_loop:
+                self._prepare(loop)
             nowait = self._set_nowait
             if nowait is not None:
                 nowait(full, data, expiry, tag_keys)
@@ -381,6 +501,8 @@ class YokedCache:
 
     async def get_many(self, keys: Iterable[str], default: Any = None) -> dict[str, Any]:
         """``{key: value}`` for every requested key (``default`` where absent). One round trip."""
+        if isinstance(keys, (str, bytes)):  # a str is an iterable of one-letter keys: never meant
+            raise TypeError(f"keys: expected an iterable of str keys, got a single {type(keys).__name__}")
         key_list = [_check_key(k) for k in keys]
         prefix = self._prefix
         tel = self.telemetry
@@ -510,23 +632,78 @@ class YokedCache:
         if self.metrics_history is None:
             self.metrics_history = health.MetricsHistory(self.config.metrics_retention_days, interval)
         self._needs_refresher = True
-        if self._refresher is None:
+        self._bound_loop = None  # the next operation starts the sampler if this cannot
+        if self._refresher is None and not self._closed:
             self._start_refresher()  # no running loop yet: the first operation starts it
 
     # -- lifecycle ------------------------------------------------------------------------
     async def close(self) -> None:
-        """Stop background work, stop reporting telemetry, release connections. Idempotent."""
+        """Stop background work and telemetry, let operations in flight finish (up to
+        ``close_timeout`` seconds), then release every connection. Idempotent.
+
+        Afterwards operations raise :class:`~yokedcache.errors.CacheClosedError` and open nothing.
+        """
         if self._closed:
             return
         self._closed = True
+        self._bound_loop = None
+        loop = asyncio.get_running_loop()
+        same_loop = self._loop is None or self._loop is loop
+        if self._stop is not None:
+            self._stop.set() if same_loop else self._call_on_own_loop(self._stop.set)
         if self._refresher is not None:
-            # redis-py can absorb a cancellation mid-command, so the loop also watches an event.
-            if self._stop is not None:
-                self._stop.set()
-            self._refresher.cancel()
-            await asyncio.wait({self._refresher}, timeout=1.0)
+            if same_loop:
+                # redis-py can absorb a cancellation mid-command, so the loop also watches an event.
+                self._refresher.cancel()
+                await asyncio.wait({self._refresher}, timeout=1.0)
+            else:
+                self._call_on_own_loop(self._refresher.cancel)
+        guard = self._guard
+        if guard is not None:
+            if same_loop:
+                await guard.drain(self.config.close_timeout)
+            guard.closed = True
         self.telemetry.close()
-        await self.backend.close()
+        if same_loop:
+            await self.backend.close()
+        else:
+            self._release_elsewhere(self.backend, self._loop)
+
+    @staticmethod
+    def _release_elsewhere(backend: Backend, loop: asyncio.AbstractEventLoop | None) -> None:
+        """Close connections of another event loop: on that loop if it runs, else hang them up."""
+        if loop is not None and loop.is_running():
+            asyncio.run_coroutine_threadsafe(backend.close(), loop)
+            return
+        abandon = getattr(backend, "abandon_connections", None)
+        if abandon is not None:
+            abandon()
+
+    def _call_on_own_loop(self, fn: Any) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(fn)
+
+    def __del__(self, _warn: Any = warnings.warn) -> None:
+        # Like an unclosed file or socket: say so, then release what can be released.
+        if getattr(self, "_closed", True):
+            return
+        self._closed = True
+        self._bound_loop = None
+        _warn(f"unclosed {self!r}: call 'await cache.close()' (or use 'async with')", ResourceWarning, source=self)
+        if self._stop is not None:
+            self._call_on_own_loop(self._stop.set)
+        if self._guard is not None:
+            self._guard.closed = True
+        with contextlib.suppress(Exception):
+            self.telemetry.close()
+        if self.backend.info.system is not None:
+            backend, loop = self.backend, self._loop
+            if loop is not None and not loop.is_closed():
+                self._call_on_own_loop(lambda: _close_in_background(backend))
+            else:
+                self._release_elsewhere(backend, None)
 
     async def __aenter__(self) -> YokedCache:
         return self

@@ -90,6 +90,10 @@ class CacheConfig:
     #: How often Redis key/byte counts for this cache's prefix are refreshed in the background.
     stats_refresh_interval: float = 15.0
     health_check_timeout: float = 1.0
+    #: close() waits this long for operations in flight, then closes every connection anyway.
+    close_timeout: float = 5.0
+    #: Health says "degraded" while more than this share of the last minute's operations failed.
+    degraded_error_rate: float = 0.05
 
     def __post_init__(self) -> None:
         if self.redis_url is not None:
@@ -132,8 +136,19 @@ class CacheConfig:
             "circuit_recovery_timeout",
             "stats_refresh_interval",
             "health_check_timeout",
+            "close_timeout",
         ):
             _positive(name, getattr(self, name))
+        if not _is_number(self.degraded_error_rate):
+            raise TypeError(f"degraded_error_rate: expected a number, got {type(self.degraded_error_rate).__name__}")
+        if not 0 < self.degraded_error_rate <= 1:
+            raise ValueError(f"degraded_error_rate: must be in (0, 1], got {self.degraded_error_rate!r}")
+        # A wrong object here would only fail at the first operation, far from the typo.
+        for name, method in (("meter_provider", "get_meter"), ("tracer_provider", "get_tracer")):
+            value = getattr(self, name)
+            if value is not None and not callable(getattr(value, method, None)):
+                raise TypeError(f"{name}: expected an OpenTelemetry {name.replace('_', ' ')} "
+                                f"(with .{method}()), got {type(value).__name__}")  # fmt: skip
         _positive("circuit_failure_threshold", self.circuit_failure_threshold, integer=True)
         if isinstance(self.retry_attempts, bool) or not isinstance(self.retry_attempts, int):
             raise TypeError(f"retry_attempts: expected an int, got {type(self.retry_attempts).__name__}")

@@ -79,7 +79,8 @@ def comprehensive_metrics(cache: YokedCache, window: float = 60.0) -> Comprehens
     now = time.perf_counter()
     in_window = [elapsed for started, elapsed in recent if now - started <= window]
     durations = sorted(in_window)
-    span = min(window, time.monotonic() - counters.started_monotonic) or 1e-9
+    # A true rate: counter differences over the window (the sample buffer above is bounded).
+    span, (calls_in_window, *_rest) = cache.rates.delta(window)
     total_duration = sum(counters.duration_sum.values())
     return ComprehensiveMetrics(
         hit_rate=counters.hit_rate,
@@ -89,7 +90,7 @@ def comprehensive_metrics(cache: YokedCache, window: float = 60.0) -> Comprehens
         p50_response_time=_quantile(durations, 0.50),
         p95_response_time=_quantile(durations, 0.95),
         p99_response_time=_quantile(durations, 0.99),
-        operations_per_second=len(in_window) / span,
+        operations_per_second=calls_in_window / span if span > 0 else 0.0,
         window_seconds=window,
         timestamp=time.time(),
     )
@@ -103,12 +104,17 @@ async def _ping(
     ``backend``: a throwaway twin of the cache's backend, for a check before the cache's own
     event loop exists (its connections must not be bound to the checker's loop).
     """
+    if cache._closed:
+        return False, None, "cache is closed"
     if backend is None:
         backend = cache.backend
         if cache._loop is None:
             cache._loop = asyncio.get_running_loop()
+        ping = cache._side_call(backend.ping)  # the reserved lane: never an operation's connection
+    else:
+        ping = backend.ping()
     started = time.perf_counter()
-    task = asyncio.ensure_future(backend.ping())
+    task = asyncio.ensure_future(ping)
     done, _ = await asyncio.wait({task}, timeout=timeout)
     if not done:
         task.cancel()  # do not await: redis-py may absorb the cancellation mid-read
@@ -117,7 +123,7 @@ async def _ping(
     exc = task.exception()
     cache._record_probe(exc is None)
     if exc is not None:
-        return False, None, error_type(exc)
+        return False, None, describe_failure(backend, exc)
     return True, time.perf_counter() - started, None
 
 
@@ -140,6 +146,9 @@ async def detailed_health_check(cache: YokedCache, *, probe: Backend | None = No
         reasons.append("circuit breaker open")
     status = UNHEALTHY if reasons else HEALTHY
     if status == HEALTHY:
+        failing = _recent_failures(cache)
+        if failing is not None:
+            reasons.append(failing)
         if breaker["state"] == "half_open":
             reasons.append("circuit breaker half-open (recovering)")
         if pool is not None and pool["utilization"] >= 0.9:
@@ -164,6 +173,28 @@ async def detailed_health_check(cache: YokedCache, *, probe: Backend | None = No
         "performance_metrics": perf,
         "checked_at": time.time(),
     }
+
+
+def describe_failure(backend: Backend, exc: BaseException) -> str:
+    """Words for why a backend call failed ("authentication failed (WRONGPASS)"), never a secret."""
+    classify = getattr(backend, "classify_error", None)
+    failure = classify(exc) if classify is not None else None
+    if failure is None:
+        return error_type(exc)
+    return f"{failure.reason} ({failure.code})" if failure.code else failure.reason
+
+
+def _recent_failures(cache: YokedCache, window: float = 60.0) -> str | None:
+    """A reason to call the cache degraded: operations failing above the configured share."""
+    last = cache.last_failure
+    if last is None or time.monotonic() - last[0] > 10.0:  # nothing failed lately: over
+        return None
+    elapsed, (calls, errors, _hits, _misses) = cache.rates.delta(window)
+    if not errors or not calls or errors / calls < cache.config.degraded_error_rate:
+        return None
+    _, reason, code = last
+    why = f"{reason} ({code})" if code else reason
+    return f"{errors} of {calls} operations failed in the last {elapsed:.0f}s: {why}"
 
 
 def _unhealthy(cache: YokedCache, reason: str) -> dict[str, Any]:

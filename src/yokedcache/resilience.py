@@ -17,7 +17,16 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from .errors import CacheConnectionError, CacheTimeoutError, CircuitOpenError
+from .backends.base import REJECTED, RESERVED_CONNECTIONS, TRANSIENT, UNAVAILABLE, Failure
+from .errors import (
+    CacheBackendError,
+    CacheClosedError,
+    CacheCommandError,
+    CacheConnectionError,
+    CacheTimeoutError,
+    CacheUnavailableError,
+    CircuitOpenError,
+)
 
 __all__ = ["CLOSED", "HALF_OPEN", "OPEN", "Admission", "CircuitBreaker", "Guard"]
 
@@ -59,10 +68,16 @@ class CircuitBreaker:
             return False
         if state == OPEN:
             if self._clock() - self._opened_at < self.recovery_timeout:
-                raise CircuitOpenError("circuit breaker is open; backend calls are failing fast")
+                raise CircuitOpenError(
+                    f"circuit breaker is open (last error: {self.last_error}); backend calls are failing fast",
+                    reason=f"circuit breaker open (last error: {self.last_error})",
+                )
             self._transition(HALF_OPEN)
         if self._trial_in_flight:
-            raise CircuitOpenError("circuit breaker is half-open; a trial call is already in flight")
+            raise CircuitOpenError(
+                "circuit breaker is half-open; a trial call is already in flight",
+                reason=f"circuit breaker half-open (last error: {self.last_error})",
+            )
         self._trial_in_flight = True
         return True
 
@@ -73,11 +88,11 @@ class CircuitBreaker:
             self._trial_in_flight = False
             self._transition(CLOSED)
 
-    def failure(self, trial: bool, exc: BaseException) -> None:
+    def failure(self, trial: bool, exc: BaseException, reason: str | None = None) -> None:
         self.consecutive_failures += 1
         self.total_failures += 1
         self.last_failure_at = time.time()
-        self.last_error = type(exc).__name__
+        self.last_error = reason or type(exc).__name__
         if trial:
             self._trial_in_flight = False
             self._open()
@@ -180,71 +195,152 @@ class Admission:
 class Guard:
     """Runs backend calls through the breaker with bounded, jittered retries.
 
-    ``transient`` are the backend's "cannot reach the server" errors; they are counted by the
-    breaker, retried while it is closed, and re-raised as :class:`CacheConnectionError`.
-    Anything else (a bad command, cancellation) passes through untouched.
+    ``classify`` tells what an exception means (see :mod:`yokedcache.backends.redis_errors`):
+    transient failures are counted by the breaker and retried while it is closed; "unavailable"
+    ones are counted, not retried; "rejected" commands leave the breaker alone. All three come
+    out as a :class:`~yokedcache.errors.CacheBackendError` with the driver's exception chained.
+    Anything the classifier does not know (a bug, cancellation) passes through untouched.
     """
 
     def __init__(
         self,
-        transient: tuple[type[BaseException], ...],
+        classify: Callable[[BaseException], Failure | None] | tuple[type[BaseException], ...],
         breaker: CircuitBreaker | None,
         retry_attempts: int = 1,
         retry_backoff: float = 0.02,
         max_concurrency: int | None = None,
     ) -> None:
-        self.transient = transient
+        if isinstance(classify, tuple):
+            classify = _classify_as_transient(classify)
+        self.classify = classify
         self.breaker = breaker
         self.retry_attempts = retry_attempts
         self.retry_backoff = retry_backoff
         self.max_concurrency = max_concurrency
         self._slots = Admission(max_concurrency) if max_concurrency is not None else None
+        self._side = Admission(RESERVED_CONNECTIONS) if max_concurrency is not None else None
+        #: Calls between entry and return (close() waits for them, with a deadline).
+        self.in_flight = 0
+        #: Set by the cache's close(): a retry after it would open a new connection.
+        self.closed = False
+        self._idle: asyncio.Event | None = None
 
     @property
     def waiting(self) -> int:
         """Calls queued for a slot (the pool is saturated while this is above zero)."""
         return self._slots.waiting if self._slots is not None else 0
 
+    def reset_for_loop(self) -> None:
+        """Forget waiters and events that belong to an event loop that is gone."""
+        if self._slots is not None:
+            self._slots = Admission(self.max_concurrency)  # type: ignore[arg-type]
+            self._side = Admission(RESERVED_CONNECTIONS)
+        self.in_flight = 0
+        self._idle = None
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for calls in flight to return; True if they all did."""
+        if self.in_flight == 0:
+            return True
+        self._idle = idle = asyncio.Event()
+        try:
+            await asyncio.wait_for(idle.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    async def side_call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Side work (health pings, statistics): its own few connections, no breaker, no retry.
+
+        It must neither take a connection an operation was admitted for nor count as one.
+        """
+        side = self._side
+        if side is None:
+            return await fn(*args)
+        if not side.try_enter():
+            await side.enter()
+        try:
+            return await fn(*args)
+        finally:
+            side.leave()
+
     async def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        # One coroutine per call, nothing nested: this is every Redis operation's path
+        # (benchmarks/overhead.py target 1).
         breaker = self.breaker
         slots = self._slots
         attempt = 0
-        while True:
-            # closed is the common case: decide it without a method call
-            trial = False if breaker is None or breaker.state is CLOSED else breaker.acquire()
-            try:
-                if slots is None:
-                    result = await fn(*args)
-                else:
-                    if not slots.try_enter():
-                        await slots.enter()
-                    try:
+        self.in_flight += 1
+        try:
+            while True:
+                if self.closed:
+                    raise CacheClosedError("cache is closed: it opens no new connections (create a new YokedCache)")
+                # closed is the common case: decide it without a method call
+                trial = False if breaker is None or breaker.state is CLOSED else breaker.acquire()
+                try:
+                    if slots is None:
                         result = await fn(*args)
-                    finally:
-                        slots.leave()  # before any retry back-off below
-            except self.transient as exc:
+                    else:
+                        if not slots.try_enter():
+                            await slots.enter()
+                        try:
+                            result = await fn(*args)
+                        finally:
+                            slots.leave()  # before any retry back-off below
+                except Exception as exc:
+                    failure = self.classify(exc)
+                    if failure is None:
+                        if breaker is not None:
+                            breaker.release(trial)
+                        raise
+                    if failure.kind == REJECTED:
+                        if breaker is not None:  # the server answered: it is up
+                            breaker.success(trial)
+                        raise _translate(failure, exc) from exc
+                    if breaker is not None:
+                        breaker.failure(trial, exc, failure.reason)
+                    if (
+                        failure.kind == TRANSIENT
+                        and attempt < self.retry_attempts
+                        and (breaker is None or breaker.retry_allowed())
+                    ):
+                        attempt += 1
+                        delay = self.retry_backoff * (2 ** (attempt - 1))
+                        await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+                        continue
+                    raise _translate(failure, exc) from exc
+                except BaseException:
+                    if breaker is not None:
+                        breaker.release(trial)
+                    raise
                 if breaker is not None:
-                    breaker.failure(trial, exc)
-                if attempt < self.retry_attempts and (breaker is None or breaker.retry_allowed()):
-                    attempt += 1
-                    delay = self.retry_backoff * (2 ** (attempt - 1))
-                    await asyncio.sleep(delay * random.uniform(0.5, 1.5))
-                    continue
-                raise _translate(exc) from exc
-            except BaseException:
-                if breaker is not None:
-                    breaker.release(trial)
-                raise
-            if breaker is not None:
-                if trial or breaker.consecutive_failures:
-                    breaker.success(trial)
-                else:
-                    breaker.total_successes += 1
-            return result
+                    if trial or breaker.consecutive_failures:
+                        breaker.success(trial)
+                    else:
+                        breaker.total_successes += 1
+                return result
+
+        finally:
+            self.in_flight -= 1
+            if self._idle is not None and self.in_flight == 0:
+                self._idle.set()
 
 
-def _translate(exc: BaseException) -> CacheConnectionError:
-    name = type(exc).__name__
-    if isinstance(exc, TimeoutError) or "Timeout" in name:
-        return CacheTimeoutError(f"backend timed out ({name})")
-    return CacheConnectionError(f"backend unreachable ({name}: {exc})")
+def _classify_as_transient(types: tuple[type[BaseException], ...]) -> Callable[[BaseException], Failure | None]:
+    def classify(exc: BaseException) -> Failure | None:
+        if isinstance(exc, types):
+            return Failure(TRANSIENT, "timed out" if isinstance(exc, TimeoutError) else "connection failed")
+        return None
+
+    return classify
+
+
+def _translate(failure: Failure, exc: BaseException) -> CacheBackendError:
+    detail = f"{failure.reason} ({failure.code or type(exc).__name__})"
+    if failure.kind == REJECTED:
+        return CacheCommandError(f"backend refused the command: {detail}", reason=failure.reason, code=failure.code)
+    if failure.kind == UNAVAILABLE:
+        return CacheUnavailableError(f"backend unavailable: {detail}", reason=failure.reason, code=failure.code)
+    if failure.reason == "timed out":
+        return CacheTimeoutError(f"backend timed out ({type(exc).__name__})", reason=failure.reason)
+    return CacheConnectionError(f"backend unreachable: {detail}", reason=failure.reason)

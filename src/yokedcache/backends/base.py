@@ -10,7 +10,30 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Backend", "BackendInfo", "Usage"]
+__all__ = ["REJECTED", "RESERVED_CONNECTIONS", "TRANSIENT", "UNAVAILABLE", "Backend", "BackendInfo", "Failure", "Usage"]
+
+#: Connections a pooled backend keeps beyond ``max_connections`` for side work (health pings,
+#: statistics). The facade admits at most ``max_connections`` operations and at most this many
+#: side calls at once, so the pool can never be asked for more than it has.
+RESERVED_CONNECTIONS = 2
+
+#: The server could not be reached or did not answer in time: retried, counted by the breaker.
+TRANSIENT = "transient"
+#: The server answered but cannot serve (read-only replica, loading, wrong password): counted by
+#: the breaker, not retried (the same server will say the same thing a few ms later).
+UNAVAILABLE = "unavailable"
+#: The server refused this one command (out of memory, wrong type): it is up, so the breaker
+#: stays out of it; the operation fails and is counted.
+REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What a backend exception means for the cache: how to treat it and why, in words."""
+
+    kind: str  # TRANSIENT, UNAVAILABLE or REJECTED
+    reason: str  # "connection refused", "read-only replica", ... (never a key, value or secret)
+    code: str | None = None  # the server's error prefix, e.g. "READONLY", "OOM", "WRONGTYPE"
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,8 @@ class MemoryBackend:
             )
         old = self._data.get(key)
         if old is not None:
+            if old.tags:  # as on Redis: a key stays in its tag sets until they are invalidated
+                tags = old.tags | tags
             self._remove(key, old)
         expires_at = None if ttl is None else now + ttl
         self._data[key] = _Entry(value, expires_at, size, tags)

@@ -45,7 +45,6 @@ class RedisClusterBackend(RedisBackend):
         **connection_kwargs: Any,
     ) -> None:
         cluster = require("redis.asyncio.cluster", "redis")
-        exceptions = require("redis.exceptions", "redis")
         check_redis_url(redis_url)
         if not is_cluster_url(redis_url):
             raise ValueError(f"redis_url: a cluster URL starts with redis+cluster://, got {redact_url(redis_url)!r}")
@@ -77,13 +76,6 @@ class RedisClusterBackend(RedisBackend):
             port=int(node.port),
             db="0",
             extra={"url": self.redacted_url, "tls": redis_url.startswith("rediss"), "cluster": True},
-        )
-        self.transient_errors = (
-            exceptions.ConnectionError,
-            exceptions.TimeoutError,
-            exceptions.ClusterError,
-            OSError,
-            asyncio.TimeoutError,
         )
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:

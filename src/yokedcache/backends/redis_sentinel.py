@@ -9,12 +9,11 @@ that require one of their own take ``?sentinel_password=`` (and ``?sentinel_user
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from .._extras import require
 from .._urls import SENTINEL_SCHEMES, check_redis_url, parse_sentinel_url, redact_url
-from .base import BackendInfo
+from .base import RESERVED_CONNECTIONS, BackendInfo
 from .redis import _INVALIDATE_TAGS_LUA, RedisBackend
 
 __all__ = ["RedisSentinelBackend", "is_sentinel_url", "parse_sentinel_url"]
@@ -40,7 +39,6 @@ class RedisSentinelBackend(RedisBackend):
         sentinel_mod = require("redis.asyncio.sentinel", "redis")
         retry_mod = require("redis.asyncio.retry", "redis")
         backoff = require("redis.backoff", "redis")
-        exceptions = require("redis.exceptions", "redis")
         check_redis_url(redis_url)
         if not is_sentinel_url(redis_url):
             raise ValueError(f"redis_url: a Sentinel URL starts with redis+sentinel://, got {redact_url(redis_url)!r}")
@@ -64,8 +62,8 @@ class RedisSentinelBackend(RedisBackend):
             username=target.username,
             password=target.password,
             ssl=redis_url.startswith("rediss"),
-            # two beyond the facade's admission limit: health pings and the usage refresh
-            max_connections=max_connections + 2,
+            # beyond the facade's admission limit: health pings and the usage refresh
+            max_connections=max_connections + RESERVED_CONNECTIONS,
             **connection_kwargs,
         )
         self._pool = self._client.connection_pool
@@ -79,12 +77,6 @@ class RedisSentinelBackend(RedisBackend):
             port=port,
             db=str(db),
             extra={"url": self.redacted_url, "tls": redis_url.startswith("rediss"), "sentinel_service": service},
-        )
-        self.transient_errors = (
-            exceptions.ConnectionError,
-            exceptions.TimeoutError,
-            OSError,
-            asyncio.TimeoutError,
         )
 
     def pool_stats(self) -> dict[str, Any]:

@@ -9,8 +9,10 @@ deltas and a histogram per attribute set; from that it makes:
 - gauges -> ``gauge(name, value, tags)``;
 - histograms -> one ``histogram(name, value, tags)`` per non-empty bucket, ``value`` being a
   representative inside that bucket (the exact mean when only one bucket is filled). Collectors
-  whose ``histogram`` accepts ``count=`` get the bucket's sample count too (StatsD sends it as a
-  ``@1/count`` sample rate, so a server's counts and percentiles are right to within a bucket).
+  whose ``histogram`` accepts ``count=`` get the bucket's sample count too. A collector with a
+  ``distribution(name, [(value, count), ...], tags, unit=...)`` method gets each attribute
+  set's buckets in one call instead, with the instrument's unit (StatsD uses it to spread
+  samples over lines in proportion and to send seconds as millisecond timers).
 
 Collector calls run on the bridge's own event loop in its own thread: a slow or failing
 collector can never block or break the application, and one that raises is counted and
@@ -92,6 +94,8 @@ class _Sink:
         self.name = type(collector).__name__
         self.histogram_takes_count = _accepts(collector.histogram, "count")
         self.timing_takes_count = _accepts(collector.timing, "count")
+        distribution = getattr(collector, "distribution", None)
+        self.distribution = distribution if callable(distribution) else None
         self.errors = 0
 
 
@@ -149,18 +153,25 @@ class CollectorExporter(MetricExporter):
             future.cancel()
             return False
 
-    async def _deliver(self, sink: _Sink, calls: list[tuple[str, str, float, dict[str, str], int]]) -> bool:
+    async def _deliver(self, sink: _Sink, calls: list[tuple[str, str, Any, dict[str, str], Any]]) -> bool:
         collector = sink.collector
         failed = 0
         first: BaseException | None = None
 
-        async def one(kind: str, name: str, value: float, tags: dict[str, str], count: int) -> None:
+        async def one(kind: str, name: str, value: Any, tags: dict[str, str], extra: Any) -> None:
             method = getattr(collector, kind)
-            takes_count = sink.histogram_takes_count if kind == "histogram" else sink.timing_takes_count
-            if kind in ("histogram", "timing") and takes_count:
-                await method(name, value, tags, count=count)
-            else:  # a plain collector gets one observation per filled bucket
+            if kind not in ("histogram", "timing"):
                 await method(name, value, tags)
+                return
+            if sink.distribution is not None:  # value: [(representative, count)], extra: the unit
+                await sink.distribution(name, value, tags, unit=extra)
+                return
+            takes_count = sink.histogram_takes_count if kind == "histogram" else sink.timing_takes_count
+            for representative, count in value:
+                if takes_count:
+                    await method(name, representative, tags, count=count)
+                else:  # a plain collector gets one observation per filled bucket
+                    await method(name, representative, tags)
 
         async def run_all() -> None:
             nonlocal failed, first
@@ -191,7 +202,9 @@ class CollectorExporter(MetricExporter):
     @staticmethod
     def _calls(
         metrics_data: MetricsData, timing_names: Container[str]
-    ) -> Iterable[tuple[str, str, float, dict[str, str], int]]:
+    ) -> Iterable[tuple[str, str, Any, dict[str, str], Any]]:
+        """``(method, name, value, tags, extra)``; for histograms ``value`` is the list of
+        ``(representative, count)`` per filled bucket and ``extra`` the instrument's unit."""
         for rm in metrics_data.resource_metrics:
             for sm in rm.scope_metrics:
                 for metric in sm.metrics:
@@ -202,24 +215,22 @@ class CollectorExporter(MetricExporter):
                             tags = {k: str(v) for k, v in (p.attributes or {}).items()}
                             if data.is_monotonic:
                                 if p.value:
-                                    yield "increment", name, p.value, tags, 1
+                                    yield "increment", name, p.value, tags, None
                             else:
-                                yield "gauge", name, p.value, tags, 1
+                                yield "gauge", name, p.value, tags, None
                     elif isinstance(data, Gauge):
                         for p in data.data_points:
                             if isinstance(p.value, float) and not math.isfinite(p.value):
                                 continue
-                            yield "gauge", name, p.value, {k: str(v) for k, v in (p.attributes or {}).items()}, 1
+                            yield "gauge", name, p.value, {k: str(v) for k, v in (p.attributes or {}).items()}, None
                     elif isinstance(data, HistogramData):
                         kind = "timing" if metric.name in timing_names else "histogram"
                         for p in data.data_points:
                             if not p.count:
                                 continue
                             tags = {k: str(v) for k, v in (p.attributes or {}).items()}
-                            for value, count in bucket_representatives(
-                                p.bucket_counts, p.explicit_bounds, p.sum, p.min, p.max
-                            ):
-                                yield kind, name, value, tags, count
+                            buckets = bucket_representatives(p.bucket_counts, p.explicit_bounds, p.sum, p.min, p.max)
+                            yield kind, name, buckets, tags, metric.unit or ""
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         return True

@@ -9,12 +9,26 @@ failures are counted and logged at most once per ``log_interval``.
 Wire format (``prefix=myapp.cache``):
     myapp.cache.gets:42|c|#result:hit           counter deltas, exact
     myapp.cache.hit_rate:0.89|g                 gauges
-    myapp.cache.operation_duration:0.00021|h|@0.01|#operation:get
-                                                one line per filled histogram bucket, value in
-                                                seconds, sample rate 1/count so the server counts
-                                                ``count`` samples of that value
-    myapp.cache.request_processing:12.5|ms      ``CacheMetrics.timing`` values (milliseconds)
+    myapp.cache.operation_duration:0.21|ms|#operation:get
+    myapp.cache.operation_duration:0.0375|ms|@0.25|#operation:get
+                                                durations (unit ``s``) as timers in milliseconds,
+                                                the convention Etsy StatsD, Graphite, statsd_exporter
+                                                and the Datadog agent share; one line per sample,
+                                                up to ``max_samples`` lines per series and flush
+    myapp.cache.payload:512|ms                  other histograms: ``|ms`` unscaled in plain mode
+                                                (Etsy StatsD has no other distribution type; it
+                                                reads ``|h`` as a counter), ``|h`` with ``use_tags``
 Without ``use_tags`` attribute values become extra name segments (``myapp.cache.gets.hit``).
+
+Sample counts. A bridge sees each flush's histogram as bucket counts, not samples. Each filled
+bucket is sent as its representative value; while a series holds at most ``max_samples``
+samples per flush, one line per sample at rate 1. Beyond that every bucket keeps a share of
+``max_samples`` lines proportional to its count (at least one), and each line carries a sample
+rate whose reciprocal is an integer *exactly* in IEEE double arithmetic: receivers compute
+``int(1/rate)`` per line (Datadog agent, the Collector's statsd receiver) or add ``1/rate``
+(Etsy StatsD), and both then count every sample. A count with no exact reciprocal is split
+over two lines (49 = 48 + 1). Percentiles the server computes over the lines stay within a
+bucket of the true ones, because the lines keep the buckets' proportions.
 """
 
 from __future__ import annotations
@@ -25,6 +39,8 @@ import os
 import re
 import threading
 import time
+from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 from .._extras import require
@@ -36,9 +52,50 @@ _NAME_BAD = re.compile(r"[^A-Za-z0-9_.\-]")
 _TAG_BAD = re.compile(r"[^A-Za-z0-9_.\-/]")
 
 
+def _exact(count: int) -> bool:
+    """Whether ``1 / float(repr(1 / count))`` is ``count`` exactly in IEEE double arithmetic
+    (Go, JavaScript and Python divide and parse alike)."""
+    return 1.0 / (1.0 / count) == count
+
+
+def exact_parts(count: int) -> list[int]:
+    """``count`` as at most two addends that each survive a rate round trip exactly."""
+    if count < 1:
+        raise ValueError(f"count: expected a positive int, got {count!r}")
+    if _exact(count):
+        return [count]
+    for k in range(1, count):
+        if _exact(count - k) and _exact(k):
+            return [count - k, k]
+    return [1] * count  # unreachable: 1 is always exact
+
+
 def format_rate(count: int) -> str:
-    """``|@rate`` for ``count`` samples; 15 decimals so the server's 1/rate rounds back to count."""
-    return "|@" + f"{1 / count:.15f}".rstrip("0") if count > 1 else ""
+    """``|@rate`` telling a server that this line stands for ``count`` samples ('' for one).
+
+    Positional decimal (Etsy StatsD accepts only digits and dots) of the shortest string that
+    parses back to ``1/count``; only for counts :func:`exact_parts` returns whole.
+    """
+    if count == 1:
+        return ""
+    if not _exact(count):
+        raise ValueError(f"count: {count} has no sample rate whose reciprocal is exact; split it")
+    return "|@" + format(Decimal(repr(1.0 / count)), "f")
+
+
+def allocate_lines(counts: Sequence[int], max_samples: int) -> list[list[int]]:
+    """Per bucket, the sample count each line stands for (see the module docstring)."""
+    total = sum(counts)
+    out: list[list[int]] = []
+    for count in counts:
+        if count <= 0:
+            out.append([])
+            continue
+        lines = count if total <= max_samples else max(1, min(count, round(max_samples * count / total)))
+        weight, extra = divmod(count, lines)
+        weights = [weight + 1] * extra + [weight] * (lines - extra)
+        out.append([part for w in weights for part in exact_parts(w)])
+    return out
 
 
 def sanitize_name(name: str) -> str:
@@ -78,6 +135,7 @@ class StatsDSink:
         *,
         max_udp_size: int = 1432,
         log_interval: float = 60.0,
+        max_samples: int = 64,
     ) -> None:
         require("statsd", "statsd")
         if not isinstance(host, str) or not host:
@@ -94,6 +152,8 @@ class StatsDSink:
             raise TypeError(f"use_tags: expected a bool, got {type(use_tags).__name__}")
         if isinstance(max_udp_size, bool) or not isinstance(max_udp_size, int) or not 64 <= max_udp_size <= 65000:
             raise ValueError(f"max_udp_size: expected an int between 64 and 65000, got {max_udp_size!r}")
+        if isinstance(max_samples, bool) or not isinstance(max_samples, int) or not 1 <= max_samples <= 10_000:
+            raise ValueError(f"max_samples: expected an int between 1 and 10000, got {max_samples!r}")
         self.host, self.port = host, port
         self.prefix = sanitize_name(prefix) if prefix else ""
         #: Accepted for compatibility. Lines are aggregated per flush and always sent at rate 1,
@@ -102,6 +162,8 @@ class StatsDSink:
         self.timeout = float(timeout)
         self.use_tags = use_tags
         self.max_udp_size = max_udp_size
+        #: Lines per histogram series and flush beyond which lines carry sample rates.
+        self.max_samples = max_samples
         self.log_interval = log_interval
         self._lines: list[str] = []
         self._lock = threading.Lock()
@@ -138,12 +200,34 @@ class StatsDSink:
             self._add(metric, "0|g", tags)
         self._add(metric, f"{format_number(value)}|g", tags)
 
+    def _samples(self, metric: str, value: float, counts: list[int], type_: str, scale: float, tags: Any) -> None:
+        body = format_number(value * scale)
+        for count in counts:
+            self._add(metric, f"{body}|{type_}{format_rate(count)}", tags)
+
+    def _distribution_type(self, unit: str) -> tuple[str, float]:
+        if unit == "s":
+            return "ms", 1000.0
+        return ("h" if self.use_tags else "ms"), 1.0
+
     async def histogram(self, metric: str, value: float, tags: dict[str, Any] | None = None, count: int = 1) -> None:
-        self._add(metric, f"{format_number(value)}|h{format_rate(count)}", tags)
+        """One value standing for ``count`` samples (``|ms`` in plain mode, ``|h`` with tags)."""
+        type_, scale = self._distribution_type("")
+        self._samples(metric, value, exact_parts(count), type_, scale, tags)
 
     async def timing(self, metric: str, value: float, tags: dict[str, Any] | None = None, count: int = 1) -> None:
         """``value`` in seconds (as the documentation's examples pass it), sent as ``|ms``."""
-        self._add(metric, f"{format_number(value * 1000)}|ms{format_rate(count)}", tags)
+        self._samples(metric, value, exact_parts(count), "ms", 1000.0, tags)
+
+    async def distribution(
+        self, metric: str, buckets: Sequence[tuple[float, int]], tags: dict[str, Any] | None = None, unit: str = ""
+    ) -> None:
+        """A flush's histogram for one attribute set: ``[(representative value, count)]`` per
+        filled bucket. Durations (``unit="s"``) go out as millisecond timers."""
+        type_, scale = self._distribution_type(unit)
+        allocation = allocate_lines([count for _, count in buckets], self.max_samples)
+        for (value, _), counts in zip(buckets, allocation, strict=True):
+            self._samples(metric, value, counts, type_, scale, tags)
 
     # -- transport ------------------------------------------------------------------------
     def pending_lines(self) -> int:

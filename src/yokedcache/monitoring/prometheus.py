@@ -87,6 +87,27 @@ def _rename(data: MetricsData, prefix: str, labels: dict[str, str], warned: set[
     return replace(data, resource_metrics=resource_metrics)
 
 
+_APP_SCOPE = "yokedcache.app"  # the meter CacheMetrics records application metrics on
+
+
+def _with_help(data: MetricsData) -> MetricsData:
+    """Give every metric without a description a help text: promtool (and Grafana's metric
+    browser) flag families whose ``# HELP`` is empty. Application metrics say where they come
+    from, ``user.login recorded through CacheMetrics``. Returns ``data`` itself when nothing
+    lacks one (the common case costs one pass over the names)."""
+    if all(m.description for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics):
+        return data
+    resource_metrics = []
+    for rm in data.resource_metrics:
+        scope_metrics = []
+        for sm in rm.scope_metrics:
+            origin = " recorded through CacheMetrics" if sm.scope.name == _APP_SCOPE else ""
+            metrics = [m if m.description else replace(m, description=f"{m.name}{origin}") for m in sm.metrics]
+            scope_metrics.append(replace(sm, metrics=metrics))
+        resource_metrics.append(replace(rm, scope_metrics=scope_metrics))
+    return replace(data, resource_metrics=resource_metrics)
+
+
 class _OneScrapeAtATime:
     """The exporter's prometheus_client collector, collected under a lock.
 
@@ -120,8 +141,10 @@ class _NamespacedReader(PrometheusMetricReader):
         registry.register(self._yc_locked)
 
     def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
-        if metrics_data is not None and (self._yc_prefix != "yokedcache" or self._yc_labels):
-            metrics_data = _rename(metrics_data, self._yc_prefix, self._yc_labels, self._yc_warned)
+        if metrics_data is not None:
+            metrics_data = _with_help(metrics_data)  # before renaming: the help names what the app recorded
+            if self._yc_prefix != "yokedcache" or self._yc_labels:
+                metrics_data = _rename(metrics_data, self._yc_prefix, self._yc_labels, self._yc_warned)
         super()._receive_metrics(metrics_data, timeout_millis, **kwargs)
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..exporters.statsd import StatsDSink
@@ -28,10 +29,20 @@ class StatsDCollector(StatsDSink):
         *,
         flush_interval: float = 1.0,
         max_udp_size: int = 1432,
+        max_samples: int = 64,
     ) -> None:
-        super().__init__(host, port, prefix, sample_rate, timeout, use_tags, max_udp_size=max_udp_size)
-        if isinstance(flush_interval, bool) or not isinstance(flush_interval, (int, float)) or flush_interval <= 0:
-            raise ValueError(f"flush_interval: expected a positive number of seconds, got {flush_interval!r}")
+        super().__init__(
+            host, port, prefix, sample_rate, timeout, use_tags, max_udp_size=max_udp_size, max_samples=max_samples
+        )
+        # NaN fails every comparison and inf makes the first export wait forever: either way
+        # nothing would ever be sent, so both are rejected here.
+        if (
+            isinstance(flush_interval, bool)
+            or not isinstance(flush_interval, (int, float))
+            or not math.isfinite(flush_interval)
+            or flush_interval <= 0
+        ):
+            raise ValueError(f"flush_interval: expected a positive, finite number of seconds, got {flush_interval!r}")
         self.flush_interval = float(flush_interval)
         self.exporter: Any = None
 

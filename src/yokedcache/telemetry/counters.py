@@ -19,6 +19,7 @@ class CacheCounters:
 
     __slots__ = (
         "calls",
+        "cancellations",
         "deletes",
         "duration_sum",
         "errors",
@@ -36,6 +37,8 @@ class CacheCounters:
         self.sets = 0
         self.deletes = 0
         self.invalidations = 0
+        #: Operations the caller cancelled (its own timeout or shutdown): not backend errors.
+        self.cancellations = 0
         # Every operation is present from the start, so the hot path does a plain ``+=``.
         self.calls: dict[str, int] = dict.fromkeys(OPERATIONS, 0)
         self.duration_sum: dict[str, float] = dict.fromkeys(OPERATIONS, 0.0)

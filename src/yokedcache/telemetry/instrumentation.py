@@ -22,6 +22,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .._version import __version__
 from ..backends.base import BackendInfo, Usage
+from ..errors import original_error
 from . import semconv as sc
 from . import switch
 from .counters import CacheCounters
@@ -243,10 +244,32 @@ class Instrumentation:
             span.end()
             otel_context.detach(token)
 
+    def reset_for_loop(self) -> None:
+        """The cache moved to another event loop: a flush scheduled on the old one never runs."""
+        self._flush_scheduled = False
+        self.flush()
+
+    def end_span(self, active: ActiveSpan | None) -> None:
+        if active is not None:
+            span, token = active
+            span.end()
+            otel_context.detach(token)
+
+    def cancelled(self, op: str, active: ActiveSpan | None) -> None:
+        """The caller cancelled the operation: counted apart, no duration, span not an error."""
+        self.counters.cancellations += 1
+        if active is not None:
+            active[0].set_attribute(sc.CACHE_CANCELLED, True)
+        self.end_span(active)
+
     def fail(self, op: str, started: float, active: ActiveSpan | None, exc: BaseException) -> None:
-        """Record a failed operation: counted, timed with ``error.type``, span marked ERROR."""
+        """Record a failed operation: counted, timed with ``error.type``, span marked ERROR.
+
+        ``error.type`` names the driver's exception (``redis.exceptions.ReadOnlyError``), not
+        our wrapper, as the semantic conventions ask.
+        """
         elapsed = perf_counter() - started
-        etype = sc.error_type(exc)
+        etype = sc.error_type(original_error(exc))
         counters = self.counters
         counters.calls[op] += 1
         counters.duration_sum[op] += elapsed

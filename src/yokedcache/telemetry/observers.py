@@ -37,10 +37,13 @@ class StateReading:
 class _Totals:
     """Counter values of caches that stopped reporting."""
 
-    __slots__ = ("breaker_opens", "deletes", "errors", "evictions", "hits", "invalidations", "misses", "sets")
+    __slots__ = (
+        "breaker_opens", "cancellations", "deletes", "errors", "evictions", "hits", "invalidations", "misses", "sets",
+    )  # fmt: skip
+    _SUMMED = ("hits", "misses", "sets", "deletes", "invalidations", "cancellations", "evictions", "breaker_opens")
 
     def __init__(self) -> None:
-        self.hits = self.misses = self.sets = self.deletes = self.invalidations = 0
+        self.hits = self.misses = self.sets = self.deletes = self.invalidations = self.cancellations = 0
         self.evictions = self.breaker_opens = 0
         self.errors: dict[tuple[str, str], int] = {}
 
@@ -49,6 +52,7 @@ class _Totals:
         t = cls()
         c = member.counters
         t.hits, t.misses, t.sets, t.deletes, t.invalidations = c.hits, c.misses, c.sets, c.deletes, c.invalidations
+        t.cancellations = c.cancellations
         t.errors = dict(c.errors)
         t.evictions = member.evictions() or 0
         state = member.state()
@@ -56,7 +60,7 @@ class _Totals:
         return t
 
     def add(self, other: _Totals, sign: int = 1) -> None:
-        for name in ("hits", "misses", "sets", "deletes", "invalidations", "evictions", "breaker_opens"):
+        for name in self._SUMMED:
             setattr(self, name, getattr(self, name) + sign * getattr(other, name))
         for key, count in other.errors.items():
             self.errors[key] = self.errors.get(key, 0) + sign * count
@@ -102,6 +106,8 @@ class ObservedCaches:
         counter(sc.INVALIDATIONS, self._field("invalidations"), "Invalidation operations (by pattern, by tags, clear)")
         counter(sc.ERRORS, self._errors, "Failed cache operations by error.type")
         counter(sc.EVICTIONS, self._evictions, "Keys evicted to respect limits")
+        counter(sc.CANCELLATIONS, self._field("cancellations"),
+                "Operations cancelled by their caller (not errors: kept out of the error rate)")  # fmt: skip
         gauge(sc.HIT_RATE, self._hit_rate, "Cache hit rate since start (0-1)")
         gauge(sc.SIZE, self._size, "Bytes held by the cache (keys and values)")
         gauge(sc.KEYS_COUNT, self._keys, "Keys held by the cache")

@@ -22,6 +22,7 @@ MISSES: Final = "yokedcache.cache.misses"
 INVALIDATIONS: Final = "yokedcache.cache.invalidations"
 ERRORS: Final = "yokedcache.cache.errors"
 EVICTIONS: Final = "yokedcache.cache.evictions"
+CANCELLATIONS: Final = "yokedcache.cache.cancellations"
 HIT_RATE: Final = "yokedcache.cache.hit_rate"
 SIZE: Final = "yokedcache.cache.size"
 KEYS_COUNT: Final = "yokedcache.cache.keys_count"
@@ -34,11 +35,16 @@ POOL_MAX: Final = "yokedcache.cache.pool.max"
 POOL_UTILIZATION: Final = "yokedcache.cache.pool.utilization"
 
 #: Every built-in instrument and its unit (the Prometheus exporter derives name suffixes from it).
+#: No gauge uses unit ``1``: the Collector's Prometheus naming (Go otlptranslator) appends
+#: ``_ratio`` to a gauge of unit ``1`` and the Python exporter does not, so the two paths would
+#: name it differently. Ratios carry the annotation ``{ratio}`` (dropped by both), and the 0/1
+#: health flag no unit, like the breaker state: one Prometheus name on every path.
 BUILT_IN_UNITS: Final = {
     GETS: "{get}", SETS: "{set}", DELETES: "{delete}", HITS: "{hit}", MISSES: "{miss}",
-    INVALIDATIONS: "{invalidation}", ERRORS: "{error}", EVICTIONS: "{eviction}", HIT_RATE: "1", SIZE: "By",
-    KEYS_COUNT: "{key}", DURATION: "s", HEALTH: "1", BREAKER_STATE: "", BREAKER_OPENS: "{open}",
-    POOL_CONNECTIONS: "{connection}", POOL_MAX: "{connection}", POOL_UTILIZATION: "1",
+    INVALIDATIONS: "{invalidation}", ERRORS: "{error}", EVICTIONS: "{eviction}", CANCELLATIONS: "{cancellation}",
+    HIT_RATE: "{ratio}", SIZE: "By",
+    KEYS_COUNT: "{key}", DURATION: "s", HEALTH: "", BREAKER_STATE: "", BREAKER_OPENS: "{open}",
+    POOL_CONNECTIONS: "{connection}", POOL_MAX: "{connection}", POOL_UTILIZATION: "{ratio}",
 }  # fmt: skip
 
 #: ``yokedcache.cache.circuit_breaker.state`` values (alert on ``== 2``).
@@ -68,6 +74,7 @@ ERROR_TYPE: Final = "error.type"
 CACHE_HIT: Final = "yokedcache.cache.hit"
 CACHE_KEY: Final = "yokedcache.cache.key"
 CACHE_BACKEND: Final = "yokedcache.backend"
+CACHE_CANCELLED: Final = "yokedcache.cache.cancelled"
 
 # Cache operations: the ``operation`` metric attribute and (upper-cased) db.operation.name --
 OP_GET: Final = "get"

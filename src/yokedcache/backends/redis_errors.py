@@ -1,0 +1,137 @@
+"""What each redis-py exception means for the cache: retry, open the breaker, or just fail.
+
+The policy (also in README "Failure behaviour"):
+
+- **transient** -- refused, reset, timed out, pool exhausted, TRYAGAIN: the breaker counts it and
+  the facade retries while the breaker is closed.
+- **unavailable** -- the server answers but cannot serve us: READONLY (a replica, e.g. just after
+  a failover), LOADING, MASTERDOWN, CLUSTERDOWN, BUSY (a script holds the server), a refused
+  password, maxclients, a ``redis+cluster://`` URL pointed at a node without cluster mode.
+  The breaker counts it (opening sheds load and drops the pooled connections, so recovery
+  starts on fresh ones, which Sentinel points at the new primary); no retry.
+- **rejected** -- the server refused this one command and is otherwise fine: OOM under
+  ``maxmemory``/``noeviction``, WRONGTYPE, NOPERM, NOSCRIPT, EXECABORT. The breaker stays out of
+  it (one oversized write must not take reads down); the operation fails and is counted.
+
+Anything else (a bug of ours, cancellation) is not a backend failure and passes through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+from typing import Any
+
+from .base import REJECTED, TRANSIENT, UNAVAILABLE, Failure
+
+__all__ = ["classify_redis_error"]
+
+_exc: Any = None
+
+
+def _exceptions() -> Any:
+    global _exc
+    if _exc is None:
+        import redis.exceptions
+
+        _exc = redis.exceptions
+    return _exc
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and len(seen) < 4 and cur not in seen:
+        seen.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return seen
+
+
+def _connection_reason(exc: BaseException) -> str:
+    """Words for a failure to talk to the server, from the exception and what it chains."""
+    for e in _chain(exc):
+        if isinstance(e, ConnectionRefusedError) or getattr(e, "errno", None) == errno.ECONNREFUSED:
+            return "connection refused"
+        if isinstance(e, socket.gaierror):
+            return "host not found"
+        if isinstance(e, ConnectionResetError) or getattr(e, "errno", None) == errno.ECONNRESET:
+            return "connection reset"
+        if isinstance(e, (TimeoutError, asyncio.TimeoutError)) or type(e).__name__ == "TimeoutError":
+            return "timed out"
+    text = str(exc).lower()
+    for needle, words in (
+        ("refused", "connection refused"),
+        ("error 111", "connection refused"),
+        ("name or service not known", "host not found"),
+        ("nodename nor servname", "host not found"),
+        ("reset", "connection reset"),
+        ("timeout", "timed out"),
+        ("timed out", "timed out"),
+        ("closed by server", "connection closed by the server"),
+        ("too many connections", "connection pool exhausted"),
+        ("max number of clients", "too many clients (maxclients)"),
+    ):
+        if needle in text:
+            return words
+    return "connection failed"
+
+
+def _code(exc: BaseException) -> str | None:
+    code = getattr(exc, "status_code", None)
+    if isinstance(code, str) and code:
+        return code
+    first = str(exc).split(" ", 1)[0]
+    return first if first.isalpha() and first.isupper() and len(first) <= 20 else None
+
+
+def classify_redis_error(exc: BaseException) -> Failure | None:
+    """Map a redis-py (or socket) exception to a :class:`Failure`; ``None`` if it is not one."""
+    e = _exceptions()
+    if isinstance(exc, (e.AuthenticationError, e.AuthenticationWrongNumberOfArgsError)):
+        return Failure(UNAVAILABLE, "authentication failed", _code(exc) or "WRONGPASS")
+    if isinstance(exc, e.AuthorizationError):
+        return Failure(UNAVAILABLE, "not authorized", _code(exc))
+    if isinstance(exc, e.BusyLoadingError):
+        return Failure(UNAVAILABLE, "server is loading its dataset", "LOADING")
+    if isinstance(exc, e.ReadOnlyError):
+        return Failure(UNAVAILABLE, "read-only replica", "READONLY")
+    if isinstance(exc, e.MasterDownError):
+        return Failure(UNAVAILABLE, "primary down", "MASTERDOWN")
+    if isinstance(exc, e.ClusterDownError):
+        return Failure(UNAVAILABLE, "cluster down", "CLUSTERDOWN")
+    if isinstance(exc, e.TryAgainError):
+        return Failure(TRANSIENT, "cluster resharding (try again)", "TRYAGAIN")
+    if isinstance(exc, e.MaxConnectionsError):
+        return Failure(TRANSIENT, "connection pool exhausted")
+    if isinstance(exc, (e.ConnectionError, e.TimeoutError)):
+        reason = _connection_reason(exc)
+        kind = UNAVAILABLE if reason.startswith("too many clients") else TRANSIENT
+        return Failure(kind, reason)
+    if isinstance(exc, e.OutOfMemoryError):
+        return Failure(REJECTED, "out of memory (maxmemory reached)", "OOM")
+    if isinstance(exc, e.NoPermissionError):
+        return Failure(REJECTED, "command not permitted (ACL)", "NOPERM")
+    if isinstance(exc, e.NoScriptError):
+        return Failure(REJECTED, "script not loaded", "NOSCRIPT")
+    if isinstance(exc, e.ResponseError):
+        code = _code(exc)
+        if code == "BUSY":
+            return Failure(UNAVAILABLE, "server busy running a script", "BUSY")
+        if code == "WRONGTYPE":
+            return Failure(REJECTED, "wrong type of value stored under the key", code)
+        return Failure(REJECTED, "command refused by the server", code)
+    if isinstance(exc, e.RedisClusterException):
+        text = str(exc).lower()
+        if "not enabled" in text or "cluster mode" in text or "cluster support disabled" in text:
+            return Failure(UNAVAILABLE, "not a cluster node (cluster mode is not enabled)")
+        return Failure(UNAVAILABLE, "cluster unavailable")
+    if isinstance(exc, e.ClusterError):
+        return Failure(UNAVAILABLE, "cluster unavailable")
+    if isinstance(exc, e.InvalidResponse):
+        return Failure(TRANSIENT, "invalid reply (protocol error)")
+    if isinstance(exc, e.RedisError):
+        return Failure(REJECTED, "redis error", _code(exc))
+    if isinstance(exc, (OSError, asyncio.TimeoutError)):
+        return Failure(TRANSIENT, _connection_reason(exc))
+    return None
