@@ -146,13 +146,15 @@ def _run_cli(argv: list[str]) -> tuple[int, str, str]:
         (f"redis://localhost:6379/0?pasword={SECRET}", "query parameter #1 is not a redis-py connection setting"),
         (f"redis://localhost:6379/0?socket_timeout=soon&password={SECRET}", "Invalid value for 'socket_timeout'"),
         ("unix://", "unix:// needs a socket path"),
+        (f"redis+cluster://:{SECRET}@127.0.0.1:7000/3", "Redis Cluster has only database 0"),
+        (f"redis://:{SECRET}@h:1/0?health_check_interval=soon", "Invalid value for 'health_check_interval'"),
         (f"redis+sentinel://:{SECRET}@h1:26379,h2/mymaster/0", "sentinel addresses must be host:port"),
         (f"redis+sentinel://:{SECRET}@h1:26379,h2:99999/mymaster/0", "port must be 0-65535, got 99999"),
         (f"redis+sentinel://:{SECRET}@h1:26379/", "name the sentinel service"),
         (f"redis+sentinel://:{SECRET}@h1:26379/mymaster/x", "database must be a number"),
     ],
 )
-@pytest.mark.parametrize("command", ["health", "stats", "bench"])
+@pytest.mark.parametrize("command", ["health", "stats", "bench", "demo"])
 def test_a_malformed_url_is_one_line_naming_the_part_and_exit_2(url, says, command):
     code, out, err = _run_cli([command, "--redis-url", url])
     assert code == 2, (out, err)

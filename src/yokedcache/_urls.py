@@ -207,8 +207,11 @@ def check_redis_url(url: object, field: str = "redis_url") -> str:
     if "," in p.hosts:
         raise ValueError(f"{field}: several hosts work only with redis+sentinel://, got {shown!r}")
     _host_port(p.hosts, field, shown)
-    if not _DB_PATH.fullmatch(p.path):
+    db = _DB_PATH.fullmatch(p.path)
+    if db is None:
         raise ValueError(f"{field}: the path is the database number (e.g. /0), got {p.path!r} in {shown!r}")
+    if p.scheme.endswith("+cluster") and db.group(1) and int(db.group(1)) != 0:
+        raise ValueError(f"{field}: Redis Cluster has only database 0, got {p.path!r} in {shown!r}")
     return url
 
 

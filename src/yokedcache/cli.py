@@ -56,7 +56,8 @@ async def _demo(args: argparse.Namespace) -> int:
 
     url = _redis_url(args)
     if url is not None:
-        _config(redis_url=url)  # a bad URL fails here, before a port is taken
+        # a bad URL fails here, before a port is taken (building a cache connects nothing)
+        await _cache(_config(redis_url=url, enable_metrics=False, enable_tracing=False)).close()
     try:
         collectors: list[Any] = [PrometheusCollector(port=args.port, addr=args.addr)]
     except OSError as exc:

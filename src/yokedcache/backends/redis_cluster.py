@@ -64,7 +64,7 @@ class RedisClusterBackend(RedisBackend):
                 socket_connect_timeout=connect_timeout,
                 **connection_kwargs,
             )
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, require("redis.exceptions", "redis").RedisClusterException) as exc:
             raise url_error(exc, redis_url) from None
         self._pool = None
         self.get = self._client.get
