@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from .._extras import require
-from .._urls import check_redis_url, redact_url
+from .._urls import check_redis_url, redact_url, url_error
 from .base import RESERVED_CONNECTIONS, BackendInfo, Failure, Usage
 from .redis_errors import classify_redis_error
 
@@ -87,9 +87,11 @@ class RedisBackend:
                 retry=retry_mod.Retry(backoff.NoBackoff(), 0),
                 **connection_kwargs,
             )
+            # Build (not connect) one connection now: a misspelt query parameter raises here, not
+            # as a TypeError on every later command.
+            self._pool.connection_class(**self._pool.connection_kwargs)
         except (ValueError, TypeError) as exc:
-            # redis-py's messages can quote the URL; never re-raise it with the password.
-            raise ValueError(f"redis_url: cannot be used ({type(exc).__name__}) for {self.redacted_url}") from None
+            raise url_error(exc, url) from None
         self._client = aioredis.Redis(connection_pool=self._pool)
         # GET is the hot path: hand out redis-py's own method (it returns the command's
         # coroutine) instead of wrapping it in one more coroutine of ours.

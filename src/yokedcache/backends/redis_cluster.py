@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._extras import require
-from .._urls import check_redis_url, redact_url
+from .._urls import check_redis_url, redact_url, url_error
 from .base import BackendInfo
 from .redis import RedisBackend
 
@@ -64,8 +64,8 @@ class RedisClusterBackend(RedisBackend):
                 socket_connect_timeout=connect_timeout,
                 **connection_kwargs,
             )
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"redis_url: cannot be used ({type(exc).__name__}) for {self.redacted_url}") from None
+        except (ValueError, TypeError, require("redis.exceptions", "redis").RedisClusterException) as exc:
+            raise url_error(exc, redis_url) from None
         self._pool = None
         self.get = self._client.get
         node = self._client.get_default_node() or self._client.startup_nodes[0]
