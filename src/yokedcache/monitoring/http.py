@@ -81,56 +81,68 @@ REQUEST_TIMEOUT = 10.0
 LISTEN_BACKLOG = 128
 
 
+class _Deadline:
+    """When the current request must be done by. Shared by a handler and its two files (which
+    hold this, not the handler: no reference cycle, so nothing per request waits for the GC)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = 0.0
+
+    def restart(self) -> None:
+        self.at = time.monotonic() + self.seconds
+
+    def left(self) -> float:
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"request not completed within {self.seconds:g} s")
+        return left
+
+
 class _DeadlineReader(io.RawIOBase):
     """The request socket's read side, each read given only the time left of the request."""
 
-    def __init__(self, handler: _Handler) -> None:
-        self._handler = handler
+    def __init__(self, connection: Any, deadline: _Deadline) -> None:
+        self._connection = connection
+        self._deadline = deadline
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
-        connection = self._handler.connection
-        connection.settimeout(self._handler.time_left())
-        return connection.recv_into(buffer)
+        self._connection.settimeout(self._deadline.left())
+        return int(self._connection.recv_into(buffer))
 
 
 class _DeadlineWriter(io.BufferedIOBase):
     """The write side: ``sendall`` with the time left (its timeout covers the whole send)."""
 
-    def __init__(self, handler: _Handler) -> None:
-        self._handler = handler
+    def __init__(self, connection: Any, deadline: _Deadline) -> None:
+        self._connection = connection
+        self._deadline = deadline
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: Any) -> int:
-        connection = self._handler.connection
-        connection.settimeout(self._handler.time_left())
-        connection.sendall(data)
+        self._connection.settimeout(self._deadline.left())
+        self._connection.sendall(data)
         return len(data)
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
-    _deadline = 0.0
 
     def setup(self) -> None:  # StreamRequestHandler.setup with deadline-aware files instead of makefile()
         self.connection = self.request
-        self.rfile = io.BufferedReader(_DeadlineReader(self))
-        self.wfile = _DeadlineWriter(self)
+        self._deadline = _Deadline(self.server.request_timeout)
+        self.rfile = io.BufferedReader(_DeadlineReader(self.connection, self._deadline))
+        self.wfile = _DeadlineWriter(self.connection, self._deadline)
 
     def handle_one_request(self) -> None:
-        self._deadline = time.monotonic() + self.server.request_timeout
+        self._deadline.restart()
         super().handle_one_request()  # a TimeoutError ends the connection (logged at DEBUG)
-
-    def time_left(self) -> float:
-        left = self._deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError(f"request not completed within {self.server.request_timeout:g} s")
-        return left
 
     def _answer(self, with_body: bool) -> None:
         path = self.path.split("?", 1)[0]
