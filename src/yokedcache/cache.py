@@ -12,6 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from time import perf_counter
 from typing import Any
 
@@ -70,6 +71,21 @@ def _check_tags(tags: object) -> tuple[str, ...]:
     return out
 
 
+async def _finish(task: asyncio.Task[Any], deadline: float = 5.0) -> None:
+    """Cancel ``task`` and wait until it has ended, cancelling again if a library swallowed it.
+
+    Gives up after ``deadline`` seconds (every Redis command is bounded by the socket timeout,
+    so a task that checks for shutdown between commands ends well before).
+    """
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + deadline
+    while not task.done() and loop.time() < give_up:
+        task.cancel()
+        await asyncio.wait({task}, timeout=min(0.05, max(0.0, give_up - loop.time())))
+    if not task.done():
+        log.warning("background task did not stop within %.1fs", deadline)
+
+
 class YokedCache:
     """Async cache with TTLs and tags over Redis or memory, instrumented with OpenTelemetry.
 
@@ -112,6 +128,10 @@ class YokedCache:
         )
 
         self._usage: Usage | None = None
+        #: ``backend.invalidations`` when ``_usage`` was measured (stale once it moves).
+        self._usage_generation: int | None = None
+        #: Last exact count with ``stats_exact_keys``: (keys, invalidations at its start, time).
+        self._exact_keys: tuple[int, int | None, float] | None = None
         #: The event loop that uses this cache (health checks from other threads run there).
         self._loop: asyncio.AbstractEventLoop | None = None
         with contextlib.suppress(RuntimeError):
@@ -193,10 +213,31 @@ class YokedCache:
         return self._default_ttl if ttl is None else _check_ttl(ttl)
 
     def _current_usage(self) -> Usage | None:
+        """Last known figures (no I/O: metric callbacks call this from the reader's thread).
+
+        With ``stats_exact_keys``, the last completed exact count replaces the sampled keys, and
+        the bytes are scaled to it, as long as no invalidation of ours happened since it began.
+        """
         backend = self.backend
         if isinstance(backend, MemoryBackend):
             return backend.snapshot()
-        return self._usage
+        usage = self._usage
+        exact = self._exact_keys
+        if usage is None or exact is None or usage.method == "exact":
+            return usage
+        keys, generation, measured_at = exact
+        if generation != getattr(backend, "invalidations", None):
+            return usage
+        per_key = usage.bytes / usage.keys if usage.keys else 0.0
+        return replace(
+            usage,
+            keys=keys,
+            bytes=round(per_key * keys),
+            method="exact_keys",
+            keys_error=0,
+            bytes_error=round(usage.bytes_error * keys / usage.keys) if usage.keys else usage.bytes_error,
+            measured_at=measured_at,
+        )
 
     def _start_refresher(self) -> None:
         try:
@@ -251,42 +292,93 @@ class YokedCache:
     async def _refresh_usage_forever(self) -> None:
         """Background work on its own schedule each: usage refresh (Redis) and history snapshots."""
         # The task inherited the context of whichever operation started it: without this, the
-        # SCANs of every later refresh would show up inside that user's trace.
+        # refreshes would show up inside that user's trace.
         detach_background_context()
         stop = self._stop = asyncio.Event()
+        if self._closed:
+            return
         loop = asyncio.get_running_loop()
+        exact: asyncio.Task[None] | None = None
+        if self.config.stats_exact_keys and hasattr(self.backend, "count_keys"):
+            exact = loop.create_task(self._count_keys_forever(stop))
         next_usage = next_snapshot = loop.time()
+        try:
+            while not self._closed:
+                now = loop.time()
+                due: list[float] = []
+                if not isinstance(self.backend, MemoryBackend):
+                    if now >= next_usage:
+                        # Reuse a sample another cache or process shared within half an interval.
+                        await self._refresh_usage(max_age=self.config.stats_refresh_interval / 2)
+                        next_usage = now + self.config.stats_refresh_interval
+                    due.append(next_usage)
+                history = self.metrics_history  # re-read: collection may start while this runs
+                if history is not None:
+                    if now >= next_snapshot:
+                        history.add(self.get_comprehensive_metrics())
+                        next_snapshot = now + history.interval
+                    due.append(next_snapshot)
+                if not due or self._closed:
+                    return
+                # asyncio.wait, not wait_for: on Python 3.11 wait_for can swallow a cancellation.
+                waiter = loop.create_task(stop.wait())
+                try:
+                    await asyncio.wait({waiter}, timeout=max(0.0, min(due) - loop.time()))
+                finally:
+                    waiter.cancel()
+        finally:
+            if exact is not None:
+                await _finish(exact)
+
+    async def _count_keys_forever(self, stop: asyncio.Event) -> None:
+        """Exact key counts back to back, each paced to ``stats_exact_cpu_budget`` (opt-in)."""
+        backend: Any = self.backend
+        pattern = escape_glob(self._prefix) + "*"
+        loop = asyncio.get_running_loop()
         while not self._closed:
-            now = loop.time()
-            due: list[float] = []
-            if not isinstance(self.backend, MemoryBackend):
-                if now >= next_usage:
-                    await self.refresh_usage()
-                    next_usage = now + self.config.stats_refresh_interval
-                due.append(next_usage)
-            history = self.metrics_history  # re-read: collection may start while this runs
-            if history is not None:
-                if now >= next_snapshot:
-                    history.add(self.get_comprehensive_metrics())
-                    next_snapshot = now + history.interval
-                due.append(next_snapshot)
-            if not due:
-                return
+            generation = getattr(backend, "invalidations", None)
+            started = loop.time()
             try:
-                await asyncio.wait_for(stop.wait(), max(0.0, min(due) - loop.time()))
-            except asyncio.TimeoutError:
-                pass
+                keys = await backend.count_keys(pattern, cpu_budget=self.config.stats_exact_cpu_budget)
+            except Exception as exc:  # unreachable: try again next interval
+                log.debug("exact key count failed: %s", type(exc).__name__)
+            else:
+                self._exact_keys = (keys, generation, time.time())
+            # at most one count per refresh interval, however fast the keyspace is walked
+            rest = self.config.stats_refresh_interval - (loop.time() - started)
+            if rest > 0 and not self._closed:
+                waiter = loop.create_task(stop.wait())
+                try:
+                    await asyncio.wait({waiter}, timeout=rest)
+                finally:
+                    waiter.cancel()
 
     async def refresh_usage(self) -> Usage | None:
-        """Recount the keys and bytes under this cache's prefix (cached for metrics and stats)."""
+        """Measure the keys and bytes under this cache's prefix now (kept for metrics and stats).
+
+        On Redis this is an estimate from a bounded random sample (exact when the database is no
+        bigger than the sample; ``Usage.method`` says which): O(1) in the size of the keyspace.
+        """
+        return await self._refresh_usage(max_age=0.0)
+
+    async def _refresh_usage(self, max_age: float) -> Usage | None:
+        backend: Any = self.backend
+        generation = getattr(backend, "invalidations", None)
+        if generation != self._usage_generation:
+            max_age = 0.0  # we invalidated since: a shared pre-invalidation sample is stale
         try:
-            self._usage = await self.backend.usage(escape_glob(self._prefix) + "*")
+            estimate = getattr(backend, "estimate_usage", None)
+            if estimate is not None:
+                self._usage = await estimate(self._prefix, max_age=max_age)
+            else:
+                self._usage = await backend.usage(escape_glob(self._prefix) + "*")
         except Exception as exc:  # a failed refresh keeps the last known figures
             log.debug("usage refresh failed: %s", type(exc).__name__)
             self._record_probe(False)
         else:
+            self._usage_generation = generation
             self._record_probe(True)
-        return self._usage
+        return self._current_usage()
 
     def _tag_keys(self, tags: Sequence[str]) -> list[str]:
         prefix = self._tag_prefix
@@ -478,12 +570,17 @@ class YokedCache:
         return await health.detailed_health_check(self)
 
     async def get_stats(self) -> health.CacheStats:
-        """Counts since start plus keys/bytes held (for Redis: this prefix, refreshed in the background)."""
+        """Counts since start plus keys/bytes held (for Redis: this prefix, refreshed in the background).
+
+        Figures measured before an invalidation of this cache are never returned: one O(1)
+        sample is taken first. ``usage_method`` and the ``*_error`` fields say what is estimated.
+        """
         usage = self._current_usage()
-        if usage is None:
+        if usage is None or getattr(self.backend, "invalidations", None) != self._usage_generation:
             usage = await self.refresh_usage()
         c = self.telemetry.counters
-        return health.CacheStats(
+        return health.CacheStats.with_usage(
+            usage,
             hit_rate=c.hit_rate,
             hits=c.hits,
             misses=c.misses,
@@ -491,8 +588,6 @@ class YokedCache:
             deletes=c.deletes,
             invalidations=c.invalidations,
             errors=c.error_total,
-            total_keys=usage.keys if usage else 0,
-            total_memory_bytes=usage.bytes if usage else 0,
             uptime_seconds=time.monotonic() - c.started_monotonic,
             operations={op: n for op, n in c.calls.items() if n},
             backend=self.backend.info.kind,
@@ -520,11 +615,12 @@ class YokedCache:
             return
         self._closed = True
         if self._refresher is not None:
-            # redis-py can absorb a cancellation mid-command, so the loop also watches an event.
+            # The refresher checks _closed and the stop event between round trips; _finish
+            # repeats the cancellation, which redis-py can absorb mid-command. Only once it has
+            # ended are the connections closed: no command of ours reaches Redis afterwards.
             if self._stop is not None:
                 self._stop.set()
-            self._refresher.cancel()
-            await asyncio.wait({self._refresher}, timeout=1.0)
+            await _finish(self._refresher, deadline=self.config.operation_timeout + 1.0)
         self.telemetry.close()
         await self.backend.close()
 

@@ -2,7 +2,7 @@
 
 The sentinels are asked for the current primary of ``service``; after a failover the next
 connection goes to the new primary (redis-py's ``SentinelConnectionPool``). Everything else --
-tags in MULTI, the Lua invalidation, SCAN -- is the plain Redis backend on that primary.
+tags in MULTI, batched invalidation, sampled statistics -- is the plain Redis backend on that primary.
 A password in the URL is the primary's (``AUTH``); the sentinels are contacted without one.
 """
 
@@ -15,7 +15,7 @@ from urllib.parse import unquote, urlsplit
 from .._extras import require
 from .._urls import check_redis_url, redact_url
 from .base import BackendInfo
-from .redis import _INVALIDATE_TAGS_LUA, RedisBackend
+from .redis import RedisBackend
 
 __all__ = ["RedisSentinelBackend", "is_sentinel_url"]
 
@@ -85,7 +85,7 @@ class RedisSentinelBackend(RedisBackend):
             **connection_kwargs,
         )
         self._pool = self._client.connection_pool
-        self._invalidate_tags_script = self._client.register_script(_INVALIDATE_TAGS_LUA)
+        self._init_state()
         self.get = self._client.get
         host, port = sentinels[0]
         self.info = BackendInfo(
