@@ -364,7 +364,7 @@ class YokedCache:
     async def _refresh_usage(self, max_age: float) -> Usage | None:
         backend: Any = self.backend
         generation = getattr(backend, "invalidations", None)
-        if generation != self._usage_generation:
+        if self._usage is not None and generation != self._usage_generation:
             max_age = 0.0  # we invalidated since: a shared pre-invalidation sample is stale
         try:
             estimate = getattr(backend, "estimate_usage", None)

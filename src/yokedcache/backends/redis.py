@@ -115,7 +115,7 @@ class RedisBackend:
         self._closed = False
         #: Bumped by every invalidation: statistics measured before it are stale.
         self.invalidations = 0
-        self._estimate_script = self._client.register_script(redis_usage.ESTIMATE_LUA)
+        self._estimate_sha: str | None = None
 
     @property
     def client(self) -> Any:
@@ -279,15 +279,23 @@ class RedisBackend:
         self._check_open()
         shared = redis_usage.STATS_ROOT + prefix
         ttl_ms = max(1000, int(max(max_age, 1.0) * 3000))
-        async with self._client.pipeline(transaction=False) as pipe:
-            await self._estimate_script(  # queues EVALSHA (the pipeline loads the script if needed)
-                keys=[shared],
-                args=[samples, prefix, escape_glob(prefix) + "*", int(max_age * 1000), ttl_ms],
-                client=pipe,
-            )
-            pipe.info("keyspace")
-            pipe.info("memory")
-            (raw, _reused), keyspace, memory = await pipe.execute()
+        args = [samples, prefix, escape_glob(prefix) + "*", int(max_age * 1000), ttl_ms]
+        exceptions = require("redis.exceptions", "redis")
+        for attempt in (0, 1):
+            if self._estimate_sha is None:
+                self._estimate_sha = await self._client.script_load(redis_usage.ESTIMATE_LUA)
+            try:
+                # EVALSHA in a plain pipeline: redis-py's Script would add a SCRIPT EXISTS per call.
+                async with self._client.pipeline(transaction=False) as pipe:
+                    pipe.evalsha(self._estimate_sha, 1, shared, *args)
+                    pipe.info("keyspace")
+                    pipe.info("memory")
+                    (raw, _reused), keyspace, memory = await pipe.execute()
+                break
+            except exceptions.NoScriptError:  # the server restarted or flushed its scripts
+                self._estimate_sha = None
+                if attempt:
+                    raise
         sample = redis_usage.Sample.parse(raw)
         database = redis_usage.database_usage(keyspace, memory, self._db_index(), sample.dbsize)
         return redis_usage.combine([sample], database)
