@@ -132,6 +132,7 @@ class YokedCache:
         self._usage_generation: int | None = None
         #: Last exact count with ``stats_exact_keys``: (keys, invalidations at its start, time).
         self._exact_keys: tuple[int, int | None, float] | None = None
+        self._exact_counter: asyncio.Task[None] | None = None
         #: The event loop that uses this cache (health checks from other threads run there).
         self._loop: asyncio.AbstractEventLoop | None = None
         with contextlib.suppress(RuntimeError):
@@ -300,7 +301,7 @@ class YokedCache:
         loop = asyncio.get_running_loop()
         exact: asyncio.Task[None] | None = None
         if self.config.stats_exact_keys and hasattr(self.backend, "count_keys"):
-            exact = loop.create_task(self._count_keys_forever(stop))
+            exact = self._exact_counter = loop.create_task(self._count_keys_forever(stop))
         next_usage = next_snapshot = loop.time()
         try:
             while not self._closed:
@@ -621,6 +622,8 @@ class YokedCache:
             if self._stop is not None:
                 self._stop.set()
             await _finish(self._refresher, deadline=self.config.operation_timeout + 1.0)
+        if self._exact_counter is not None:
+            await _finish(self._exact_counter, deadline=self.config.operation_timeout + 1.0)
         self.telemetry.close()
         await self.backend.close()
 
