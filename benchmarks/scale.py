@@ -367,7 +367,7 @@ async def main() -> None:
         server = RedisServer("--enable-debug-command", "yes")
         server.start()
         try:
-            raw = redis.Redis.from_url(server.url())
+            raw = redis.Redis.from_url(server.url(), socket_timeout=600)  # DEBUG POPULATE 10M takes a while
             if size == int(args.sizes.split(",")[0]):
                 print(f"redis-server {raw.info('server')['redis_version']}, redis-py {redis.__version__}")
             started = time.perf_counter()
