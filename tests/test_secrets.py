@@ -371,8 +371,8 @@ async def test_the_readme_sentinel_url_as_written_constructs_redacts_and_fails_o
     try:
         assert cache.backend.service == "mymaster"
         assert repr(cache) == (
-            "YokedCache(backend=RedisSentinelBackend('redis+sentinel://:***@h1:26379,h2:26380/mymaster/0', "
-            "service='mymaster'), key_prefix='yokedcache:')"
+            "YokedCache(name='redis', backend=RedisSentinelBackend("
+            "'redis+sentinel://:***@h1:26379,h2:26380/mymaster/0', service='mymaster'), key_prefix='yokedcache:')"
         )
         assert await cache.set("k", 1) is False and await cache.get("k", "fallback") == "fallback"  # fail-open
         report = await cache.detailed_health_check()

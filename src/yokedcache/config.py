@@ -92,8 +92,13 @@ class CacheConfig:
     #: Extra attempts for a transient error (0 = none); never made while the breaker is open.
     retry_attempts: int = 1
     retry_backoff: float = 0.02
-    #: How often Redis key/byte counts for this cache's prefix are refreshed in the background.
+    #: How often Redis key/byte figures for this cache's prefix are refreshed in the background
+    #: (a bounded random sample, shared by every cache on that database: O(1) in the keyspace).
     stats_refresh_interval: float = 15.0
+    #: Also count this prefix's keys exactly, by a full SCAN paced to ``stats_exact_cpu_budget``.
+    stats_exact_keys: bool = False
+    #: Share of one core (app and Redis each) the exact count may use: 0.01 = 1 %.
+    stats_exact_cpu_budget: float = 0.01
     health_check_timeout: float = 1.0
     #: close() waits this long for operations in flight, then closes every connection anyway.
     close_timeout: float = 5.0
@@ -128,7 +133,7 @@ class CacheConfig:
 
             if not isinstance(self.metrics, CacheMetrics):
                 raise TypeError(f"metrics: expected a CacheMetrics, got {type(self.metrics).__name__}")
-        for name in ("enable_metrics", "fail_open", "capture_keys", "circuit_breaker_enabled"):
+        for name in ("enable_metrics", "fail_open", "capture_keys", "circuit_breaker_enabled", "stats_exact_keys"):
             _boolean(name, getattr(self, name))
         _boolean("enable_tracing", self.enable_tracing, allow_none=True)
         _positive("metrics_retention_days", self.metrics_retention_days)
@@ -162,6 +167,10 @@ class CacheConfig:
                 raise TypeError(f"{name}: expected an OpenTelemetry {name.replace('_', ' ')} "
                                 f"(with .{method}()), got {type(value).__name__}")  # fmt: skip
         _positive("circuit_failure_threshold", self.circuit_failure_threshold, integer=True)
+        _positive("stats_exact_cpu_budget", self.stats_exact_cpu_budget)
+        if self.stats_exact_cpu_budget > 1:
+            budget = self.stats_exact_cpu_budget
+            raise ValueError(f"stats_exact_cpu_budget: must be at most 1 (one core), got {budget!r}")
         if isinstance(self.retry_attempts, bool) or not isinstance(self.retry_attempts, int):
             raise TypeError(f"retry_attempts: expected an int, got {type(self.retry_attempts).__name__}")
         if not 0 <= self.retry_attempts <= 10:

@@ -255,7 +255,7 @@ class Guard:
             return False
         return True
 
-    async def side_call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    async def side_call(self, fn: Callable[..., Awaitable[T]], *args: Any, bounded: bool = True) -> T:
         """Side work (health pings, statistics): its own few connections, no breaker, no retry.
 
         It must neither take a connection an operation was admitted for nor count as one.
@@ -266,7 +266,7 @@ class Guard:
         if not side.try_enter():
             await side.enter()
         try:
-            if self._side_timeout is None:
+            if self._side_timeout is None or not bounded:
                 return await fn(*args)
             return await _deadline(fn(*args), self._side_timeout)
         finally:

@@ -4,20 +4,25 @@ Design choices:
 - a GET hit is one round trip (no TOUCH, no EXISTS first);
 - tags are Redis sets, so ``invalidate_tags`` works across processes; a SET with tags is one
   MULTI round trip and keeps each tag set alive at least as long as its longest-lived member;
+- no call blocks Redis for long at any size: invalidations walk tag sets (SSCAN) and the keyspace
+  (SCAN) in bounded batches, and statistics are a bounded random sample (``redis_usage``);
 - redis-py's own retries are switched off: retrying is the facade's job, above the circuit
   breaker, so an open breaker never sleeps.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
+import time
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from .._extras import require
 from .._urls import check_redis_url, redact_url, url_error
+from . import redis_usage
 from .base import RESERVED_CONNECTIONS, BackendInfo, Failure, Usage
 from .redis_errors import classify_redis_error
 
@@ -25,18 +30,12 @@ __all__ = ["RedisBackend"]
 
 DEFAULT_URL = "redis://localhost:6379/0"
 
-# Deletes every member of each tag set (KEYS) and the sets, in batches small enough for unpack().
-_INVALIDATE_TAGS_LUA = """
-local deleted = 0
-for _, tag in ipairs(KEYS) do
-  local members = redis.call('SMEMBERS', tag)
-  for i = 1, #members, 500 do
-    deleted = deleted + redis.call('UNLINK', unpack(members, i, math.min(i + 499, #members)))
-  end
-  redis.call('UNLINK', tag)
-end
-return deleted
-"""
+#: Members per SSCAN/UNLINK batch and keys per UNLINK: each call stays far below a millisecond.
+BATCH = 500
+
+
+class BackendClosedError(RuntimeError):
+    """The backend was closed: a long invalidation or count stops instead of reconnecting."""
 
 
 class RedisBackend:
@@ -96,7 +95,7 @@ class RedisBackend:
         # GET is the hot path: hand out redis-py's own method (it returns the command's
         # coroutine) instead of wrapping it in one more coroutine of ours.
         self.get = self._client.get
-        self._invalidate_tags_script = self._client.register_script(_INVALIDATE_TAGS_LUA)
+        self._init_state()
 
         kw = self._pool.connection_kwargs
         host = kw.get("host") or kw.get("path")
@@ -113,6 +112,13 @@ class RedisBackend:
     def classify_error(exc: BaseException) -> Failure | None:
         """What a redis-py exception means for the cache (see :mod:`.redis_errors`)."""
         return classify_redis_error(exc)
+
+    def _init_state(self) -> None:
+        """State every Redis flavour shares (called by each ``__init__``)."""
+        self._closed = False
+        #: Bumped by every invalidation: statistics measured before it are stale.
+        self.invalidations = 0
+        self._estimate_sha: str | None = None
 
     @property
     def client(self) -> Any:
@@ -183,50 +189,156 @@ class RedisBackend:
     async def exists(self, key: str) -> bool:
         return bool(await self._client.exists(key))
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BackendClosedError("the Redis backend is closed")
+
+    # Hooks the cluster backend overrides: where SCAN runs, and how keys of many slots go.
+    async def _scan_targets(self) -> list[Any]:
+        return [None]
+
+    async def _scan_step(self, target: Any, cursor: Any, pattern: str) -> tuple[Any, list[bytes]]:
+        return await self._client.scan(cursor, match=pattern, count=self._scan_count)  # type: ignore[no-any-return]
+
+    async def _unlink(self, keys: Sequence[bytes]) -> int:
+        return int(await self._client.unlink(*keys))
+
     async def invalidate_pattern(self, pattern: str) -> int:
+        """SCAN the whole keyspace (``COUNT scan_count``) and UNLINK matches in batches.
+
+        SCAN has no index to use: this visits every key of the database, however few match
+        (about 1 s per million keys here), but no single call blocks Redis for long. Keys that
+        exist for the whole call are deleted; keys written meanwhile may or may not be.
+        """
         deleted = 0
-        batch: list[bytes] = []
-        async for key in self._client.scan_iter(match=pattern, count=self._scan_count):
-            batch.append(key)
-            if len(batch) >= 500:
-                deleted += int(await self._client.unlink(*batch))
-                batch.clear()
-        if batch:
-            deleted += int(await self._client.unlink(*batch))
+        try:
+            for target in await self._scan_targets():
+                batch: list[bytes] = []
+                cursor: Any = 0
+                while True:
+                    self._check_open()
+                    cursor, keys = await self._scan_step(target, cursor, pattern)
+                    batch.extend(keys)
+                    while len(batch) >= BATCH or (batch and not cursor):
+                        self._check_open()
+                        deleted += await self._unlink(batch[:BATCH])
+                        del batch[:BATCH]
+                    if not cursor:
+                        break
+        finally:
+            self.invalidations += 1
         return deleted
 
     async def invalidate_tags(self, tag_keys: Sequence[str]) -> int:
-        if not tag_keys:
-            return 0
-        return int(await self._invalidate_tags_script(keys=list(tag_keys)))
+        """Delete every member of each tag set in SSCAN batches of ``BATCH``, then the set.
+
+        Each batch is ``SREM`` from the tag set *then* ``UNLINK`` of the keys, in that order, so
+        a key tagged concurrently is always either deleted or still in its tag set (for the next
+        invalidation): never left alive and untagged. The set disappears once it is empty.
+        """
+        deleted = 0
+        try:
+            for tag in tag_keys:
+                deleted += await self._invalidate_tag(tag)
+        finally:
+            self.invalidations += 1
+        return deleted
+
+    async def _invalidate_tag(self, tag: str) -> int:
+        client = self._client
+        deleted = 0
+        cursor: Any = 0
+        while True:
+            self._check_open()
+            cursor, members = await client.sscan(tag, cursor, count=BATCH)
+            for i in range(0, len(members), BATCH):
+                chunk = members[i : i + BATCH]
+                self._check_open()
+                deleted += await self._forget_and_unlink(tag, chunk)
+            if not cursor:
+                return deleted
+
+    async def _forget_and_unlink(self, tag: str, keys: Sequence[bytes]) -> int:
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.srem(tag, *keys)
+            pipe.unlink(*keys)
+            _, unlinked = await pipe.execute()
+        return int(unlinked)
 
     async def ping(self) -> None:
         await self._client.ping()
 
-    async def usage(self, pattern: str) -> Usage:
-        """SCAN the keys matching ``pattern`` and sum ``MEMORY USAGE`` per key, pipelined per batch.
+    # -- statistics ---------------------------------------------------------------------------
+    def _db_index(self) -> int:
+        return int(self._pool.connection_kwargs.get("db", 0) or 0)
 
-        Costs one round trip per ``scan_count`` keys plus one per batch: run it in the background.
+    async def estimate_usage(
+        self, prefix: str, *, max_age: float = 0.0, samples: int = redis_usage.DEFAULT_SAMPLES
+    ) -> Usage:
+        """Keys and bytes under the literal ``prefix``, estimated in O(1) (see ``redis_usage``).
+
+        ``max_age`` > 0 reuses a sample that any cache on this database shared within that many
+        seconds; 0 draws a new one (and shares it). One round trip, one bounded Lua call.
         """
-        keys = size = 0
-        batch: list[bytes] = []
+        from .._glob import escape_glob
 
-        async def flush() -> int:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for k in batch:
-                    pipe.memory_usage(k, samples=0)
-                results = await pipe.execute()
-            batch.clear()
-            return sum(int(r) for r in results if r)
+        self._check_open()
+        shared = redis_usage.STATS_ROOT + prefix
+        ttl_ms = max(1000, int(max(max_age, 1.0) * 3000))
+        args = [samples, prefix, escape_glob(prefix) + "*", int(max_age * 1000), ttl_ms]
+        exceptions = require("redis.exceptions", "redis")
+        for attempt in (0, 1):
+            if self._estimate_sha is None:
+                self._estimate_sha = await self._client.script_load(redis_usage.ESTIMATE_LUA)
+            try:
+                # EVALSHA in a plain pipeline: redis-py's Script would add a SCRIPT EXISTS per call.
+                async with self._client.pipeline(transaction=False) as pipe:
+                    pipe.evalsha(self._estimate_sha, 1, shared, *args)
+                    pipe.info("keyspace")
+                    pipe.info("memory")
+                    (raw, _reused), keyspace, memory = await pipe.execute()
+                break
+            except exceptions.NoScriptError:  # the server restarted or flushed its scripts
+                self._estimate_sha = None
+                if attempt:
+                    raise
+        sample = redis_usage.Sample.parse(raw)
+        database = redis_usage.database_usage(keyspace, memory, self._db_index(), sample.dbsize)
+        return redis_usage.combine([sample], database)
 
-        async for key in self._client.scan_iter(match=pattern, count=self._scan_count):
-            keys += 1
-            batch.append(key)
-            if len(batch) >= 500:
-                size += await flush()
-        if batch:
-            size += await flush()
-        return Usage(keys, size)
+    async def count_keys(self, pattern: str, *, cpu_budget: float = 1.0) -> int:
+        """Count keys matching ``pattern`` exactly, by a full SCAN paced to ``cpu_budget``.
+
+        After each SCAN call that took ``t`` seconds this waits ``t * (1 / cpu_budget - 1)``, so
+        the count's share of wall time -- an upper bound on both the client CPU and the Redis CPU
+        it uses -- stays at ``cpu_budget`` (0.01 = 1 % of one core). Keys added or removed while
+        it runs may or may not be counted, as SCAN guarantees; duplicates SCAN can return during
+        a rehash are counted twice (rare).
+        """
+        if isinstance(cpu_budget, bool) or not isinstance(cpu_budget, (int, float)) or not 0 < cpu_budget <= 1:
+            raise ValueError(f"cpu_budget: must be a number in (0, 1], got {cpu_budget!r}")
+        count = 0
+        for target in await self._scan_targets():
+            cursor: Any = 0
+            while True:
+                self._check_open()
+                started = time.perf_counter()
+                cursor, keys = await self._scan_step(target, cursor, pattern)
+                count += len(keys)
+                if not cursor:
+                    break
+                if cpu_budget < 1:
+                    await asyncio.sleep((time.perf_counter() - started) * (1 / cpu_budget - 1))
+        return count
+
+    async def usage(self, pattern: str) -> Usage:
+        """Exact keys matching ``pattern`` (a full, unpaced SCAN: O(keyspace)), bytes estimated.
+
+        The cache never calls this on its own; it uses :meth:`estimate_usage`, and
+        :meth:`count_keys` with a CPU budget when exact counts are asked for.
+        """
+        keys = await self.count_keys(pattern)
+        return Usage(keys, 0, method="exact_keys", measured_at=time.time())
 
     def pool_stats(self) -> dict[str, Any]:
         pool = self._pool
@@ -264,6 +376,7 @@ class RedisBackend:
                     sock.shutdown(socket.SHUT_RDWR)
 
     async def close(self) -> None:
+        self._closed = True  # a running invalidation or count stops before its next command
         await self._client.aclose()
         await self._pool.disconnect()
 

@@ -2,7 +2,7 @@
 
 The sentinels are asked for the current primary of ``service``; after a failover the next
 connection goes to the new primary (redis-py's ``SentinelConnectionPool``). Everything else --
-tags in MULTI, the Lua invalidation, SCAN -- is the plain Redis backend on that primary.
+tags in MULTI, batched invalidation, sampled statistics -- is the plain Redis backend on that primary.
 The password (in the URL's userinfo, else ``?password=``) is the primary's (``AUTH``); sentinels
 that require one of their own take ``?sentinel_password=`` (and ``?sentinel_username=``).
 """
@@ -14,7 +14,7 @@ from typing import Any
 from .._extras import require
 from .._urls import SENTINEL_SCHEMES, check_redis_url, parse_sentinel_url, redact_url
 from .base import RESERVED_CONNECTIONS, BackendInfo
-from .redis import _INVALIDATE_TAGS_LUA, RedisBackend
+from .redis import RedisBackend
 
 __all__ = ["RedisSentinelBackend", "is_sentinel_url", "parse_sentinel_url"]
 
@@ -69,7 +69,7 @@ class RedisSentinelBackend(RedisBackend):
             **connection_kwargs,
         )
         self._pool = self._client.connection_pool
-        self._invalidate_tags_script = self._client.register_script(_INVALIDATE_TAGS_LUA)
+        self._init_state()
         self.get = self._client.get
         host, port = sentinels[0]
         self.info = BackendInfo(
