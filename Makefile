@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench bench-pipelining soak clean
+.PHONY: install demo test lint bench bench-pipelining soak scale clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,9 @@ bench-pipelining: $(BENCH_STAMP)
 
 soak: install
 	$(BIN)/python benchmarks/soak.py --duration 600
+
+scale: install
+	$(BIN)/python benchmarks/scale.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

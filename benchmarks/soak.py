@@ -75,7 +75,8 @@ def scrape_counts(url: str) -> dict[str, float]:
     with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
         text = resp.read().decode()
     counts = {}
-    for m in re.finditer(r'^soak_cache_operation_duration_seconds_count\{operation="(\w+)"\} (\S+)$', text, re.M):
+    pattern = r'^soak_cache_operation_duration_seconds_count\{cache_name="redis",operation="(\w+)"\} (\S+)$'
+    for m in re.finditer(pattern, text, re.M):
         counts[m.group(1)] = float(m.group(2))
     return counts
 
@@ -127,7 +128,7 @@ async def run_soak(duration: float, redis_url: str, scrape_every: float = 5.0, r
     metrics.force_flush()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:  # the last datagrams are in flight
-        statsd_gets = udp.counters.get("soak.gets|result:hit", 0) + udp.counters.get("soak.gets|result:miss", 0)
+        statsd_gets = sum(udp.counters.get(f"soak.gets|cache.name:redis,result:{r}", 0) for r in ("hit", "miss"))
         if statsd_gets >= issued_gets:
             break
         await asyncio.sleep(0.05)

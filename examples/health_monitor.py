@@ -77,7 +77,7 @@ async def main() -> None:
     task = asyncio.create_task(monitor.start_monitoring(interval=30))
 
     # Wait for the first round to reach the exporter, then show what Prometheus would scrape.
-    wanted = ("cache_health ", "cache_hit_rate ", "cache_keys_count ", "yokedcache_cache_health ")
+    wanted = ("cache_health ", "cache_hit_rate ", "cache_keys_count ", "yokedcache_cache_health{")
     deadline = time.monotonic() + 10
     while True:
         with urllib.request.urlopen(f"{prometheus.url}/metrics") as resp:

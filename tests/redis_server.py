@@ -145,8 +145,11 @@ class RedisClusterServers:
 class RedisSentinelServer:
     """A ``redis-server --sentinel`` watching ``primary`` as service ``mymaster``."""
 
-    def __init__(self, primary: RedisServer, service: str = "mymaster", down_after_ms: int = 2000) -> None:
+    def __init__(
+        self, primary: RedisServer, service: str = "mymaster", down_after_ms: int = 2000, password: str | None = None
+    ) -> None:
         self.primary = primary
+        self.password = password  # the sentinel's own requirepass
         self.service = service
         self.down_after_ms = down_after_ms
         self.port = free_port()
@@ -161,6 +164,8 @@ class RedisSentinelServer:
                  f"sentinel failover-timeout {self.service} 5000"]  # fmt: skip
         if self.primary.password:
             lines.append(f"sentinel auth-pass {self.service} {self.primary.password}")
+        if self.password:
+            lines.append(f"requirepass {self.password}")
         conf.write_text("\n".join(lines) + "\n")
         binary = shutil.which("redis-server")
         assert binary is not None, INSTALL_HINT
@@ -169,11 +174,20 @@ class RedisSentinelServer:
         deadline = time.monotonic() + timeout
         query = b"*3\r\n$8\r\nSENTINEL\r\n$23\r\nGET-MASTER-ADDR-BY-NAME\r\n$%d\r\n%s\r\n" % (
             len(self.service), self.service.encode())  # fmt: skip
+        if self.password:
+            pw = self.password.encode()
+            query = b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(pw), pw) + query
         while time.monotonic() < deadline:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
                     s.sendall(query)
-                    if str(self.primary.port).encode() in s.recv(256):
+                    reply, wanted = b"", str(self.primary.port).encode()
+                    while wanted not in reply:  # with AUTH first the replies may arrive apart
+                        chunk = s.recv(256)
+                        if not chunk:
+                            break
+                        reply += chunk
+                    if wanted in reply:
                         return
             except OSError:
                 pass
@@ -187,7 +201,7 @@ class RedisSentinelServer:
     def command(self, *args: str) -> object:
         import redis
 
-        with redis.Redis(port=self.port, socket_timeout=2) as client:
+        with redis.Redis(port=self.port, password=self.password, socket_timeout=2) as client:
             return client.execute_command(*args)
 
     def primary_port(self) -> int:

@@ -27,8 +27,10 @@ class RecordingCollector:
     async def timing(self, metric, value, tags=None):
         self.calls.append(("timing", metric, value, tags or {}))
 
-    def total(self, kind: str, metric: str, **tags) -> float:
-        return sum(v for k, m, v, t in self.calls if k == kind and m == metric and t == tags)
+    def total(self, kind: str, metric: str, cache_name: str = "memory", **tags) -> float:
+        """Sum of ``metric`` with exactly ``tags`` (plus ``cache.name`` on the cache's own metrics)."""
+        want = {**tags, "cache.name": cache_name} if metric.startswith("cache.") else tags
+        return sum(v for k, m, v, t in self.calls if k == kind and m == metric and t == want)
 
 
 class BrokenCollector(RecordingCollector):

@@ -107,7 +107,7 @@ def test_demo_serves_metrics_and_health_while_it_runs(backend, request):
     try:
         deadline = time.monotonic() + 20
         body = ""
-        while 'yokedcache_cache_gets_total{result="hit"}' not in body:
+        while 'result="hit"}' not in body or "yokedcache_cache_gets_total{cache_name=" not in body:
             assert time.monotonic() < deadline, "no traffic in the demo's /metrics"
             time.sleep(0.2)
             try:
@@ -115,7 +115,8 @@ def test_demo_serves_metrics_and_health_while_it_runs(backend, request):
                     body = resp.read().decode()
             except OSError:
                 continue
-        assert 'yokedcache_cache_operation_duration_seconds_bucket{le="0.001",operation="get"}' in body
+        assert 'yokedcache_cache_operation_duration_seconds_bucket{cache_name="' in body
+        assert 'le="0.001",operation="get"}' in body
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as resp:
                 report = json.loads(resp.read())

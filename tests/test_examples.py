@@ -24,24 +24,30 @@ def run_example(name: str, **env: str) -> str:
 def test_metrics_collectors_example(redis_url):
     out = run_example("metrics_collectors.py", YOKEDCACHE_REDIS_URL=redis_url, PROMETHEUS_PORT="0", STATSD_PORT="9")
     assert "get: {'name': 'Ada'} None" in out
-    assert 'myapp_cache_gets_total{result="hit"} 1.0' in out
+    assert 'myapp_cache_gets_total{cache_name="redis",result="hit"} 1.0' in out
 
 
 def test_prometheus_integration_example():
     out = run_example("prometheus_integration.py", PROMETHEUS_PORT_1="0", PROMETHEUS_PORT_2="0", PROMETHEUS_PORT_3="0")
-    assert 'yokedcache_cache_gets_total{result="hit"} 1.0' in out
-    assert 'myapp_cache_backend_cache_gets_total{environment="production",result="hit",service="api"} 1.0' in out
-    assert 'myapp_cache_gets_total{environment="production",region="us-east-1",result="miss",' in out
+    assert 'yokedcache_cache_gets_total{cache_name="memory",result="hit"} 1.0' in out
+    labels = 'cache_name="memory",environment="production",result="hit",service="api"'
+    assert "myapp_cache_backend_cache_gets_total{" + labels + "} 1.0" in out
+    assert (
+        'myapp_cache_gets_total{cache_name="memory",environment="production",region="us-east-1",result="miss",' in out
+    )
 
 
 def test_statsd_integration_example():
     out = run_example("statsd_integration.py")
     lines = out.splitlines()
-    assert "myapp.cache.gets:100|c|#result:hit" not in lines  # 20 of the 100 gets miss
-    assert "myapp.cache.gets:80|c|#result:hit" in lines
-    assert "myapp.cache.gets:20|c|#result:miss" in lines
-    assert "myapp.cache.sets:100|c" in lines
-    assert any(x.startswith("myapp.cache.operation_duration:") and x.endswith("|#operation:get") for x in lines)
+    assert "myapp.cache.gets:100|c|#cache.name:memory,result:hit" not in lines  # 20 of the 100 gets miss
+    assert "myapp.cache.gets:80|c|#cache.name:memory,result:hit" in lines
+    assert "myapp.cache.gets:20|c|#cache.name:memory,result:miss" in lines
+    assert "myapp.cache.sets:100|c|#cache.name:memory" in lines
+    assert any(
+        x.startswith("myapp.cache.operation_duration:") and x.endswith("|#cache.name:memory,operation:get")
+        for x in lines
+    )
 
 
 def test_custom_metrics_example():
@@ -49,7 +55,7 @@ def test_custom_metrics_example():
     assert "increment user.login 1 {'source': 'api', 'method': 'oauth'}" in out
     assert "gauge active_sessions 42 {'server': 'web-01'}" in out
     assert "timing request_processing" in out
-    assert "increment cache.gets 1 {'result': 'hit'}" in out
+    assert "increment cache.gets 1 {'cache.name': 'memory', 'result': 'hit'}" in out
 
 
 @pytest.mark.parametrize("name", ["quickstart.py"])
@@ -75,7 +81,7 @@ def test_health_checks_example(backend, request):
 def test_health_monitor_example():
     lines = run_example("health_monitor.py", PROMETHEUS_PORT="0").splitlines()
     assert "cache_health 1.0" in lines  # the guide's monitor, through CacheMetrics
-    assert "yokedcache_cache_health 1.0" in lines  # the cache's own export
+    assert 'yokedcache_cache_health{cache_name="memory"} 1.0' in lines  # the cache's own export
     assert "cache_hit_rate 0.75" in lines
     assert "cache_keys_count 30.0" in lines
 

@@ -29,6 +29,11 @@ async def test_fresh_idle_cache_is_healthy(make_cache):
 async def test_redis_health_reports_pool_and_breaker_without_writing(redis_url):
     async with YokedCache(CacheConfig(redis_url=redis_url)) as cache:
         await cache.set("k", 1)
+        # the background statistics share one sample key: let the first refresh write it first
+        deadline = time.monotonic() + 5
+        while cache._usage is None:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
         observer = redis.Redis.from_url(redis_url)
         keys_before = observer.dbsize()
         stats_before = await cache.get_stats()

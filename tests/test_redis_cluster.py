@@ -107,6 +107,25 @@ async def test_usage_health_and_pool_cover_every_node(cluster, cluster_cache):
     assert pool["created"] == sum(n["in_use"] + n["idle"] for n in pool["nodes"]) >= 3
 
 
+async def test_sampled_statistics_add_up_over_every_primary(cluster, cluster_cache):
+    # more keys per node than the sample, so every primary answers with RANDOMKEY draws
+    client = SyncCluster(host="127.0.0.1", port=cluster.nodes[0].port)
+    for start in range(0, 6_000, 1_000):
+        pipe = client.pipeline()
+        for i in range(start, start + 1_000):
+            pipe.set(f"yokedcache:s{i}", b"v")
+        for i in range(start, start + 1_000):
+            pipe.set(f"elsewhere:{i}", b"v")
+        pipe.execute()
+    client.close()
+    stats = await cluster_cache.get_stats()
+    assert stats.usage_method == "sampled" and stats.usage_samples > 300
+    assert stats.database_keys == 12_000
+    assert abs(stats.total_keys - 6_000) <= 2 * stats.total_keys_error
+    await cluster_cache.invalidate_pattern("s*")
+    assert (await cluster_cache.get_stats()).total_keys == 0
+
+
 async def test_a_dead_primary_makes_the_cluster_unhealthy(cluster_cache, cluster):
     await cluster_cache.set("k", 1)
     assert await cluster_cache.health() is True

@@ -14,6 +14,7 @@ from collections import Counter
 import pytest
 
 from yokedcache import CacheConfig, YokedCache
+from yokedcache.backends.base import RESERVED_CONNECTIONS
 from yokedcache.errors import CacheConnectionError, CacheTimeoutError, CircuitOpenError
 from yokedcache.resilience import CLOSED, HALF_OPEN, OPEN, Admission, CircuitBreaker, Guard
 from yokedcache.telemetry import semconv as sc
@@ -295,6 +296,7 @@ async def test_kill_and_restart_under_50_concurrent_tasks(own_redis, telemetry):
     assert error_types <= {
         "redis.exceptions.ConnectionError",
         "redis.exceptions.TimeoutError",
+        "TimeoutError",
         sc.error_type(CircuitOpenError()),
     }
     await cache.close()
@@ -320,7 +322,7 @@ async def test_hung_redis_gives_timeouts_not_hangs(fail_open):
             with pytest.raises(CacheTimeoutError) as info:
                 await asyncio.wait_for(cache.get("k"), timeout=5)
             assert isinstance(info.value, ConnectionError)  # the guide's `except ConnectionError` works
-        assert cache.telemetry.counters.errors == {("get", "redis.exceptions.TimeoutError"): 1}
+        assert cache.telemetry.counters.errors == {("get", "TimeoutError"): 1}  # the deadline of ours
     finally:
         await asyncio.wait_for(cache.close(), timeout=5)
         hung.close()
@@ -452,7 +454,8 @@ async def test_exported_pool_gauges_are_real_numbers(own_redis, telemetry):
         used = telemetry.value(sc.POOL_CONNECTIONS, state="used")
         idle = telemetry.value(sc.POOL_CONNECTIONS, state="idle")
         pool = cache.backend.pool_stats()
-        assert 1 <= used + idle == pool["created"] <= 7  # the same numbers the health check reports
+        # the same numbers the health check reports; side work (the usage refresh) has its reserve
+        assert 1 <= used + idle == pool["created"] <= 7 + RESERVED_CONNECTIONS
         assert telemetry.value(sc.POOL_UTILIZATION) == pytest.approx(used / 7)
         assert telemetry.value(sc.HEALTH) == 1 and telemetry.value(sc.BREAKER_STATE) == 0
         assert telemetry.value(sc.BREAKER_OPENS) == 0

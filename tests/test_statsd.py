@@ -45,10 +45,10 @@ async def test_counter_totals_equal_operations_with_few_datagrams(listener, make
     metrics.force_flush()
     listener.wait_for(lambda: listener.counter_total("myapp.cache.sets") == n)
     assert listener.counter_total("myapp.cache.hits") + listener.counter_total("myapp.cache.misses") == n
-    hit_lines = [x for x in listener.lines() if x.startswith("myapp.cache.gets:") and x.endswith("#result:hit")]
+    hit_lines = [x for x in listener.lines() if x.startswith("myapp.cache.gets:") and x.endswith(",result:hit")]
     assert sum(float(x.split(":")[1].split("|")[0]) for x in hit_lines) == n / 2
     # one flush: a handful of datagrams, independent of the 4,000 operations
-    assert len(listener.datagrams) < 10
+    assert len(listener.datagrams) < 16
     assert all(len(d.encode()) <= 1432 for d in listener.datagrams)
     assert all(LINE.match(line) for line in listener.lines()), listener.lines()
     metrics.shutdown()
@@ -75,7 +75,7 @@ async def test_histogram_lines_reconstruct_count_and_sum(listener):
         count = 0
         total = allowed_error = 0.0
         for line in listener.lines():
-            if line.startswith("myapp.cache.operation_duration:") and line.endswith("#operation:get"):
+            if line.startswith("myapp.cache.operation_duration:") and line.endswith(",operation:get"):
                 fields = line.split(":", 1)[1].split("|")
                 assert fields[1] == "ms"  # a timer, in milliseconds
                 value = float(fields[0]) / 1000

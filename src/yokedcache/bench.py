@@ -187,8 +187,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
-    from .cache import YokedCache
-    from .cli import UserError, _config, _redis_url
+    from .cli import UserError, _cache, _config, _redis_url
 
     if args.ops < 1 or args.concurrency < 1 or args.warmup < 0:
         raise UserError("--ops and --concurrency must be >= 1, --warmup >= 0")
@@ -204,7 +203,7 @@ async def run(args: argparse.Namespace) -> int:
         provider = MeterProvider(metric_readers=[PrometheusMetricReader(registry=CollectorRegistry())])
     config = _config(redis_url=url, meter_provider=provider, enable_metrics=not args.no_metrics,
                      enable_tracing=False, key_prefix="yokedcache-bench:", default_ttl=300)  # fmt: skip
-    cache = YokedCache(config)
+    cache = _cache(config)
     raw_client: Any = None
     try:
         if url is not None:

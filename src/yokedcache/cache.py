@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import time
 import warnings
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from time import perf_counter
 from typing import Any
 
@@ -84,37 +86,99 @@ async def _background_work(ref: weakref.ReferenceType[YokedCache], stop: asyncio
     to a cache ends this task too (see :meth:`YokedCache.__del__`).
     """
     # The task inherited the context of whichever operation started it: without this, the
-    # SCANs of every later refresh would show up inside that user's trace.
+    # refreshes would show up inside that user's trace.
     detach_background_context()
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     # redis-py can absorb a cancellation mid-command; the task still knows it was asked to stop.
     cancelling = getattr(task, "cancelling", lambda: 0)  # Python >= 3.11
+    cache = ref()
+    if cache is None or cache._closed:
+        return
+    exact: asyncio.Task[None] | None = None
+    if cache.config.stats_exact_keys and hasattr(cache.backend, "count_keys"):
+        exact = cache._exact_counter = loop.create_task(_count_keys_forever(ref, stop))
     next_usage = next_snapshot = loop.time()
-    while not cancelling():
+    del cache
+    try:
+        while not cancelling():
+            cache = ref()
+            if cache is None or cache._closed:
+                return
+            now = loop.time()
+            due: list[float] = []
+            if cache.backend.info.system is not None:
+                if now >= next_usage:
+                    # Reuse a sample another cache or process shared within half an interval.
+                    await cache._refresh_usage(max_age=cache.config.stats_refresh_interval / 2)
+                    next_usage = now + cache.config.stats_refresh_interval
+                due.append(next_usage)
+            history = cache.metrics_history  # re-read: collection may start while this runs
+            if history is not None:
+                if now >= next_snapshot:
+                    history.add(cache.get_comprehensive_metrics())
+                    next_snapshot = now + history.interval
+                due.append(next_snapshot)
+            del cache, history
+            if not due or stop.is_set() or cancelling():
+                return
+            await _sleep_unless(stop, min(due) - loop.time())
+    finally:
+        if exact is not None:
+            await _finish(exact)
+
+
+async def _count_keys_forever(ref: weakref.ReferenceType[YokedCache], stop: asyncio.Event) -> None:
+    """Exact key counts back to back, each paced to ``stats_exact_cpu_budget`` (opt-in)."""
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
         cache = ref()
         if cache is None or cache._closed:
             return
-        now = loop.time()
-        due: list[float] = []
-        if cache.backend.info.system is not None:
-            if now >= next_usage:
-                await cache.refresh_usage()
-                next_usage = now + cache.config.stats_refresh_interval
-            due.append(next_usage)
-        history = cache.metrics_history  # re-read: collection may start while this runs
-        if history is not None:
-            if now >= next_snapshot:
-                history.add(cache.get_comprehensive_metrics())
-                next_snapshot = now + history.interval
-            due.append(next_snapshot)
-        del cache, history
-        if not due or stop.is_set() or cancelling():
-            return
-        try:
-            await asyncio.wait_for(stop.wait(), max(0.0, min(due) - loop.time()))
-        except asyncio.TimeoutError:
-            pass
+        backend: Any = cache.backend
+        pattern = escape_glob(cache._prefix) + "*"
+        budget, interval = cache.config.stats_exact_cpu_budget, cache.config.stats_refresh_interval
+        generation = getattr(backend, "invalidations", None)
+        started = loop.time()
+        try:  # the reserved lane, without its deadline: a paced count takes as long as it takes
+            count = functools.partial(backend.count_keys, pattern, cpu_budget=budget)
+            keys = await cache._side_call(count, bounded=False)
+        except Exception as exc:  # unreachable: try again next interval
+            log.debug("exact key count failed: %s", type(exc).__name__)
+        else:
+            cache._exact_keys = (keys, generation, time.time())
+        del cache, backend
+        # at most one count per refresh interval, however fast the keyspace is walked
+        await _sleep_unless(stop, interval - (loop.time() - started))
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep up to ``seconds`` or until ``stop`` is set.
+
+    asyncio.wait, not wait_for: on Python 3.11 wait_for can swallow a cancellation.
+    """
+    if seconds <= 0 or stop.is_set():
+        return
+    waiter = asyncio.get_running_loop().create_task(stop.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=seconds)
+    finally:
+        waiter.cancel()
+
+
+async def _finish(task: asyncio.Task[Any], deadline: float = 5.0) -> None:
+    """Cancel ``task`` and wait until it has ended, cancelling again if a library swallowed it.
+
+    Gives up after ``deadline`` seconds (every Redis command has its own deadline, so a task
+    that checks for shutdown between commands ends well before).
+    """
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + deadline
+    while not task.done() and loop.time() < give_up:
+        task.cancel()
+        await asyncio.wait({task}, timeout=min(0.05, max(0.0, give_up - loop.time())))
+    if not task.done():
+        log.warning("background task did not stop within %.1fs", deadline)
 
 
 def _close_in_background(backend: Backend) -> None:
@@ -161,7 +225,14 @@ class YokedCache:
             breaker.listeners.append(self._on_breaker_change)
         limit = getattr(self.backend, "max_connections", None)
         self._guard = (
-            Guard(classify, breaker, config.retry_attempts, config.retry_backoff, max_concurrency=limit)
+            Guard(
+                classify,
+                breaker,
+                config.retry_attempts,
+                config.retry_backoff,
+                max_concurrency=limit,
+                timeout=config.operation_timeout if self._owns_backend else None,
+            )
             if classify is not None
             else None
         )
@@ -169,6 +240,13 @@ class YokedCache:
         self.last_failure: tuple[float, str, str | None] | None = None
 
         self._usage: Usage | None = None
+        #: ``backend.invalidations`` when ``_usage`` was measured (stale once it moves).
+        self._usage_generation: int | None = None
+        #: Last exact count with ``stats_exact_keys``: (keys, invalidations at its start, time).
+        self._exact_keys: tuple[int, int | None, float] | None = None
+        self._exact_counter: asyncio.Task[None] | None = None
+        #: This cache's SET count when the kept usage sample was started.
+        self._usage_sets = 0
         #: The event loop that uses this cache (health checks from other threads run there).
         self._loop: asyncio.AbstractEventLoop | None = None
         with contextlib.suppress(RuntimeError):
@@ -188,6 +266,7 @@ class YokedCache:
         info = self.backend.info
         self.telemetry = Instrumentation(
             backend_info=info,
+            name=config.name,
             meter_provider=meter_provider,
             tracer_provider=tracer_provider,
             metrics_enabled=config.enable_metrics,
@@ -228,24 +307,36 @@ class YokedCache:
             return backend_class(
                 url,
                 max_connections=config.max_connections,
-                socket_timeout=config.operation_timeout,
+                # No per-read timeout in redis-py (asyncio.wait_for per write costs ~12 µs): the
+                # guard puts one deadline of operation_timeout on each whole command instead.
+                socket_timeout=None,
                 connect_timeout=config.connect_timeout,
                 auto_pipeline=config.auto_pipeline,
             )
         return MemoryBackend(max_keys=config.max_keys, max_memory_bytes=config.max_memory_bytes)
 
+    @property
+    def name(self) -> str:
+        """``cache.name`` on this cache's metrics and spans (``CacheConfig.name`` or the backend kind)."""
+        return self.telemetry.name
+
     def _observe_batches(self) -> None:
-        """Auto-pipelined batches feed the batch-size histogram and PIPELINE spans; pipelined
-        calls skip admission (the pipeliner bounds its connections and queues in order itself,
-        so admitting max_connections calls at once would only cap its batches)."""
+        """Auto-pipelined batches feed the batch-size histogram and PIPELINE spans. Pipelined
+        calls skip the guard's admission and deadline: the pipeliner bounds its connections,
+        queues in order and puts the same deadline on each round trip itself (admitting
+        max_connections calls at once would only cap its batches, and a deadline per caller
+        would count one hung batch as many failures)."""
         observe = getattr(self.backend, "observe_batches", None)
         if observe is not None:
             observe(self.telemetry)
+        pipeliner = getattr(self.backend, "pipeliner", None)
         if self._guard is not None:
-            self._guard.self_admitting = getattr(self.backend, "pipeliner", None)
+            self._guard.self_admitting = pipeliner
+            if pipeliner is not None and self._guard.timeout is not None:  # the deadline, per round trip
+                pipeliner.timeout = self._guard.timeout
 
     def __repr__(self) -> str:
-        return f"YokedCache(backend={self.backend!r}, key_prefix={self._prefix!r})"
+        return f"YokedCache(name={self.name!r}, backend={self.backend!r}, key_prefix={self._prefix!r})"
 
     # -- plumbing -------------------------------------------------------------------------
     def _prepare(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -299,6 +390,11 @@ class YokedCache:
             return await fn(*args)
         return await guard.call(fn, *args)
 
+    async def _side_call(self, fn: Any, *args: Any, bounded: bool = True) -> Any:
+        """Side work on the backend (pings, statistics) through the guard's reserved lane."""
+        guard = self._guard
+        return await (fn(*args) if guard is None else guard.side_call(fn, *args, bounded=bounded))
+
     def _failed(self, op: str, started: float, active: Any, exc: BaseException) -> None:
         """Record a failure; re-raise unless the backend failed and we fail open.
 
@@ -346,10 +442,31 @@ class YokedCache:
         return c.total_calls, c.error_total, c.hits, c.misses
 
     def _current_usage(self) -> Usage | None:
+        """Last known figures (no I/O: metric callbacks call this from the reader's thread).
+
+        With ``stats_exact_keys``, the last completed exact count replaces the sampled keys, and
+        the bytes are scaled to it, as long as no invalidation of ours happened since it began.
+        """
         backend = self.backend
         if isinstance(backend, MemoryBackend):
             return backend.snapshot()
-        return self._usage
+        usage = self._usage
+        exact = self._exact_keys
+        if usage is None or exact is None or usage.method == "exact":
+            return usage
+        keys, generation, measured_at = exact
+        if generation != getattr(backend, "invalidations", None):
+            return usage
+        per_key = usage.bytes / usage.keys if usage.keys else 0.0
+        return replace(
+            usage,
+            keys=keys,
+            bytes=round(per_key * keys),
+            method="exact_keys",
+            keys_error=0,
+            bytes_error=round(usage.bytes_error * keys / usage.keys) if usage.keys else usage.bytes_error,
+            measured_at=measured_at,
+        )
 
     def _start_refresher(self) -> None:
         try:
@@ -404,15 +521,33 @@ class YokedCache:
         )
 
     async def refresh_usage(self) -> Usage | None:
-        """Recount the keys and bytes under this cache's prefix (cached for metrics and stats)."""
+        """Measure the keys and bytes under this cache's prefix now (kept for metrics and stats).
+
+        On Redis this is an estimate from a bounded random sample (exact when the database is no
+        bigger than the sample; ``Usage.method`` says which): O(1) in the size of the keyspace.
+        """
+        return await self._refresh_usage(max_age=0.0)
+
+    async def _refresh_usage(self, max_age: float) -> Usage | None:
+        backend: Any = self.backend
+        generation = getattr(backend, "invalidations", None)
+        sets = self.telemetry.counters.sets
+        if self._usage is not None and generation != self._usage_generation:
+            max_age = 0.0  # we invalidated since: a shared pre-invalidation sample is stale
         try:
-            self._usage = await self.backend.usage(escape_glob(self._prefix) + "*")
+            estimate = getattr(backend, "estimate_usage", None)
+            if estimate is not None:
+                self._usage = await self._side_call(functools.partial(estimate, self._prefix, max_age=max_age))
+            else:
+                self._usage = await self._side_call(backend.usage, escape_glob(self._prefix) + "*")
         except Exception as exc:  # a failed refresh keeps the last known figures
             log.debug("usage refresh failed: %s", type(exc).__name__)
             self._record_probe(False)
         else:
+            self._usage_generation = generation
+            self._usage_sets = sets
             self._record_probe(True)
-        return self._usage
+        return self._current_usage()
 
     def _tag_keys(self, tags: Sequence[str]) -> list[str]:
         prefix = self._tag_prefix
@@ -608,12 +743,22 @@ class YokedCache:
         return await health.detailed_health_check(self)
 
     async def get_stats(self) -> health.CacheStats:
-        """Counts since start plus keys/bytes held (for Redis: this prefix, refreshed in the background)."""
+        """Counts since start plus keys/bytes held (for Redis: this prefix, refreshed in the background).
+
+        Figures measured before an invalidation of this cache are never returned: one O(1)
+        sample is taken first. ``usage_method`` and the ``*_error`` fields say what is estimated.
+        """
         usage = self._current_usage()
-        if usage is None:
-            usage = await self.refresh_usage()
         c = self.telemetry.counters
-        return health.CacheStats(
+        if (
+            usage is None
+            or getattr(self.backend, "invalidations", None) != self._usage_generation
+            # drawn while this cache's first writes were still on the wire: it predates them
+            or (self._usage_sets == 0 and c.sets > 0)
+        ):
+            usage = await self.refresh_usage()
+        return health.CacheStats.with_usage(
+            usage,
             hit_rate=c.hit_rate,
             hits=c.hits,
             misses=c.misses,
@@ -621,11 +766,10 @@ class YokedCache:
             deletes=c.deletes,
             invalidations=c.invalidations,
             errors=c.error_total,
-            total_keys=usage.keys if usage else 0,
-            total_memory_bytes=usage.bytes if usage else 0,
             uptime_seconds=time.monotonic() - c.started_monotonic,
             operations={op: n for op, n in c.calls.items() if n},
             backend=self.backend.info.kind,
+            name=self.name,
         )
 
     def get_comprehensive_metrics(self, window: float = 60.0) -> health.ComprehensiveMetrics:
@@ -660,12 +804,18 @@ class YokedCache:
         if self._stop is not None:
             self._stop.set() if same_loop else self._call_on_own_loop(self._stop.set)
         if self._refresher is not None:
+            # The refresher checks _closed and the stop event between round trips; _finish
+            # repeats the cancellation, which redis-py can absorb mid-command. Only once it has
+            # ended are the connections closed: no command of ours reaches Redis afterwards.
             if same_loop:
-                # redis-py can absorb a cancellation mid-command, so the loop also watches an event.
-                self._refresher.cancel()
-                await asyncio.wait({self._refresher}, timeout=1.0)
+                await _finish(self._refresher, deadline=self.config.operation_timeout + 1.0)
             else:
                 self._call_on_own_loop(self._refresher.cancel)
+        if self._exact_counter is not None:
+            if same_loop:
+                await _finish(self._exact_counter, deadline=self.config.operation_timeout + 1.0)
+            else:
+                self._call_on_own_loop(self._exact_counter.cancel)
         guard = self._guard
         if guard is not None:
             if same_loop:

@@ -39,15 +39,25 @@ def _config(**kwargs: Any) -> CacheConfig:
         raise UserError(str(exc)) from None
 
 
+def _cache(config: CacheConfig) -> Any:
+    """The cache for ``config``; a URL the backend rejects (redis-py's checks) is a usage error."""
+    from . import YokedCache
+
+    try:
+        return YokedCache(config)
+    except (TypeError, ValueError) as exc:  # messages name the setting and never hold a password
+        raise UserError(str(exc)) from None
+
+
 # -- demo -----------------------------------------------------------------------------------
 async def _demo(args: argparse.Namespace) -> int:
-    from . import YokedCache
     from .demo import LiveView, Workload
     from .monitoring import CacheMetrics, PrometheusCollector
 
     url = _redis_url(args)
     if url is not None:
-        _config(redis_url=url)  # a bad URL fails here, before a port is taken
+        # a bad URL fails here, before a port is taken (building a cache connects nothing)
+        await _cache(_config(redis_url=url, enable_metrics=False, enable_tracing=False)).close()
     try:
         collectors: list[Any] = [PrometheusCollector(port=args.port, addr=args.addr)]
     except OSError as exc:
@@ -65,7 +75,7 @@ async def _demo(args: argparse.Namespace) -> int:
         stats_refresh_interval=2,
         enable_tracing=True if args.otlp_endpoint else None,
     )
-    cache = YokedCache(config)
+    cache = _cache(config)
     try:
         if url is not None and not await cache.health_check():
             report = await cache.detailed_health_check()
@@ -102,11 +112,9 @@ async def _demo(args: argparse.Namespace) -> int:
 
 # -- health and stats ---------------------------------------------------------------------
 async def _health(args: argparse.Namespace) -> int:
-    from . import YokedCache
-
     config = _config(redis_url=_redis_url(args), health_check_timeout=args.timeout, enable_metrics=False,
                      enable_tracing=False)  # fmt: skip
-    async with YokedCache(config) as cache:
+    async with _cache(config) as cache:
         report = await cache.detailed_health_check()
     if args.json:
         print(json.dumps(report, indent=2, default=str))
@@ -125,11 +133,10 @@ async def _health(args: argparse.Namespace) -> int:
 
 
 async def _stats(args: argparse.Namespace) -> int:
-    from . import YokedCache
 
     url = _redis_url(args)
     config = _config(redis_url=url, key_prefix=args.key_prefix, enable_metrics=False, enable_tracing=False)
-    async with YokedCache(config) as cache:
+    async with _cache(config) as cache:
         if url is not None and not await cache.health_check():
             raise UserError(f"cannot reach Redis at {redact_url(url)}")
         await cache.refresh_usage()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["CacheConfig"]
 
 _BACKEND_NAMES = ("memory", "redis")
+_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 def _is_number(value: object) -> bool:
@@ -59,6 +61,9 @@ class CacheConfig:
     """
 
     redis_url: str | None = None
+    #: Tells this cache's metrics, spans and health apart from other caches' (``cache.name``).
+    #: ``None``: the backend's kind ("memory", "redis"). Caches given the same name share series.
+    name: str | None = None
     backend: str | Backend | None = None
     #: A :class:`yokedcache.monitoring.CacheMetrics`: record into its collectors.
     metrics: Any = None
@@ -87,8 +92,13 @@ class CacheConfig:
     #: Extra attempts for a transient error (0 = none); never made while the breaker is open.
     retry_attempts: int = 1
     retry_backoff: float = 0.02
-    #: How often Redis key/byte counts for this cache's prefix are refreshed in the background.
+    #: How often Redis key/byte figures for this cache's prefix are refreshed in the background
+    #: (a bounded random sample, shared by every cache on that database: O(1) in the keyspace).
     stats_refresh_interval: float = 15.0
+    #: Also count this prefix's keys exactly, by a full SCAN paced to ``stats_exact_cpu_budget``.
+    stats_exact_keys: bool = False
+    #: Share of one core (app and Redis each) the exact count may use: 0.01 = 1 %.
+    stats_exact_cpu_budget: float = 0.01
     health_check_timeout: float = 1.0
     #: close() waits this long for operations in flight, then closes every connection anyway.
     close_timeout: float = 5.0
@@ -101,6 +111,13 @@ class CacheConfig:
     def __post_init__(self) -> None:
         if self.redis_url is not None:
             check_redis_url(self.redis_url, "redis_url")
+        if self.name is not None:
+            if not isinstance(self.name, str):
+                raise TypeError(f"name: expected a str, got {type(self.name).__name__}")
+            if not _NAME.fullmatch(self.name):
+                raise ValueError(
+                    f"name: 1-64 letters, digits or . _ - : (a fixed label, never data), got {self.name!r}"
+                )
         if self.backend is not None:
             if isinstance(self.backend, str):
                 if self.backend not in _BACKEND_NAMES:
@@ -119,7 +136,8 @@ class CacheConfig:
 
             if not isinstance(self.metrics, CacheMetrics):
                 raise TypeError(f"metrics: expected a CacheMetrics, got {type(self.metrics).__name__}")
-        for name in ("enable_metrics", "fail_open", "capture_keys", "circuit_breaker_enabled", "auto_pipeline"):
+        for name in ("enable_metrics", "fail_open", "capture_keys", "circuit_breaker_enabled", "stats_exact_keys",
+                     "auto_pipeline"):  # fmt: skip
             _boolean(name, getattr(self, name))
         _boolean("enable_tracing", self.enable_tracing, allow_none=True)
         _positive("metrics_retention_days", self.metrics_retention_days)
@@ -153,6 +171,10 @@ class CacheConfig:
                 raise TypeError(f"{name}: expected an OpenTelemetry {name.replace('_', ' ')} "
                                 f"(with .{method}()), got {type(value).__name__}")  # fmt: skip
         _positive("circuit_failure_threshold", self.circuit_failure_threshold, integer=True)
+        _positive("stats_exact_cpu_budget", self.stats_exact_cpu_budget)
+        if self.stats_exact_cpu_budget > 1:
+            budget = self.stats_exact_cpu_budget
+            raise ValueError(f"stats_exact_cpu_budget: must be at most 1 (one core), got {budget!r}")
         if isinstance(self.retry_attempts, bool) or not isinstance(self.retry_attempts, int):
             raise TypeError(f"retry_attempts: expected an int, got {type(self.retry_attempts).__name__}")
         if not 0 <= self.retry_attempts <= 10:

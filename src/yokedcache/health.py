@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .telemetry.semconv import error_type
 
 if TYPE_CHECKING:
-    from .backends.base import Backend
+    from .backends.base import Backend, Usage
     from .cache import YokedCache
 
 HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
@@ -41,6 +41,43 @@ class CacheStats:
     uptime_seconds: float
     operations: dict[str, int] = field(default_factory=dict)
     backend: str = "memory"
+    name: str = "memory"  # cache.name
+    #: How total_keys / total_memory_bytes were obtained: "exact" (counted), "sampled"
+    #: (estimated from random keys, see the errors) or "exact_keys" (keys counted by a paced
+    #: SCAN, bytes estimated). ``estimated`` is False only for "exact".
+    usage_method: str = "exact"
+    estimated: bool = False
+    #: 95 % half-widths of the estimates (0 when exact) and the random keys drawn.
+    total_keys_error: int = 0
+    total_memory_bytes_error: int = 0
+    usage_samples: int = 0
+    usage_age_seconds: float | None = None
+    #: Whole-database figures (every prefix, not just this cache's): DBSIZE and the keys with
+    #: a TTL of the selected database, and ``INFO memory`` used_memory of the whole server.
+    database_keys: int | None = None
+    database_keys_with_ttl: int | None = None
+    server_used_memory_bytes: int | None = None
+
+    @classmethod
+    def with_usage(cls, usage: Usage | None, **counts: Any) -> CacheStats:
+        """Counts plus the usage figures, labelled as exact or estimated."""
+        if usage is None:
+            return cls(total_keys=0, total_memory_bytes=0, **counts)
+        db = usage.database
+        return cls(
+            total_keys=usage.keys,
+            total_memory_bytes=usage.bytes,
+            usage_method=usage.method,
+            estimated=usage.estimated,
+            total_keys_error=usage.keys_error,
+            total_memory_bytes_error=usage.bytes_error,
+            usage_samples=usage.samples,
+            usage_age_seconds=max(0.0, time.time() - usage.measured_at) if usage.measured_at else None,
+            database_keys=db.keys if db else None,
+            database_keys_with_ttl=db.keys_with_ttl if db else None,
+            server_used_memory_bytes=db.used_memory_bytes if db else None,
+            **counts,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,8 +147,11 @@ async def _ping(
         backend = cache.backend
         if cache._loop is None:
             cache._loop = asyncio.get_running_loop()
+        ping = cache._side_call(backend.ping)  # the reserved lane: never an operation's connection
+    else:
+        ping = backend.ping()
     started = time.perf_counter()
-    task = asyncio.ensure_future(backend.ping())
+    task = asyncio.ensure_future(ping)
     done, _ = await asyncio.wait({task}, timeout=timeout)
     if not done:
         task.cancel()  # do not await: redis-py may absorb the cancellation mid-read
@@ -154,6 +194,7 @@ async def detailed_health_check(cache: YokedCache, *, probe: Backend | None = No
             status = DEGRADED
     info = cache.backend.info
     return {
+        "name": cache.name,
         "status": status,
         "reasons": reasons,
         "backend": {
@@ -195,7 +236,7 @@ def _recent_failures(cache: YokedCache, window: float = 60.0) -> str | None:
 
 
 def _unhealthy(cache: YokedCache, reason: str) -> dict[str, Any]:
-    return {"status": UNHEALTHY, "reasons": [reason], "backend": {"kind": cache.backend.info.kind},
+    return {"name": cache.name, "status": UNHEALTHY, "reasons": [reason], "backend": {"kind": cache.backend.info.kind},
             "checked_at": time.time()}  # fmt: skip
 
 

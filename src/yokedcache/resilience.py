@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from .backends.base import REJECTED, TRANSIENT, UNAVAILABLE, Failure
+from .backends.base import REJECTED, RESERVED_CONNECTIONS, TRANSIENT, UNAVAILABLE, Failure
 from .errors import (
     CacheBackendError,
     CacheClosedError,
@@ -209,6 +209,7 @@ class Guard:
         retry_attempts: int = 1,
         retry_backoff: float = 0.02,
         max_concurrency: int | None = None,
+        timeout: float | None = None,
     ) -> None:
         if isinstance(classify, tuple):
             classify = _classify_as_transient(classify)
@@ -218,8 +219,16 @@ class Guard:
         self.retry_backoff = retry_backoff
         self.max_concurrency = max_concurrency
         self._slots = Admission(max_concurrency) if max_concurrency is not None else None
-        #: Calls to this object's methods skip admission: it bounds its own connections and
-        #: serves callers in arrival order itself (the Redis backend's auto-pipeliner).
+        self._side = Admission(RESERVED_CONNECTIONS) if max_concurrency is not None else None
+        #: One deadline for each whole backend command (write and reply), in seconds: a true
+        #: total deadline, and cheaper than the driver's per-read timeouts. Admission waits are
+        #: not part of it: under load a queue must not turn into errors.
+        self.timeout = timeout
+        self._side_timeout = None if timeout is None else max(5.0, 5 * timeout)
+        #: Calls to this object's methods skip admission and this deadline: it bounds its own
+        #: connections, serves callers in arrival order and puts the deadline on each round trip
+        #: itself (the Redis backend's auto-pipeliner; a wait in its queue, like a wait for
+        #: admission, is no part of the deadline).
         self.self_admitting: object | None = None
         #: Calls between entry and return (close() waits for them, with a deadline).
         self.in_flight = 0
@@ -236,6 +245,7 @@ class Guard:
         """Forget waiters and events that belong to an event loop that is gone."""
         if self._slots is not None:
             self._slots = Admission(self.max_concurrency)  # type: ignore[arg-type]
+            self._side = Admission(RESERVED_CONNECTIONS)
         self.in_flight = 0
         self._idle = None
 
@@ -250,75 +260,109 @@ class Guard:
             return False
         return True
 
+    async def side_call(self, fn: Callable[..., Awaitable[T]], *args: Any, bounded: bool = True) -> T:
+        """Side work (health pings, statistics): its own few connections, no breaker, no retry.
+
+        It must neither take a connection an operation was admitted for nor count as one.
+        """
+        side = self._side
+        if side is None:
+            return await fn(*args)
+        if not side.try_enter():
+            await side.enter()
+        try:
+            if self._side_timeout is None or not bounded:
+                return await fn(*args)
+            return await _deadline(fn(*args), self._side_timeout)
+        finally:
+            side.leave()
+
     async def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        # One coroutine per call, nothing nested: this is every Redis operation's path
+        # (benchmarks/overhead.py target 1).
+        breaker = self.breaker
+        slots = self._slots
+        timeout = self.timeout
+        owner = self.self_admitting
+        if owner is not None and getattr(fn, "__self__", None) is owner:
+            slots = timeout = None
+        attempt = 0
         self.in_flight += 1
         try:
-            return await self._call(fn, args)
+            while True:
+                if self.closed:
+                    raise CacheClosedError("cache is closed: it opens no new connections (create a new YokedCache)")
+                # closed is the common case: decide it without a method call
+                trial = False if breaker is None or breaker.state is CLOSED else breaker.acquire()
+                try:
+                    if slots is not None and not slots.try_enter():
+                        await slots.enter()
+                    try:
+                        if timeout is None:
+                            result = await fn(*args)
+                        elif _timeout is not None:
+                            async with _timeout(timeout):
+                                result = await fn(*args)
+                        else:  # Python 3.10
+                            result = await asyncio.wait_for(fn(*args), timeout)
+                    finally:
+                        if slots is not None:
+                            slots.leave()  # before any retry back-off below
+                except Exception as exc:
+                    failure = self.classify(exc)
+                    if failure is None:
+                        if breaker is not None:
+                            breaker.release(trial)
+                        raise
+                    if failure.kind == REJECTED:
+                        if breaker is not None:  # the server answered: it is up
+                            breaker.success(trial)
+                        raise _translate(failure, exc) from exc
+                    if breaker is not None and (trial or _first_report(exc)):
+                        breaker.failure(trial, exc, failure.reason)
+                    if (
+                        failure.kind == TRANSIENT
+                        and attempt < self.retry_attempts
+                        and (breaker is None or breaker.retry_allowed())
+                    ):
+                        attempt += 1
+                        delay = self.retry_backoff * (2 ** (attempt - 1))
+                        await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+                        continue
+                    raise _translate(failure, exc) from exc
+                except BaseException:
+                    if breaker is not None:
+                        breaker.release(trial)
+                    raise
+                if breaker is not None:
+                    if trial or breaker.consecutive_failures:
+                        breaker.success(trial)
+                    else:
+                        breaker.total_successes += 1
+                return result
+
         finally:
             self.in_flight -= 1
             if self._idle is not None and self.in_flight == 0:
                 self._idle.set()
 
-    async def _call(self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...]) -> T:
-        breaker = self.breaker
-        slots = self._slots
-        attempt = 0
-        while True:
-            if self.closed:
-                raise CacheClosedError("cache is closed: it opens no new connections (create a new YokedCache)")
-            # closed is the common case: decide it without a method call
-            trial = False if breaker is None or breaker.state is CLOSED else breaker.acquire()
-            try:
-                owner = self.self_admitting
-                if slots is None or (owner is not None and getattr(fn, "__self__", None) is owner):
-                    result = await fn(*args)
-                else:
-                    if not slots.try_enter():
-                        await slots.enter()
-                    try:
-                        result = await fn(*args)
-                    finally:
-                        slots.leave()  # before any retry back-off below
-            except Exception as exc:
-                failure = self.classify(exc)
-                if failure is None:
-                    if breaker is not None:
-                        breaker.release(trial)
-                    raise
-                if failure.kind == REJECTED:
-                    if breaker is not None:  # the server answered: it is up
-                        breaker.success(trial)
-                    raise _translate(failure, exc) from exc
-                if breaker is not None and (trial or _first_report(exc)):
-                    breaker.failure(trial, exc, failure.reason)
-                if (
-                    failure.kind == TRANSIENT
-                    and attempt < self.retry_attempts
-                    and (breaker is None or breaker.retry_allowed())
-                ):
-                    attempt += 1
-                    delay = self.retry_backoff * (2 ** (attempt - 1))
-                    await asyncio.sleep(delay * random.uniform(0.5, 1.5))
-                    continue
-                raise _translate(failure, exc) from exc
-            except BaseException:
-                if breaker is not None:
-                    breaker.release(trial)
-                raise
-            if breaker is not None:
-                if trial or breaker.consecutive_failures:
-                    breaker.success(trial)
-                else:
-                    breaker.total_successes += 1
-            return result
+
+_timeout: Any = getattr(asyncio, "timeout", None)  # Python >= 3.11: ~3.7 µs, against wait_for's ~12 µs
+
+
+async def _deadline(awaitable: Awaitable[T], seconds: float) -> T:
+    if _timeout is not None:
+        async with _timeout(seconds):
+            return await awaitable
+    return await asyncio.wait_for(awaitable, seconds)
 
 
 def _first_report(exc: BaseException) -> bool:
     """False when the breaker already counted this very exception object.
 
-    An auto-pipelined batch that loses its connection hands one exception object to every
-    command it carried: one failed round trip is one failure for the breaker, not one per
-    command, or a single lost batch of 50 would open it ten times over (README "Failure
+    An auto-pipelined batch that loses its connection (or times out) hands one exception object
+    to every command it carried: one failed round trip is one failure for the breaker, not one
+    per command, or a single lost batch of 50 would open it ten times over (README "Failure
     behaviour"). Each retry is a new round trip with a new exception, counted again.
     """
     if getattr(exc, "_yokedcache_counted", False):

@@ -183,8 +183,9 @@ class AutoPipeliner:
         self.max_batches = max_batches
         self.observer: BatchObserver | None = None
         pool = getattr(backend, "_pool", None)
-        #: One deadline for a whole batch: the socket timeout a single command would have had.
-        self._timeout: float | None = pool.connection_kwargs.get("socket_timeout") if pool is not None else None
+        #: One deadline per round trip (batch or lone), in seconds. The cache sets its
+        #: operation_timeout here; a backend used alone keeps its pool's socket timeout.
+        self.timeout: float | None = pool.connection_kwargs.get("socket_timeout") if pool is not None else None
         self._queue: list[Entry] = []
         self._scheduled = False
         #: Batches in flight, and lone commands sent directly and not yet answered.
@@ -254,7 +255,11 @@ class AutoPipeliner:
         self._direct += 1
         try:
             if hasattr(self._client.execute_command, "__wrapped__"):
-                return await self._through_client(commands, parse)
+                try:
+                    async with _timeout(self.timeout):
+                        return await self._through_client(commands, parse)
+                except (TimeoutError, asyncio.TimeoutError):
+                    raise TimeoutError("Timeout reading from the server") from None
             replies = await self._lone(commands)
         finally:
             self._direct -= 1
@@ -339,7 +344,7 @@ class AutoPipeliner:
         """Send every entry's commands in one write on one connection, then read the replies."""
         connection = self._checkout()
         try:
-            async with _timeout(self._timeout):
+            async with _timeout(self.timeout):
                 if not connection.is_connected:
                     await connection.connect()  # the class's own connect: Sentinel asks for the primary
                 await connection.send_packed_command(
@@ -354,8 +359,9 @@ class AutoPipeliner:
                     except Exception as exc:
                         future.set_exception(exc)
         except (TimeoutError, asyncio.TimeoutError):  # one class from Python 3.11 on
+            # the deadline's own TimeoutError, as the guard raises it for a single command
             await self._checkin(connection, failed=True)
-            raise RedisTimeoutError("Timeout reading an auto-pipelined batch") from None
+            raise TimeoutError("Timeout reading an auto-pipelined batch") from None
         except BaseException:
             await self._checkin(connection, failed=True)
             raise
@@ -369,14 +375,14 @@ class AutoPipeliner:
         """
         connection = self._checkout()
         try:
-            async with _timeout(self._timeout):
+            async with _timeout(self.timeout):
                 if not connection.is_connected:
                     await connection.connect()
                 await connection.send_packed_command(connection.pack_commands(commands), check_health=False)
                 replies = await _read_replies(connection, len(commands))
         except (TimeoutError, asyncio.TimeoutError):  # one class from Python 3.11 on
             await self._checkin(connection, failed=True)
-            raise RedisTimeoutError("Timeout reading from the server") from None
+            raise TimeoutError("Timeout reading from the server") from None
         except BaseException:
             await self._checkin(connection, failed=True)
             raise
@@ -449,6 +455,13 @@ class ClusterAutoPipeliner(AutoPipeliner):
         return tuple(("UNLINK", key) for key in keys), _total
 
     async def _lone(self, commands: Sequence[Command]) -> list[Any]:
+        try:
+            async with _timeout(self.timeout):
+                return await self._cluster_lone(commands)
+        except (TimeoutError, asyncio.TimeoutError):
+            raise TimeoutError("Timeout reading from the cluster") from None
+
+    async def _cluster_lone(self, commands: Sequence[Command]) -> list[Any]:
         client = self._backend._client
         if len(commands) == 1:
             try:
@@ -465,7 +478,11 @@ class ClusterAutoPipeliner(AutoPipeliner):
         for entry in entries:
             for command in entry[0]:
                 pipe.execute_command(*command)
-        replies = await pipe.execute(raise_on_error=False)
+        try:
+            async with _timeout(self.timeout):
+                replies = await pipe.execute(raise_on_error=False)
+        except (TimeoutError, asyncio.TimeoutError):
+            raise TimeoutError("Timeout reading an auto-pipelined batch from the cluster") from None
         if len(replies) != sum(len(e[0]) for e in entries):  # never expected; fail loudly, not wrongly
             raise RuntimeError("cluster pipeline returned a reply count that does not match its commands")
         # A node that could not be reached fails its commands with one exception each: make it one

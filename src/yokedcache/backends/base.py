@@ -10,7 +10,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["REJECTED", "TRANSIENT", "UNAVAILABLE", "Backend", "BackendInfo", "Failure", "Usage"]
+__all__ = [
+    "REJECTED",
+    "RESERVED_CONNECTIONS",
+    "TRANSIENT",
+    "UNAVAILABLE",
+    "Backend",
+    "BackendInfo",
+    "DatabaseUsage",
+    "Failure",
+    "Usage",
+]
+
+#: Connections a pooled backend keeps beyond ``max_connections`` for side work (health pings,
+#: statistics). The facade admits at most ``max_connections`` operations and at most this many
+#: side calls at once, so the pool can never be asked for more than it has.
+RESERVED_CONNECTIONS = 2
 
 #: The server could not be reached or did not answer in time: retried, counted by the breaker.
 TRANSIENT = "transient"
@@ -32,11 +47,42 @@ class Failure:
 
 
 @dataclass(frozen=True)
+class DatabaseUsage:
+    """Whole-database figures from Redis (not this cache's share of them).
+
+    ``keys`` and ``keys_with_ttl`` are the selected database's (``DBSIZE``, ``INFO keyspace``);
+    ``used_memory_bytes`` is the whole server's (``INFO memory``: every database, plus overhead).
+    """
+
+    keys: int
+    keys_with_ttl: int | None = None
+    used_memory_bytes: int | None = None
+
+
+@dataclass(frozen=True)
 class Usage:
-    """How much this cache holds: keys and bytes (keys plus serialised values)."""
+    """How much this cache holds: keys and bytes (keys plus serialised values).
+
+    ``method`` says how the figures were obtained, so nobody mistakes an estimate for a count:
+    ``"exact"`` (every key counted), ``"sampled"`` (estimated from random keys; ``keys_error``
+    and ``bytes_error`` are the 95 % half-widths) or ``"exact_keys"`` (keys counted by a paced
+    full SCAN, bytes estimated from the sample).
+    """
 
     keys: int
     bytes: int
+    method: str = "exact"
+    keys_error: int = 0
+    bytes_error: int = 0
+    #: Random keys drawn for a sampled estimate (0 when counted).
+    samples: int = 0
+    database: DatabaseUsage | None = None
+    #: Wall-clock time (``time.time()``) the figures describe.
+    measured_at: float | None = None
+
+    @property
+    def estimated(self) -> bool:
+        return self.method != "exact"
 
 
 @dataclass(frozen=True)

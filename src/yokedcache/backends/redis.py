@@ -4,39 +4,38 @@ Design choices:
 - a GET hit is one round trip (no TOUCH, no EXISTS first);
 - tags are Redis sets, so ``invalidate_tags`` works across processes; a SET with tags is one
   MULTI round trip and keeps each tag set alive at least as long as its longest-lived member;
+- no call blocks Redis for long at any size: invalidations walk tag sets (SSCAN) and the keyspace
+  (SCAN) in bounded batches, and statistics are a bounded random sample (``redis_usage``);
 - redis-py's own retries are switched off: retrying is the facade's job, above the circuit
   breaker, so an open breaker never sleeps.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from .._extras import require
-from .._urls import check_redis_url, redact_url
-from .base import BackendInfo, Failure, Usage
+from .._urls import check_redis_url, redact_url, url_error
+from . import redis_usage
+from .base import RESERVED_CONNECTIONS, BackendInfo, Failure, Usage
 from .redis_errors import classify_redis_error
 
 __all__ = ["RedisBackend"]
 
 DEFAULT_URL = "redis://localhost:6379/0"
 
-# Deletes every member of each tag set (KEYS) and the sets, in batches small enough for unpack().
-_INVALIDATE_TAGS_LUA = """
-local deleted = 0
-for _, tag in ipairs(KEYS) do
-  local members = redis.call('SMEMBERS', tag)
-  for i = 1, #members, 500 do
-    deleted = deleted + redis.call('UNLINK', unpack(members, i, math.min(i + 499, #members)))
-  end
-  redis.call('UNLINK', tag)
-end
-return deleted
-"""
+#: Members per SSCAN/UNLINK batch and keys per UNLINK: each call stays far below a millisecond.
+BATCH = 500
+
+
+class BackendClosedError(RuntimeError):
+    """The backend was closed: a long invalidation or count stops instead of reconnecting."""
 
 
 class RedisBackend:
@@ -51,9 +50,8 @@ class RedisBackend:
         redis_url: str | None = None,
         *,
         max_connections: int = 50,
-        socket_timeout: float = 1.0,
+        socket_timeout: float | None = 1.0,
         connect_timeout: float = 1.0,
-        pool_timeout: float | None = None,
         scan_count: int = 1000,
         auto_pipeline: bool = True,
         **connection_kwargs: Any,
@@ -67,6 +65,8 @@ class RedisBackend:
         if isinstance(max_connections, bool) or not isinstance(max_connections, int) or max_connections < 1:
             raise ValueError(f"max_connections: must be a positive int, got {max_connections!r}")
         for name, value in (("socket_timeout", socket_timeout), ("connect_timeout", connect_timeout)):
+            if value is None and name == "socket_timeout":  # the facade's per-operation deadline instead
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"{name}: must be a positive number of seconds, got {value!r}")
 
@@ -75,26 +75,28 @@ class RedisBackend:
         self.redacted_url = redact_url(url)
         self._scan_count = scan_count
         try:
-            self._pool = aioredis.BlockingConnectionPool.from_url(
+            # A plain pool, not redis-py's BlockingConnectionPool: its condition variable costs
+            # 7 µs more per command (get+release 14.0 vs 7.2 µs, NOTES.md §6), and it is not
+            # needed: the facade admits at most max_connections operations (first come, first
+            # served) and RESERVED_CONNECTIONS side calls, so the pool is never asked for more.
+            self._pool = aioredis.ConnectionPool.from_url(
                 url,
-                max_connections=max_connections,
-                # None: wait for a connection. The facade admits at most max_connections calls at
-                # once (first come, first served), and each in-use connection is bounded by
-                # socket_timeout, so a wait here is short; a timeout would turn load into errors.
-                timeout=pool_timeout,
+                max_connections=max_connections + RESERVED_CONNECTIONS,
                 socket_timeout=socket_timeout,
                 socket_connect_timeout=connect_timeout,
                 retry=retry_mod.Retry(backoff.NoBackoff(), 0),
                 **connection_kwargs,
             )
+            # Build (not connect) one connection now: a misspelt query parameter raises here, not
+            # as a TypeError on every later command.
+            self._pool.connection_class(**self._pool.connection_kwargs)
         except (ValueError, TypeError) as exc:
-            # redis-py's messages can quote the URL; never re-raise it with the password.
-            raise ValueError(f"redis_url: cannot be used ({type(exc).__name__}) for {self.redacted_url}") from None
+            raise url_error(exc, url) from None
         self._client = aioredis.Redis(connection_pool=self._pool)
         # GET is the hot path: hand out redis-py's own method (it returns the command's
         # coroutine) instead of wrapping it in one more coroutine of ours.
         self.get = self._client.get
-        self._invalidate_tags_script = self._client.register_script(_INVALIDATE_TAGS_LUA)
+        self._init_state()
 
         kw = self._pool.connection_kwargs
         host = kw.get("host") or kw.get("path")
@@ -133,6 +135,13 @@ class RedisBackend:
         """What a redis-py exception means for the cache (see :mod:`.redis_errors`)."""
         return classify_redis_error(exc)
 
+    def _init_state(self) -> None:
+        """State every Redis flavour shares (called by each ``__init__``)."""
+        self._closed = False
+        #: Bumped by every invalidation: statistics measured before it are stale.
+        self.invalidations = 0
+        self._estimate_sha: str | None = None
+
     @property
     def client(self) -> Any:
         """The underlying ``redis.asyncio.Redis`` (shares this backend's pool)."""
@@ -170,13 +179,16 @@ class RedisBackend:
                 pipe.expire(tag, seconds, nx=True)
                 pipe.expire(tag, seconds, gt=True)
 
-    async def set(self, key: str, value: bytes, ttl: float | None, tags: Sequence[str] = ()) -> None:
+    def set(self, key: str, value: bytes, ttl: float | None, tags: Sequence[str] = ()) -> Awaitable[Any]:
+        # Not a coroutine of ours: an untagged SET hands out redis-py's own command awaitable,
+        # one frame less on the hot path (benchmarks/overhead.py target 1), as get does.
         if not tags:
             if ttl is None:
-                await self._client.set(key, value)
-            else:
-                await self._client.set(key, value, px=max(1, int(ttl * 1000)))
-            return
+                return self._client.set(key, value)  # type: ignore[no-any-return]
+            return self._client.set(key, value, px=max(1, int(ttl * 1000)))  # type: ignore[no-any-return]
+        return self._set_tagged(key, value, ttl, tags)
+
+    async def _set_tagged(self, key: str, value: bytes, ttl: float | None, tags: Sequence[str]) -> None:
         async with self._write_pipeline() as pipe:
             self._queue_set(pipe, key, value, ttl, tags)
             self._queue_tag_expiry(pipe, ttl, tags)
@@ -199,62 +211,168 @@ class RedisBackend:
     async def exists(self, key: str) -> bool:
         return bool(await self._client.exists(key))
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BackendClosedError("the Redis backend is closed")
+
+    # Hooks the cluster backend overrides: where SCAN runs, and how keys of many slots go.
+    async def _scan_targets(self) -> list[Any]:
+        return [None]
+
+    async def _scan_step(self, target: Any, cursor: Any, pattern: str) -> tuple[Any, list[bytes]]:
+        return await self._client.scan(cursor, match=pattern, count=self._scan_count)  # type: ignore[no-any-return]
+
+    async def _unlink(self, keys: Sequence[bytes]) -> int:
+        return int(await self._client.unlink(*keys))
+
     async def invalidate_pattern(self, pattern: str) -> int:
+        """SCAN the whole keyspace (``COUNT scan_count``) and UNLINK matches in batches.
+
+        SCAN has no index to use: this visits every key of the database, however few match
+        (about 1 s per million keys here), but no single call blocks Redis for long. Keys that
+        exist for the whole call are deleted; keys written meanwhile may or may not be.
+        """
         deleted = 0
-        batch: list[bytes] = []
-        async for key in self._client.scan_iter(match=pattern, count=self._scan_count):
-            batch.append(key)
-            if len(batch) >= 500:
-                deleted += int(await self._client.unlink(*batch))
-                batch.clear()
-        if batch:
-            deleted += int(await self._client.unlink(*batch))
+        try:
+            for target in await self._scan_targets():
+                batch: list[bytes] = []
+                cursor: Any = 0
+                while True:
+                    self._check_open()
+                    cursor, keys = await self._scan_step(target, cursor, pattern)
+                    batch.extend(keys)
+                    while len(batch) >= BATCH or (batch and not cursor):
+                        self._check_open()
+                        deleted += await self._unlink(batch[:BATCH])
+                        del batch[:BATCH]
+                    if not cursor:
+                        break
+        finally:
+            self.invalidations += 1
         return deleted
 
     async def invalidate_tags(self, tag_keys: Sequence[str]) -> int:
-        if not tag_keys:
-            return 0
-        return int(await self._invalidate_tags_script(keys=list(tag_keys)))
+        """Delete every member of each tag set in SSCAN batches of ``BATCH``, then the set.
+
+        Each batch is ``SREM`` from the tag set *then* ``UNLINK`` of the keys, in that order, so
+        a key tagged concurrently is always either deleted or still in its tag set (for the next
+        invalidation): never left alive and untagged. The set disappears once it is empty.
+        """
+        deleted = 0
+        try:
+            for tag in tag_keys:
+                deleted += await self._invalidate_tag(tag)
+        finally:
+            self.invalidations += 1
+        return deleted
+
+    async def _invalidate_tag(self, tag: str) -> int:
+        client = self._client
+        deleted = 0
+        cursor: Any = 0
+        while True:
+            self._check_open()
+            cursor, members = await client.sscan(tag, cursor, count=BATCH)
+            for i in range(0, len(members), BATCH):
+                chunk = members[i : i + BATCH]
+                self._check_open()
+                deleted += await self._forget_and_unlink(tag, chunk)
+            if not cursor:
+                return deleted
+
+    async def _forget_and_unlink(self, tag: str, keys: Sequence[bytes]) -> int:
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.srem(tag, *keys)
+            pipe.unlink(*keys)
+            _, unlinked = await pipe.execute()
+        return int(unlinked)
 
     async def ping(self) -> None:
         await self._client.ping()
 
-    async def usage(self, pattern: str) -> Usage:
-        """SCAN the keys matching ``pattern`` and sum ``MEMORY USAGE`` per key, pipelined per batch.
+    # -- statistics ---------------------------------------------------------------------------
+    def _db_index(self) -> int:
+        return int(self._pool.connection_kwargs.get("db", 0) or 0)
 
-        Costs one round trip per ``scan_count`` keys plus one per batch: run it in the background.
+    async def estimate_usage(
+        self, prefix: str, *, max_age: float = 0.0, samples: int = redis_usage.DEFAULT_SAMPLES
+    ) -> Usage:
+        """Keys and bytes under the literal ``prefix``, estimated in O(1) (see ``redis_usage``).
+
+        ``max_age`` > 0 reuses a sample that any cache on this database shared within that many
+        seconds; 0 draws a new one (and shares it). One round trip, one bounded Lua call.
         """
-        keys = size = 0
-        batch: list[bytes] = []
+        from .._glob import escape_glob
 
-        async def flush() -> int:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for k in batch:
-                    pipe.memory_usage(k, samples=0)
-                results = await pipe.execute()
-            batch.clear()
-            return sum(int(r) for r in results if r)
+        self._check_open()
+        shared = redis_usage.STATS_ROOT + prefix
+        ttl_ms = max(1000, int(max(max_age, 1.0) * 3000))
+        args = [samples, prefix, escape_glob(prefix) + "*", int(max_age * 1000), ttl_ms]
+        exceptions = require("redis.exceptions", "redis")
+        for attempt in (0, 1):
+            if self._estimate_sha is None:
+                self._estimate_sha = await self._client.script_load(redis_usage.ESTIMATE_LUA)
+            try:
+                # EVALSHA in a plain pipeline: redis-py's Script would add a SCRIPT EXISTS per call.
+                async with self._client.pipeline(transaction=False) as pipe:
+                    pipe.evalsha(self._estimate_sha, 1, shared, *args)
+                    pipe.info("keyspace")
+                    pipe.info("memory")
+                    (raw, _reused), keyspace, memory = await pipe.execute()
+                break
+            except exceptions.NoScriptError:  # the server restarted or flushed its scripts
+                self._estimate_sha = None
+                if attempt:
+                    raise
+        sample = redis_usage.Sample.parse(raw)
+        database = redis_usage.database_usage(keyspace, memory, self._db_index(), sample.dbsize)
+        return redis_usage.combine([sample], database)
 
-        async for key in self._client.scan_iter(match=pattern, count=self._scan_count):
-            keys += 1
-            batch.append(key)
-            if len(batch) >= 500:
-                size += await flush()
-        if batch:
-            size += await flush()
-        return Usage(keys, size)
+    async def count_keys(self, pattern: str, *, cpu_budget: float = 1.0) -> int:
+        """Count keys matching ``pattern`` exactly, by a full SCAN paced to ``cpu_budget``.
+
+        After each SCAN call that took ``t`` seconds this waits ``t * (1 / cpu_budget - 1)``, so
+        the count's share of wall time -- an upper bound on both the client CPU and the Redis CPU
+        it uses -- stays at ``cpu_budget`` (0.01 = 1 % of one core). Keys added or removed while
+        it runs may or may not be counted, as SCAN guarantees; duplicates SCAN can return during
+        a rehash are counted twice (rare).
+        """
+        if isinstance(cpu_budget, bool) or not isinstance(cpu_budget, (int, float)) or not 0 < cpu_budget <= 1:
+            raise ValueError(f"cpu_budget: must be a number in (0, 1], got {cpu_budget!r}")
+        count = 0
+        for target in await self._scan_targets():
+            cursor: Any = 0
+            while True:
+                self._check_open()
+                started = time.perf_counter()
+                cursor, keys = await self._scan_step(target, cursor, pattern)
+                count += len(keys)
+                if not cursor:
+                    break
+                if cpu_budget < 1:
+                    await asyncio.sleep((time.perf_counter() - started) * (1 / cpu_budget - 1))
+        return count
+
+    async def usage(self, pattern: str) -> Usage:
+        """Exact keys matching ``pattern`` (a full, unpaced SCAN: O(keyspace)), bytes estimated.
+
+        The cache never calls this on its own; it uses :meth:`estimate_usage`, and
+        :meth:`count_keys` with a CPU budget when exact counts are asked for.
+        """
+        keys = await self.count_keys(pattern)
+        return Usage(keys, 0, method="exact_keys", measured_at=time.time())
 
     def pool_stats(self) -> dict[str, Any]:
         pool = self._pool
         in_use = len(getattr(pool, "_in_use_connections", ()))
         idle = len(getattr(pool, "_available_connections", ()))
-        maximum = int(pool.max_connections)
+        maximum = self.max_connections  # what operations may use; side work has its reserve
         return {
             "max_connections": maximum,
             "in_use": in_use,
             "idle": idle,
             "created": in_use + idle,
-            "utilization": in_use / maximum if maximum else 0.0,
+            "utilization": min(1.0, in_use / maximum),
             # the auto-pipeliner's own connections (at most 3), outside the pool
             "pipeline_connections": self.pipeliner.connections if self.pipeliner is not None else 0,
         }
@@ -286,10 +404,11 @@ class RedisBackend:
                     sock.shutdown(socket.SHUT_RDWR)
 
     async def close(self) -> None:
+        self._closed = True  # a running invalidation or count stops before its next command
         if self.pipeliner is not None:
             await self.pipeliner.close()
         await self._client.aclose()
         await self._pool.disconnect()
 
     def __repr__(self) -> str:
-        return f"RedisBackend({self.redacted_url!r}, max_connections={self._pool.max_connections})"
+        return f"RedisBackend({self.redacted_url!r}, max_connections={self.max_connections})"

@@ -5,9 +5,12 @@ operations that span keys work per node instead of atomically:
 
 - ``get_many`` is ``MGET`` per slot (``mget_nonatomic``); ``set_many`` and a tagged ``set`` are
   non-transactional pipelines grouped by node;
-- ``invalidate_tags`` reads each tag set (``SMEMBERS``, one node) and ``UNLINK``s the members
-  slot by slot: one round trip per slot touched, and a key tagged concurrently may survive;
-- ``invalidate_pattern`` and the usage refresh ``SCAN`` every primary (one cursor per node);
+- ``invalidate_tags`` walks each tag set in ``SSCAN`` batches (one node), removes each batch from
+  the set, then ``UNLINK``s it as one pipeline grouped by node. Writes are not atomic across
+  nodes here, so a key tagged while the invalidation runs may survive it untagged;
+- ``invalidate_pattern`` and exact counts ``SCAN`` every primary (one cursor per node) in
+  bounded batches; the statistics sample runs on every primary (no shared result: the shared
+  key would live on one node) and adds up.
 - health pings every primary; pool figures add up every node's connections.
 """
 
@@ -18,8 +21,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._extras import require
-from .._urls import check_redis_url, redact_url
-from .base import BackendInfo
+from .._urls import check_redis_url, redact_url, url_error
+from . import redis_usage
+from .base import BackendInfo, DatabaseUsage, Usage
 from .redis import RedisBackend
 
 __all__ = ["RedisClusterBackend"]
@@ -39,7 +43,7 @@ class RedisClusterBackend(RedisBackend):
         redis_url: str,
         *,
         max_connections: int = 50,
-        socket_timeout: float = 1.0,
+        socket_timeout: float | None = 1.0,
         connect_timeout: float = 1.0,
         scan_count: int = 1000,
         auto_pipeline: bool = True,
@@ -65,9 +69,10 @@ class RedisClusterBackend(RedisBackend):
                 socket_connect_timeout=connect_timeout,
                 **connection_kwargs,
             )
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"redis_url: cannot be used ({type(exc).__name__}) for {self.redacted_url}") from None
+        except (ValueError, TypeError, require("redis.exceptions", "redis").RedisClusterException) as exc:
+            raise url_error(exc, redis_url) from None
         self._pool = None
+        self._init_state()
         self.get = self._client.get
         node = self._client.get_default_node() or self._client.startup_nodes[0]
         self.info = BackendInfo(
@@ -89,15 +94,52 @@ class RedisClusterBackend(RedisBackend):
         # Keys and their tag sets live in different slots: no MULTI, commands grouped by node.
         return self._client.pipeline()
 
-    async def invalidate_tags(self, tag_keys: Sequence[str]) -> int:
-        deleted = 0
+    async def _scan_targets(self) -> list[Any]:
+        await self._client.initialize()
+        return list(self._client.get_primaries())
+
+    async def _scan_step(self, target: Any, cursor: Any, pattern: str) -> tuple[Any, list[bytes]]:
+        cursors, keys = await self._client.scan(cursor, match=pattern, count=self._scan_count, target_nodes=target)
+        return cursors[target.name], keys
+
+    async def _unlink(self, keys: Sequence[bytes]) -> int:
+        # One single-key UNLINK per key, pipelined: one round trip per node, not per slot.
+        pipe = self._client.pipeline()
+        for key in keys:
+            pipe.execute_command("UNLINK", key)
+        return sum(int(n) for n in await pipe.execute())
+
+    async def _forget_and_unlink(self, tag: str, keys: Sequence[bytes]) -> int:
+        await self._client.srem(tag, *keys)  # first: a key re-tagged meanwhile stays in the set
+        return await self._unlink(keys)
+
+    async def estimate_usage(
+        self, prefix: str, *, max_age: float = 0.0, samples: int = redis_usage.DEFAULT_SAMPLES
+    ) -> Usage:
+        """The sample of the plain backend, drawn on every primary and added up."""
+        from .._glob import escape_glob
+
+        self._check_open()
+        nodes = await self._scan_targets()
+        per_node = max(1, samples // max(1, len(nodes)))
+        args = [per_node, prefix, escape_glob(prefix) + "*", 0, 1000]
         client = self._client
-        for tag in tag_keys:
-            members = list(await client.smembers(tag))
-            for i in range(0, len(members), 500):
-                deleted += int(await client.unlink(*members[i : i + 500]))
-            await client.unlink(tag)
-        return deleted
+
+        async def one(node: Any) -> tuple[redis_usage.Sample, dict[str, Any], dict[str, Any]]:
+            raw, _ = await client.execute_command("EVAL", redis_usage.ESTIMATE_LUA, 0, *args, target_nodes=node)
+            keyspace = await client.info("keyspace", target_nodes=node)
+            memory = await client.info("memory", target_nodes=node)
+            return redis_usage.Sample.parse(raw), keyspace, memory
+
+        answers = await asyncio.gather(*(one(node) for node in nodes))
+        samples_ = [a[0] for a in answers]
+        dbs = [redis_usage.database_usage(ks, mem, 0, s.dbsize) for s, ks, mem in answers]
+        database = DatabaseUsage(
+            keys=sum(d.keys for d in dbs),
+            keys_with_ttl=sum(d.keys_with_ttl or 0 for d in dbs),
+            used_memory_bytes=sum(d.used_memory_bytes or 0 for d in dbs),
+        )
+        return redis_usage.combine(samples_, database)
 
     async def ping(self) -> None:
         await self._client.ping(target_nodes=self._cluster_mod.RedisCluster.PRIMARIES)

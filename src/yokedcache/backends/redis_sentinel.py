@@ -1,50 +1,26 @@
-"""Sentinel-managed Redis: ``redis+sentinel://[:password@]host:port[,host:port...]/service/db``.
+"""Sentinel-managed Redis: ``redis+sentinel://[user:password@]host:port[,host:port...]/service/db``.
 
 The sentinels are asked for the current primary of ``service``; after a failover the next
 connection goes to the new primary (redis-py's ``SentinelConnectionPool``). Everything else --
-tags in MULTI, the Lua invalidation, SCAN -- is the plain Redis backend on that primary.
-A password in the URL is the primary's (``AUTH``); the sentinels are contacted without one.
+tags in MULTI, batched invalidation, sampled statistics -- is the plain Redis backend on that primary.
+The password (in the URL's userinfo, else ``?password=``) is the primary's (``AUTH``); sentinels
+that require one of their own take ``?sentinel_password=`` (and ``?sentinel_username=``).
 """
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from .._extras import require
-from .._urls import check_redis_url, redact_url
-from .base import BackendInfo
-from .redis import _INVALIDATE_TAGS_LUA, RedisBackend
+from .._urls import SENTINEL_SCHEMES, check_redis_url, parse_sentinel_url, redact_url
+from .base import RESERVED_CONNECTIONS, BackendInfo
+from .redis import RedisBackend
 
-__all__ = ["RedisSentinelBackend", "is_sentinel_url"]
-
-SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+__all__ = ["RedisSentinelBackend", "is_sentinel_url", "parse_sentinel_url"]
 
 
 def is_sentinel_url(url: str) -> bool:
     return url.split("://", 1)[0] in SENTINEL_SCHEMES
-
-
-def parse_sentinel_url(url: str) -> tuple[list[tuple[str, int]], str, int, str | None, str | None]:
-    """(sentinels, service, db, username, password) from a ``redis+sentinel://`` URL."""
-    parts = urlsplit(url)
-    hosts = parts.netloc.rsplit("@", 1)[-1]
-    sentinels = []
-    for item in hosts.split(","):
-        host, _, port = item.rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"redis_url: sentinel addresses must be host:port, got {redact_url(url)!r}")
-        sentinels.append((host.strip("[]"), int(port)))
-    path = [p for p in parts.path.split("/") if p]
-    if not path:
-        raise ValueError(f"redis_url: name the sentinel service, e.g. redis+sentinel://host:26379/mymaster/0, "
-                         f"got {redact_url(url)!r}")  # fmt: skip
-    db = path[1] if len(path) > 1 else "0"
-    if not db.isdigit():
-        raise ValueError(f"redis_url: database must be a number, got {redact_url(url)!r}")
-    username = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password else None
-    return sentinels, path[0], int(db), username, password
 
 
 class RedisSentinelBackend(RedisBackend):
@@ -55,36 +31,46 @@ class RedisSentinelBackend(RedisBackend):
         redis_url: str,
         *,
         max_connections: int = 50,
-        socket_timeout: float = 1.0,
+        socket_timeout: float | None = 1.0,
         connect_timeout: float = 1.0,
         scan_count: int = 1000,
         auto_pipeline: bool = True,
         **connection_kwargs: Any,
     ) -> None:
         sentinel_mod = require("redis.asyncio.sentinel", "redis")
+        retry_mod = require("redis.asyncio.retry", "redis")
+        backoff = require("redis.backoff", "redis")
         check_redis_url(redis_url)
         if not is_sentinel_url(redis_url):
             raise ValueError(f"redis_url: a Sentinel URL starts with redis+sentinel://, got {redact_url(redis_url)!r}")
-        sentinels, service, db, username, password = parse_sentinel_url(redis_url)
+        target = parse_sentinel_url(redis_url)
+        sentinels, service, db = target.sentinels, target.service, target.db
         self._url = redis_url
         self.max_connections = max_connections
         self.redacted_url = redact_url(redis_url)
         self._scan_count = scan_count
         self.service = service
-        timeouts = {"socket_timeout": socket_timeout, "socket_connect_timeout": connect_timeout}
-        self._sentinel = sentinel_mod.Sentinel(sentinels, sentinel_kwargs=dict(timeouts), **timeouts)
+        # redis-py's own retries off, as in RedisBackend: its default (3 retries, ~1 s backoff)
+        # made one call against unreachable sentinels take ~4 s per sentinel.
+        timeouts = {"socket_timeout": socket_timeout, "socket_connect_timeout": connect_timeout,
+                    "retry": retry_mod.Retry(backoff.NoBackoff(), 0)}  # fmt: skip
+        sentinel_auth = {"username": target.sentinel_username, "password": target.sentinel_password}
+        # Sentinel queries keep a per-read timeout even when the facade owns the commands' deadline.
+        sentinel_kwargs = {**timeouts, "socket_timeout": socket_timeout or connect_timeout,
+                           **{k: v for k, v in sentinel_auth.items() if v is not None}}  # fmt: skip
+        self._sentinel = sentinel_mod.Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs, **timeouts)
         self._client = self._sentinel.master_for(
             service,
             db=db,
-            username=username,
-            password=password,
+            username=target.username,
+            password=target.password,
             ssl=redis_url.startswith("rediss"),
-            # two beyond the facade's admission limit: health pings and the usage refresh
-            max_connections=max_connections + 2,
+            # beyond the facade's admission limit: health pings and the usage refresh
+            max_connections=max_connections + RESERVED_CONNECTIONS,
             **connection_kwargs,
         )
         self._pool = self._client.connection_pool
-        self._invalidate_tags_script = self._client.register_script(_INVALIDATE_TAGS_LUA)
+        self._init_state()
         self.get = self._client.get
         host, port = sentinels[0]
         self.info = BackendInfo(

@@ -44,6 +44,7 @@ from decimal import Decimal
 from typing import Any
 
 from .._extras import require
+from ..telemetry.semconv import CACHE_NAME
 from .bridge import CollectorExporter
 
 log = logging.getLogger("yokedcache.exporters.statsd")
@@ -183,7 +184,9 @@ class StatsDSink:
             if self.use_tags:
                 suffix = "|#" + ",".join(f"{sanitize_tag(str(k))}:{sanitize_tag(str(v))}" for k, v in tags.items())
             else:
-                name += "".join(f".{sanitize_tag(str(tags[k]))}" for k in sorted(tags))
+                # Plain StatsD has no dimensions: the cache name would put a segment in every
+                # documented name (myapp.cache.gets.hit), so it is left out and caches sum.
+                name += "".join(f".{sanitize_tag(str(tags[k]))}" for k in sorted(tags) if k != CACHE_NAME)
         return sanitize_name(name), suffix
 
     def _add(self, metric: str, body: str, tags: dict[str, Any] | None) -> None:

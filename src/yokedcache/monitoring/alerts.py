@@ -2,7 +2,10 @@
 
 For teams without Prometheus alerting (which `collector-config/alerts.yml` covers). Rules are
 evaluated on a daemon thread, so ``start()`` works before an event loop exists and a slow
-webhook or mail server can never stall the application. Each rule moves
+webhook or mail server can never stall the application. Notifications go out on daemon
+threads too, each attempt with a total deadline, so nothing here can keep the process alive:
+at exit, notifications already on their way get ``shutdown_timeout`` seconds (1 s) to finish,
+and are then abandoned. Each rule moves
 inactive -> pending (condition true, waiting ``for_seconds``) -> firing -> inactive, and sends
 exactly one notification when it starts firing and one when it resolves.
 
@@ -15,12 +18,15 @@ backend) leaves the rule where it is rather than firing on a made-up zero.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import logging
 import math
 import operator
+import queue
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -91,6 +97,36 @@ class AlertRule:
         return COMPARISONS[self.comparison](value, self.threshold)
 
 
+class _Sender:
+    """One notifier's delivery queue on its own daemon thread.
+
+    One worker per notifier: notifiers proceed independently (a slow one delays no other),
+    while each one delivers in order (never "resolved" before its "firing"). A daemon thread,
+    unlike a ``ThreadPoolExecutor`` worker, is not joined at interpreter exit: a notifier stuck
+    on a silent peer cannot hold the process (``AlertManager`` waits a bounded time instead).
+    """
+
+    _STOP = object()
+
+    def __init__(self, deliver: Callable[[Any, dict[str, Any]], None], notifier: Any, name: str) -> None:
+        self._deliver = deliver
+        self._notifier = notifier
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, payload: dict[str, Any]) -> None:
+        self._queue.put(payload)
+
+    def close(self) -> None:
+        """Let the worker end once its queue is delivered (without waiting for it)."""
+        self._queue.put(self._STOP)
+
+    def _run(self) -> None:
+        while (payload := self._queue.get()) is not self._STOP:
+            self._deliver(self._notifier, payload)
+
+
 def _number(name: str, value: object, minimum: float | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise TypeError(f"{name}: expected a finite number, got {value!r}")
@@ -112,11 +148,14 @@ class AlertManager:
         webhook_timeout: float = 5.0,
         webhook_retries: int = 2,
         history_size: int = 1000,
+        shutdown_timeout: float = 1.0,
     ) -> None:
         self.cache = cache
         self.interval = _number("interval", interval, 0.01)
         self.window = _number("window", window, 0.01)
         self.webhook_timeout = _number("webhook_timeout", webhook_timeout, 0.01)
+        #: At interpreter exit, how long notifications already on their way may still take.
+        self.shutdown_timeout = _number("shutdown_timeout", shutdown_timeout, 0)
         if isinstance(webhook_retries, bool) or not isinstance(webhook_retries, int) or webhook_retries < 0:
             raise ValueError(f"webhook_retries: expected an int >= 0, got {webhook_retries!r}")
         self.webhook_retries = webhook_retries
@@ -130,11 +169,15 @@ class AlertManager:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        #: One worker per notifier: notifiers proceed independently (a slow one delays no other),
-        #: while each one delivers in order (never "resolved" before its "firing").
-        self._senders: dict[int, concurrent.futures.ThreadPoolExecutor] = {}
-        self._pending_sends: set[concurrent.futures.Future[None]] = set()
+        self._senders: dict[int, _Sender] = {}
+        #: Notifications queued or being sent; ``_idle`` is notified when it drops to zero.
+        self._in_flight = 0
+        self._idle = threading.Condition(self._lock)
+        #: Set once the process is exiting and the grace period is over: late failures are
+        #: counted but not logged (logging is shut down by then).
+        self._abandoned = False
         self._last_evictions: tuple[float, int] | None = None
+        _MANAGERS.add(self)
 
     # -- configuration ----------------------------------------------------------------------
     def add_alert(
@@ -192,7 +235,7 @@ class AlertManager:
         for notifier in rule.notifiers if rule else ():
             sender = self._senders.pop(id(notifier), None)
             if sender is not None:
-                sender.shutdown(wait=False)
+                sender.close()
 
     # -- running ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -203,13 +246,32 @@ class AlertManager:
         self._thread = threading.Thread(target=self._run, name="yokedcache-alerts", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop evaluating and wait (up to ``timeout``) for notifications already being sent."""
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop evaluating and wait, ``timeout`` seconds in all, for notifications already on
+        their way; ``True`` if they all finished. Their workers end once done."""
+        deadline = time.monotonic() + timeout
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._thread.join(max(deadline - time.monotonic(), 0))
             self._thread = None
-        concurrent.futures.wait(list(self._pending_sends), timeout=timeout)
+        finished = self.wait_for_notifications(max(deadline - time.monotonic(), 0))
+        senders, self._senders = list(self._senders.values()), {}
+        for sender in senders:
+            sender.close()
+        return finished
+
+    def wait_for_notifications(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until no notification is queued or being sent."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+
+    def _exiting(self, grace: float) -> None:
+        """At interpreter exit: a bounded grace period, then the daemon workers are left behind."""
+        finished = self.wait_for_notifications(grace)
+        self._abandoned = True
+        if not finished:
+            log.warning("exiting with %d alert notification(s) undelivered after %g s", self._in_flight,
+                        self.shutdown_timeout)  # fmt: skip
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -327,24 +389,41 @@ class AlertManager:
         for notifier in rule.notifiers:
             sender = self._senders.get(id(notifier))
             if sender is None:
-                sender = self._senders[id(notifier)] = concurrent.futures.ThreadPoolExecutor(
-                    max_workers=1, thread_name_prefix="yokedcache-notify"
-                )
-            future = sender.submit(self._deliver, notifier, payload)
-            self._pending_sends.add(future)
-            future.add_done_callback(self._pending_sends.discard)
+                sender = self._senders[id(notifier)] = _Sender(self._deliver, notifier, "yokedcache-notify")
+            with self._lock:
+                self._in_flight += 1
+            sender.submit(payload)
         return payload
 
     def _deliver(self, notifier: Any, payload: dict[str, Any]) -> None:
         try:
             notifier.send(payload)
         except NotificationError as exc:
-            self._count_failure()
-            log.warning("alert %s: notification failed: %s", payload["alert"], exc)
+            self._failed("alert %s: notification failed: %s", payload["alert"], exc)
         except Exception as exc:  # one broken notifier never stops the others
-            self._count_failure()
-            log.warning("alert %s: notifier %r raised %s", payload["alert"], notifier, type(exc).__name__)
+            self._failed("alert %s: notifier %r raised %s", payload["alert"], notifier, type(exc).__name__)
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                if self._in_flight == 0:
+                    self._idle.notify_all()
 
-    def _count_failure(self) -> None:
+    def _failed(self, message: str, *args: object) -> None:
+        """Count a failed notification and log it as one line (never a traceback)."""
         with self._lock:
             self.notification_failures += 1
+        if not self._abandoned:
+            log.warning(message, *args)
+
+
+#: Managers alive in this process; at exit they share one bounded grace period.
+_MANAGERS: weakref.WeakSet[AlertManager] = weakref.WeakSet()
+
+
+def _on_exit() -> None:
+    started = time.monotonic()
+    for manager in list(_MANAGERS):
+        manager._exiting(max(started + manager.shutdown_timeout - time.monotonic(), 0.0))
+
+
+atexit.register(_on_exit)

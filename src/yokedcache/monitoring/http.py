@@ -3,13 +3,20 @@
 prometheus_client's own server serves only metrics; probes belong on the same port so one
 container port and one scrape target cover both. It answers only its routes, only GET and
 HEAD, ignores request bodies, and binds loopback unless told otherwise.
+
+Each request has a total deadline (``request_timeout``, 10 s) from the moment the server starts
+waiting for it to the last byte of the answer. A socket timeout alone bounds each read, so a
+client sending one byte every few seconds would hold a thread forever. A client that hangs up
+is its own business: it costs one DEBUG line, never a traceback on the application's stderr.
 """
 
 from __future__ import annotations
 
 import errno
+import io
 import json
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -62,10 +69,80 @@ class ReadinessRoute:
         return json_response(200 if status in (HEALTHY, DEGRADED) else 503, payload)
 
 
+#: Seconds one request may take in all: waiting for it, reading it, answering it.
+REQUEST_TIMEOUT = 10.0
+
+#: Connections the kernel holds while the accept loop is busy. Scrapes arrive in bursts
+#: (several Prometheus replicas, kubelet liveness and readiness probes, ad-hoc curls), and the
+#: accept loop shares the GIL with the application; with socketserver's default of 5 a burst
+#: overflows the queue, the kernel drops the SYNs and each client waits for its 1 s (then 3 s)
+#: retransmit: a slow or failed probe. 128 was Linux's SOMAXCONN before 5.4 and is a common
+#: server default; the kernel caps it at ``net.core.somaxconn``.
+LISTEN_BACKLOG = 128
+
+
+class _Deadline:
+    """When the current request must be done by. Shared by a handler and its two files (which
+    hold this, not the handler: no reference cycle, so nothing per request waits for the GC)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = 0.0
+
+    def restart(self) -> None:
+        self.at = time.monotonic() + self.seconds
+
+    def left(self) -> float:
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"request not completed within {self.seconds:g} s")
+        return left
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The request socket's read side, each read given only the time left of the request."""
+
+    def __init__(self, connection: Any, deadline: _Deadline) -> None:
+        self._connection = connection
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        self._connection.settimeout(self._deadline.left())
+        return int(self._connection.recv_into(buffer))
+
+
+class _DeadlineWriter(io.BufferedIOBase):
+    """The write side: ``sendall`` with the time left (its timeout covers the whole send)."""
+
+    def __init__(self, connection: Any, deadline: _Deadline) -> None:
+        self._connection = connection
+        self._deadline = deadline
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self._connection.settimeout(self._deadline.left())
+        self._connection.sendall(data)
+        return len(data)
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
-    timeout = 10  # seconds a client may take to send its request
+
+    def setup(self) -> None:  # StreamRequestHandler.setup with deadline-aware files instead of makefile()
+        self.connection = self.request
+        self._deadline = _Deadline(self.server.request_timeout)
+        self.rfile = io.BufferedReader(_DeadlineReader(self.connection, self._deadline))
+        self.wfile = _DeadlineWriter(self.connection, self._deadline)
+
+    def handle_one_request(self) -> None:
+        self._deadline.restart()
+        super().handle_one_request()  # a TimeoutError ends the connection (logged at DEBUG)
 
     def _answer(self, with_body: bool) -> None:
         path = self.path.split("?", 1)[0]
@@ -107,21 +184,42 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
     routes: dict[str, Route]
+    request_timeout: float = REQUEST_TIMEOUT
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """socketserver prints a traceback to stderr here; a client that hung up, reset or ran
+        out of time is routine (and any client could flood the logs with it): one DEBUG line."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):
+            log.debug("client %s: %s", client_address[0], type(exc).__name__)
+        else:  # a bug of ours: worth a line, still not a traceback per request
+            log.warning("request from %s failed: %s", client_address[0], type(exc).__name__)
 
 
 class MetricsServer:
-    """Serves routes on ``addr:port`` from a daemon thread (``port=0`` picks a free port)."""
+    """Serves routes on ``addr:port`` from a daemon thread (``port=0`` picks a free port).
 
-    def __init__(self, addr: str = "127.0.0.1", port: int = 9464) -> None:
+    ``request_timeout``: seconds a request may take in all, from waiting for it to answering.
+    """
+
+    def __init__(self, addr: str = "127.0.0.1", port: int = 9464, *, request_timeout: float = REQUEST_TIMEOUT) -> None:
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
             raise ValueError(f"port: expected an int between 0 and 65535, got {port!r}")
+        if (
+            isinstance(request_timeout, bool)
+            or not isinstance(request_timeout, (int, float))
+            or not 0 < request_timeout < float("inf")
+        ):
+            raise ValueError(f"request_timeout: expected a positive number of seconds, got {request_timeout!r}")
         try:
             self._httpd = _Server((addr, port), _Handler)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise OSError(exc.errno, f"port {port} on {addr} is already in use") from None
             raise OSError(exc.errno, f"cannot listen on {addr}:{port}: {exc.strerror}") from None
+        self._httpd.request_timeout = float(request_timeout)
         self._httpd.routes = {"/healthz": lambda headers: (200, "text/plain; charset=utf-8", b"ok\n")}
         self.addr = addr
         self.port = int(self._httpd.server_address[1])

@@ -51,6 +51,21 @@ class NoOpCollector:
         return None
 
 
+#: Label names Prometheus gives a meaning of its own: a histogram's ``le`` would collide with
+#: the bucket label (the exposition then fails to parse), ``quantile`` is a summary's.
+_RESERVED_TAGS = {"le": "a histogram's bucket bound", "quantile": "a summary's quantile"}
+
+
+def _check_tag_name(tag: str) -> None:
+    """Reject tag names no collector can export faithfully, as bad metric names are rejected."""
+    if not tag:
+        raise ValueError("tags: a tag name must not be empty")
+    if tag in _RESERVED_TAGS:
+        raise ValueError(f"tags: {tag!r} is reserved by Prometheus for {_RESERVED_TAGS[tag]}; rename the tag")
+    if tag.startswith("__"):
+        raise ValueError(f"tags: {tag!r} starts with '__', which Prometheus reserves for internal labels")
+
+
 def _is_user_collector(obj: Any) -> bool:
     return all(callable(getattr(obj, m, None)) for m in ("increment", "gauge", "histogram", "timing"))
 
@@ -159,6 +174,8 @@ class CacheMetrics:
         seen = self._tag_sets.setdefault(name, set())
         if key in seen:
             return clean
+        for tag in clean:  # checked once per new tag set, like a metric name once per instrument
+            _check_tag_name(tag)
         if len(seen) >= self.max_tag_sets:
             if name not in self._overflow_warned:
                 self._overflow_warned.add(name)

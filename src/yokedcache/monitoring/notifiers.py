@@ -1,12 +1,15 @@
 """Where alert notifications go: a webhook (JSON POST) or e-mail (SMTP, standard library only).
 
-Both run in the alert manager's worker threads, never on the application's event loop, with
-bounded timeouts. Neither ever logs a secret: webhook URLs are logged as scheme and host only
-(Slack-style URLs carry their token in the path), SMTP passwords not at all.
+Both run in the alert manager's worker threads, never on the application's event loop. Each
+attempt has a total deadline (``timeout``) covering name resolution, connect, TLS, request and
+reply: a socket timeout alone bounds each read, and a peer trickling one byte a second would
+hold the worker forever. Neither ever logs a secret: webhook URLs are logged as scheme and host
+only (Slack-style URLs carry their token in the path), SMTP passwords not at all.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import os
@@ -20,6 +23,8 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
 from urllib.parse import urlsplit
+
+from .deadline import TotalDeadline
 
 __all__ = ["EmailNotifier", "NotificationError", "SMTPSettings", "WebhookNotifier", "safe_url"]
 
@@ -54,8 +59,42 @@ def check_webhook_url(url: object) -> str:
     return url
 
 
+class _HTTPHandler(urllib.request.HTTPHandler):
+    """urllib's handler (proxies from the environment still apply) with connections made
+    through a :class:`TotalDeadline`."""
+
+    def __init__(self, deadline: TotalDeadline) -> None:
+        super().__init__()
+        self._deadline = deadline
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(self._connection, req)
+
+    def _connection(self, host: str, **kwargs: Any) -> http.client.HTTPConnection:
+        conn = http.client.HTTPConnection(host, **kwargs)
+        conn._create_connection = self._deadline.create_connection  # type: ignore[attr-defined]
+        return conn
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, deadline: TotalDeadline) -> None:
+        super().__init__(context=ssl.create_default_context())
+        self._deadline = deadline
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(self._connection, req, context=self._context)  # type: ignore[attr-defined]
+
+    def _connection(self, host: str, **kwargs: Any) -> http.client.HTTPSConnection:
+        conn = http.client.HTTPSConnection(host, **kwargs)
+        conn._create_connection = self._deadline.create_connection  # type: ignore[attr-defined]
+        return conn
+
+
 class WebhookNotifier:
-    """POSTs the alert as JSON; retries timeouts, connection errors, 429 and 5xx with back-off."""
+    """POSTs the alert as JSON; retries timeouts, connection errors, 429 and 5xx with back-off.
+
+    ``timeout`` is the total time one attempt may take, reply included.
+    """
 
     def __init__(self, url: str, timeout: float = 5.0, retries: int = 2, backoff: float = 0.5) -> None:
         self.url = check_webhook_url(url)
@@ -76,17 +115,26 @@ class WebhookNotifier:
                 self.url, data=body, method="POST",
                 headers={"Content-Type": "application/json", "User-Agent": "yokedcache-alerts"},
             )  # fmt: skip
+            deadline = TotalDeadline(self.timeout)
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    response.read(1024)
+                with deadline:
+                    opener = urllib.request.build_opener(_HTTPHandler(deadline), _HTTPSHandler(deadline))
+                    with opener.open(request, timeout=self.timeout) as response:
+                        try:  # the status is in: delivered; the body is a courtesy
+                            response.read(1024)
+                        except (OSError, http.client.HTTPException):
+                            pass
                 return
             except urllib.error.HTTPError as exc:
                 last = f"HTTP {exc.code}"
                 if exc.code != 429 and exc.code < 500:
                     break  # the receiver rejected it: retrying will not help
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-                reason = getattr(exc, "reason", exc)
-                last = type(reason).__name__ if isinstance(reason, BaseException) else "connection failed"
+            except (OSError, http.client.HTTPException) as exc:  # URLError is an OSError
+                if deadline.used_up():
+                    last = f"no answer within {self.timeout:g} s"
+                else:
+                    reason = getattr(exc, "reason", exc)
+                    last = type(reason).__name__ if isinstance(reason, BaseException) else "connection failed"
         raise NotificationError(f"webhook {safe_url(self.url)}: {last} after {attempt + 1} attempt(s)")
 
 
@@ -100,6 +148,7 @@ class SMTPSettings:
     password: str | None = field(default=None, repr=False)
     sender: str = "yokedcache@localhost"
     security: str = "starttls"
+    #: Total seconds one delivery may take: connect, TLS, login and the message.
     timeout: float = 10.0
 
     def __post_init__(self) -> None:
@@ -160,19 +209,39 @@ class EmailNotifier:
             + "\n"
             + json.dumps(payload, indent=2, default=str)
         )
+        deadline = TotalDeadline(s.timeout)
         try:
-            if s.security == "ssl":
-                client: smtplib.SMTP = smtplib.SMTP_SSL(
-                    s.host, s.port, timeout=s.timeout, context=ssl.create_default_context()
-                )
-            else:
-                client = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
-            with client:
-                if s.security == "starttls":
-                    client.starttls(context=ssl.create_default_context())
-                if s.username:
-                    client.login(s.username, s.password or "")
-                client.send_message(message)
+            with deadline:
+                if s.security == "ssl":
+                    client: smtplib.SMTP = _SMTPSSL(deadline, s.host, s.port, s.timeout, ssl.create_default_context())
+                else:
+                    client = _SMTP(deadline, s.host, s.port, s.timeout)
+                with client:
+                    if s.security == "starttls":
+                        client.starttls(context=ssl.create_default_context())
+                    if s.username:
+                        client.login(s.username, s.password or "")
+                    client.send_message(message)
         except (smtplib.SMTPException, OSError) as exc:
             # str(exc) of an auth failure can echo the server's reply, never our password; keep the type.
-            raise NotificationError(f"smtp {s.host}:{s.port}: {type(exc).__name__}") from None
+            reason = f"no answer within {s.timeout:g} s" if deadline.used_up() else type(exc).__name__
+            raise NotificationError(f"smtp {s.host}:{s.port}: {reason}") from None
+
+
+class _SMTP(smtplib.SMTP):
+    """``smtplib.SMTP`` connecting through a :class:`TotalDeadline`."""
+
+    def __init__(self, deadline: TotalDeadline, host: str, port: int, timeout: float) -> None:
+        self.deadline = deadline  # before connecting, which the base __init__ does
+        super().__init__(host, port, timeout=timeout)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> Any:
+        return self.deadline.create_connection((host, port), timeout, self.source_address)
+
+
+class _SMTPSSL(smtplib.SMTP_SSL, _SMTP):
+    """``SMTP_SSL`` wraps what :class:`_SMTP` connected (method order: SMTP_SSL, _SMTP, SMTP)."""
+
+    def __init__(self, deadline: TotalDeadline, host: str, port: int, timeout: float, context: ssl.SSLContext) -> None:
+        self.deadline = deadline
+        smtplib.SMTP_SSL.__init__(self, host, port, timeout=timeout, context=context)

@@ -50,6 +50,7 @@ class Instrumentation:
         self,
         *,
         backend_info: BackendInfo,
+        name: str | None = None,
         counters: CacheCounters | None = None,
         meter_provider: Any = None,
         tracer_provider: Any = None,
@@ -81,11 +82,13 @@ class Instrumentation:
         self._tracing_requested = tracing_enabled
         self._closed = False
 
-        self._op_attrs = {op: {sc.ATTR_OPERATION: op} for op in sc.OPERATIONS}
+        #: ``cache.name`` on every point and span (default: the backend's kind).
+        self.name = name if name is not None else backend_info.kind
+        self._op_attrs = {op: {sc.CACHE_NAME: self.name, sc.ATTR_OPERATION: op} for op in sc.OPERATIONS}
         self._error_attrs: dict[tuple[str, str], dict[str, str]] = {}
         is_db = backend_info.system is not None
         self._span_kind = SpanKind.CLIENT if is_db else SpanKind.INTERNAL
-        base: dict[str, Any] = {sc.CACHE_BACKEND: backend_info.kind}
+        base: dict[str, Any] = {sc.CACHE_NAME: self.name, sc.CACHE_BACKEND: backend_info.kind}
         if is_db:
             base[sc.DB_SYSTEM_NAME] = backend_info.system
             if backend_info.db is not None:
@@ -97,6 +100,7 @@ class Instrumentation:
         self._span_names = {op: f"yokedcache {op}" for op in sc.OPERATIONS}
         self._span_attrs = {op: {**base, sc.DB_OPERATION_NAME: op.upper()} for op in sc.OPERATIONS}
         self._pipeline_attrs = {**base, sc.DB_OPERATION_NAME: sc.PIPELINE}
+        self._batch_attrs = {sc.CACHE_NAME: self.name}
 
         self._histogram: Any = None
         self._batch_histogram: Any = None
@@ -269,7 +273,7 @@ class Instrumentation:
         """
         histogram = self._batch_histogram
         if histogram is not None:
-            histogram.record(operations)
+            histogram.record(operations, self._batch_attrs)
         riders = [s for s in spans if s is not None]
         if not riders or not self.tracing_enabled:
             return None
@@ -333,7 +337,9 @@ class Instrumentation:
             if attrs is None:
                 if len(self._error_attrs) >= 64:
                     etype = "_OTHER"
-                attrs = self._error_attrs.setdefault((op, etype), {sc.ATTR_OPERATION: op, sc.ATTR_ERROR_TYPE: etype})
+                attrs = self._error_attrs.setdefault(
+                    (op, etype), {sc.CACHE_NAME: self.name, sc.ATTR_OPERATION: op, sc.ATTR_ERROR_TYPE: etype}
+                )
             self._histogram.record(elapsed, attrs)
         if active is not None:
             span, token = active

@@ -35,7 +35,7 @@ class StateReading:
 
 
 class _Totals:
-    """Counter values of caches that stopped reporting."""
+    """Counter values of caches (of one name) that stopped reporting."""
 
     __slots__ = (
         "breaker_opens", "cancellations", "deletes", "errors", "evictions", "hits", "invalidations", "misses", "sets",
@@ -69,22 +69,27 @@ class _Totals:
         self.add(other, -1)
 
 
-_HIT = {sc.ATTR_RESULT: "hit"}
-_MISS = {sc.ATTR_RESULT: "miss"}
-_EMPTY: dict[str, str] = {}
-_USED = {sc.ATTR_POOL_STATE: "used"}
-_IDLE = {sc.ATTR_POOL_STATE: "idle"}
+#: Distinct cache names reported per meter provider; further names report as OTHER_NAME, so a
+#: name built from data (a tenant id, say) cannot grow the series without bound.
+MAX_CACHE_NAMES = 64
+OTHER_NAME = "_other"
 
 
 class ObservedCaches:
-    """The caches reporting into one meter, and the observable instruments that read them."""
+    """The caches reporting into one meter, and the observable instruments that read them.
+
+    Every observation carries the cache's name (``cache.name``): caches of different names
+    are series apart; caches sharing a name share (sum into) one series, on purpose.
+    """
 
     def __init__(self, meter: Meter) -> None:
         self._lock = threading.Lock()
         self._members: weakref.WeakSet[Instrumentation] = weakref.WeakSet()
-        #: Counts of closed caches, so summed counters stay monotonic when one cache closes.
-        self._retired = _Totals()
+        #: Counts of closed caches per name, so summed counters stay monotonic when one closes.
+        self._retired: dict[str, _Totals] = {}
         self._folded: weakref.WeakKeyDictionary[Instrumentation, _Totals] = weakref.WeakKeyDictionary()
+        self._names: set[str] = set()
+        self._attrs: dict[tuple[str, str, str], dict[str, str]] = {}
 
         # Units come from sc.BUILT_IN_UNITS, the one list the Prometheus collector also reads.
         def counter(name: str, callback: Callable[..., Any], description: str) -> None:
@@ -124,7 +129,7 @@ class ObservedCaches:
             self._members.add(member)
             folded = self._folded.pop(member, None)
             if folded is not None:  # re-added (the switch flipped back): un-retire its counts
-                self._retired.subtract(folded)
+                self._retired[self._name_of(member)].subtract(folded)
 
     def discard(self, member: Instrumentation) -> None:
         """Stop observing ``member``; its counts so far stay in the totals (counters never go back)."""
@@ -133,97 +138,144 @@ class ObservedCaches:
                 return
             self._members.discard(member)
             folded = _Totals.of(member)
-            self._retired.add(folded)
+            self._retired.setdefault(self._name_of(member), _Totals()).add(folded)
             self._folded[member] = folded
 
     def members(self) -> list[Instrumentation]:
         with self._lock:
             return list(self._members)
 
+    def _name_of(self, member: Instrumentation) -> str:
+        name = member.name
+        if name not in self._names:
+            if len(self._names) >= MAX_CACHE_NAMES:
+                return OTHER_NAME
+            self._names.add(name)
+        return name
+
+    def _groups(self) -> dict[str, list[Instrumentation]]:
+        """Live members by cache name (names beyond the bound fold into OTHER_NAME)."""
+        with self._lock:
+            groups: dict[str, list[Instrumentation]] = {}
+            for member in self._members:
+                groups.setdefault(self._name_of(member), []).append(member)
+            return groups
+
+    def _with_retired(self) -> list[tuple[str, list[Instrumentation], _Totals | None]]:
+        groups = self._groups()
+        retired = self._retired
+        return [(n, groups.get(n, []), retired.get(n)) for n in sorted(groups.keys() | retired.keys())]
+
+    def _a(self, name: str, key: str = "", value: str = "") -> dict[str, str]:
+        """Attributes of one series, built once: the cache name plus at most one more pair."""
+        attrs = self._attrs.get((name, key, value))
+        if attrs is None:
+            attrs = {sc.CACHE_NAME: name, key: value} if key else {sc.CACHE_NAME: name}
+            if len(self._attrs) < 4096:
+                self._attrs[(name, key, value)] = attrs
+        return attrs
+
     # -- callbacks ------------------------------------------------------------------------
-    def _field(self, name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    def _field(self, field: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def observe(options: CallbackOptions) -> Iterable[Observation]:
-            members = self.members()
-            retired = getattr(self._retired, name)
-            if members or retired:
-                yield Observation(retired + sum(getattr(m.counters, name) for m in members), _EMPTY)
+            for name, members, retired in self._with_retired():
+                base = getattr(retired, field) if retired is not None else 0
+                if members or base:
+                    yield Observation(base + sum(getattr(m.counters, field) for m in members), self._a(name))
 
         return observe
 
     def _gets(self, options: CallbackOptions) -> Iterable[Observation]:
-        members = self.members()
+        groups = self._with_retired()
         # Registered first, so it runs before the SDK collects the duration histogram: queued
         # records land in this collection.
-        for member in members:
-            member.flush()
-        hits = self._retired.hits + sum(m.counters.hits for m in members)
-        misses = self._retired.misses + sum(m.counters.misses for m in members)
-        if members or hits or misses:
-            yield Observation(hits, _HIT)
-            yield Observation(misses, _MISS)
+        for _, members, _ in groups:
+            for member in members:
+                member.flush()
+        for name, members, retired in groups:
+            hits = (retired.hits if retired else 0) + sum(m.counters.hits for m in members)
+            misses = (retired.misses if retired else 0) + sum(m.counters.misses for m in members)
+            if members or hits or misses:
+                yield Observation(hits, self._a(name, sc.ATTR_RESULT, "hit"))
+                yield Observation(misses, self._a(name, sc.ATTR_RESULT, "miss"))
 
     def _hit_rate(self, options: CallbackOptions) -> Iterable[Observation]:
-        members = self.members()
-        hits = sum(m.counters.hits for m in members)
-        gets = hits + sum(m.counters.misses for m in members)
-        if gets:  # no reads yet: no value, rather than a 0 that trips hit-rate alerts
-            yield Observation(hits / gets, _EMPTY)
+        for name, members in self._groups().items():
+            hits = sum(m.counters.hits for m in members)
+            gets = hits + sum(m.counters.misses for m in members)
+            if gets:  # no reads yet: no value, rather than a 0 that trips hit-rate alerts
+                yield Observation(hits / gets, self._a(name))
 
     def _errors(self, options: CallbackOptions) -> Iterable[Observation]:
-        totals = dict(self._retired.errors)
-        for m in self.members():
-            for key, count in list(m.counters.errors.items()):
-                totals[key] = totals.get(key, 0) + count
-        for (operation, etype), count in totals.items():
-            yield Observation(count, {sc.ATTR_OPERATION: operation, sc.ATTR_ERROR_TYPE: etype})
+        for name, members, retired in self._with_retired():
+            totals = dict(retired.errors) if retired is not None else {}
+            for m in members:
+                for key, count in list(m.counters.errors.items()):
+                    totals[key] = totals.get(key, 0) + count
+            for (operation, etype), count in totals.items():
+                yield Observation(count, {sc.CACHE_NAME: name, sc.ATTR_OPERATION: operation, sc.ATTR_ERROR_TYPE: etype})
 
     def _evictions(self, options: CallbackOptions) -> Iterable[Observation]:
-        values = [e for e in (m.evictions() for m in self.members()) if e is not None]
-        if values or self._retired.evictions:
-            yield Observation(self._retired.evictions + sum(values), _EMPTY)
+        for name, members, retired in self._with_retired():
+            values = [e for e in (m.evictions() for m in members) if e is not None]
+            if values or (retired is not None and retired.evictions):
+                yield Observation((retired.evictions if retired else 0) + sum(values), self._a(name))
 
     def _usage(self, options: CallbackOptions, field: str) -> Iterable[Observation]:
-        values = [u for u in (m.usage() for m in self.members()) if u is not None]
-        if values:
-            yield Observation(sum(getattr(u, field) for u in values), _EMPTY)
+        for name, members in self._groups().items():
+            values = [u for u in (m.usage() for m in members) if u is not None]
+            if values:
+                yield Observation(sum(getattr(u, field) for u in values), self._a(name))
 
-    def _states(self) -> list[StateReading]:
-        return [s for s in (m.state() for m in self.members()) if s is not None]
+    def _states(self) -> dict[str, list[StateReading]]:
+        out: dict[str, list[StateReading]] = {}
+        for name, members in self._groups().items():
+            states = [s for s in (m.state() for m in members) if s is not None]
+            if states:
+                out[name] = states
+        return out
 
     def _health(self, options: CallbackOptions) -> Iterable[Observation]:
-        states = self._states()
-        if states:
-            yield Observation(1 if all(s.healthy for s in states) else 0, _EMPTY)
+        for name, states in self._states().items():
+            yield Observation(1 if all(s.healthy for s in states) else 0, self._a(name))
 
     def _breaker_state(self, options: CallbackOptions) -> Iterable[Observation]:
-        values = [sc.BREAKER_STATE_VALUES[s.breaker_state] for s in self._states() if s.breaker_state is not None]
-        if values:
-            yield Observation(max(values), _EMPTY)
+        for name, states in self._states().items():
+            values = [sc.BREAKER_STATE_VALUES[s.breaker_state] for s in states if s.breaker_state is not None]
+            if values:
+                yield Observation(max(values), self._a(name))
 
     def _breaker_opens(self, options: CallbackOptions) -> Iterable[Observation]:
-        states = [s for s in self._states() if s.breaker_state is not None]
-        if states or self._retired.breaker_opens:
-            yield Observation(self._retired.breaker_opens + sum(s.breaker_opens for s in states), _EMPTY)
+        states = self._states()
+        for name in sorted(states.keys() | self._retired.keys()):
+            with_breaker = [s for s in states.get(name, []) if s.breaker_state is not None]
+            retired = self._retired.get(name)
+            if with_breaker or (retired is not None and retired.breaker_opens):
+                opens = (retired.breaker_opens if retired else 0) + sum(s.breaker_opens for s in with_breaker)
+                yield Observation(opens, self._a(name))
 
-    def _pools(self) -> list[StateReading]:
-        return [s for s in self._states() if s.pool_max is not None]
+    def _pools(self) -> dict[str, list[StateReading]]:
+        out = {}
+        for name, states in self._states().items():
+            pools = [s for s in states if s.pool_max is not None]
+            if pools:
+                out[name] = pools
+        return out
 
     def _pool_connections(self, options: CallbackOptions) -> Iterable[Observation]:
-        pools = self._pools()
-        if pools:
-            yield Observation(sum(s.pool_in_use or 0 for s in pools), _USED)
-            yield Observation(sum(s.pool_idle or 0 for s in pools), _IDLE)
+        for name, pools in self._pools().items():
+            yield Observation(sum(s.pool_in_use or 0 for s in pools), self._a(name, sc.ATTR_POOL_STATE, "used"))
+            yield Observation(sum(s.pool_idle or 0 for s in pools), self._a(name, sc.ATTR_POOL_STATE, "idle"))
 
     def _pool_max(self, options: CallbackOptions) -> Iterable[Observation]:
-        pools = self._pools()
-        if pools:
-            yield Observation(sum(s.pool_max or 0 for s in pools), _EMPTY)
+        for name, pools in self._pools().items():
+            yield Observation(sum(s.pool_max or 0 for s in pools), self._a(name))
 
     def _pool_utilization(self, options: CallbackOptions) -> Iterable[Observation]:
-        pools = self._pools()
-        limit = sum(s.pool_max or 0 for s in pools)
-        if limit:
-            yield Observation(sum(s.pool_in_use or 0 for s in pools) / limit, _EMPTY)
+        for name, pools in self._pools().items():
+            limit = sum(s.pool_max or 0 for s in pools)
+            if limit:
+                yield Observation(sum(s.pool_in_use or 0 for s in pools) / limit, self._a(name))
 
     def _size(self, options: CallbackOptions) -> Iterable[Observation]:
         return self._usage(options, "bytes")

@@ -68,6 +68,9 @@ ATTR_OPERATION: Final = "operation"
 ATTR_RESULT: Final = "result"
 ATTR_ERROR_TYPE: Final = "error.type"
 ATTR_POOL_STATE: Final = "state"  # used / idle, as db.client.connection.state
+#: Which cache (``CacheConfig.name``): on every metric point and span. No semantic convention
+#: names a cache yet (semantic-conventions#1747); Prometheus shows it as ``cache_name``.
+CACHE_NAME: Final = "cache.name"
 
 # Span attribute keys (stable database semantic conventions) -------------------------------
 DB_SYSTEM_NAME: Final = "db.system.name"
