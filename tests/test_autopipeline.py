@@ -7,6 +7,8 @@ import json
 
 import pytest
 import redis
+from hypothesis import given
+from hypothesis import strategies as st
 
 from yokedcache import CacheConfig, YokedCache
 from yokedcache.backends.redis import RedisBackend
@@ -347,3 +349,21 @@ async def test_a_hung_server_times_out_each_batch_once(redis_url):
             except CacheConnectionError:
                 assert asyncio.get_running_loop().time() < deadline
         assert await asyncio.gather(*(cache.get("k") for _ in range(10))) == [1] * 10
+
+
+_arguments = st.one_of(
+    st.text(st.characters(exclude_categories=("Cs",)), max_size=20),  # keys: UTF-8 encodable
+    st.binary(max_size=40),
+    st.integers(-(2**63), 2**63 - 1),
+)
+_commands = st.tuples(st.sampled_from(["GET", "SET", "EXPIRE", "MULTI"]), st.lists(_arguments, max_size=4))
+
+
+@given(commands=st.lists(_commands.map(lambda c: (c[0], *c[1])), min_size=1, max_size=6))
+def test_batches_are_packed_byte_for_byte_as_redis_py_packs_them(commands):
+    from redis.asyncio.connection import Connection
+
+    from yokedcache.backends.autopipeline import _pack
+
+    connection = Connection()
+    assert _pack(commands, connection.encoder) == b"".join(connection.pack_commands(commands))
