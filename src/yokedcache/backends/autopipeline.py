@@ -382,8 +382,15 @@ class AutoPipeliner:
                 await connection.send_packed_command(
                     _pack([c for entry in entries for c in entry[0]], connection.encoder), check_health=False
                 )
+                read = connection.read_response
                 for commands, parse, future, _ in entries:
-                    replies = await _read_replies(connection, len(commands))
+                    if len(commands) == 1:  # most operations: no coroutine of ours per reply
+                        try:
+                            replies = [await read()]
+                        except ResponseError as exc:
+                            replies = [exc]
+                    else:
+                        replies = await _read_replies(connection, len(commands))
                     if future.done():  # the caller was cancelled while its command was in flight
                         continue
                     try:
