@@ -27,9 +27,12 @@ HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
 
 @dataclass(frozen=True)
 class CacheStats:
-    """``await cache.get_stats()``: counts since start and what the cache holds now."""
+    """``await cache.get_stats()``: counts since start and what the cache holds now.
 
-    hit_rate: float
+    ``hit_rate`` is ``None`` until something has been read: no value, not a misleading 0.
+    """
+
+    hit_rate: float | None
     hits: int
     misses: int
     sets: int
@@ -48,9 +51,13 @@ class CacheStats:
 
 @dataclass(frozen=True)
 class ComprehensiveMetrics:
-    """``cache.get_comprehensive_metrics()``: rates and latency, computed without I/O."""
+    """``cache.get_comprehensive_metrics()``: rates and latency, computed without I/O.
 
-    hit_rate: float
+    ``hit_rate`` is ``None`` before the first read; ``operations_per_second`` is counter
+    differences over ``window`` (since start while the cache is younger than that).
+    """
+
+    hit_rate: float | None
     avg_response_time: float
     total_operations: int
     error_rate: float
