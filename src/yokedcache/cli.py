@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=9464, help="metrics/health port (default 9464)")
     demo.add_argument("--addr", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     demo.add_argument("--duration", type=float, default=0, help="stop after this many seconds (default: run on)")
-    demo.add_argument("--rate", type=float, default=1000, help="target cache operations per second (default 1000; 0 = flat out)")
+    demo.add_argument("--rate", type=float, default=1000, help="cache ops per second (default 1000; 0 = flat out)")
     demo.add_argument("--concurrency", type=int, default=8, help="concurrent workers (default 8)")
     demo.add_argument("--otlp-endpoint", help="also export metrics and traces over OTLP, e.g. http://localhost:4317")
     demo.add_argument("--otlp-protocol", choices=["grpc", "http/protobuf"], default="grpc")
