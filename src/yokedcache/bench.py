@@ -209,9 +209,10 @@ async def run(args: argparse.Namespace) -> int:
     try:
         if url is not None:
             from ._urls import redact_url
+            from .cli import redis_failed
 
             if not await cache.health_check():
-                raise UserError(f"cannot reach Redis at {redact_url(url)}")
+                raise await redis_failed(cache, url)
             import redis.asyncio as aioredis
 
             raw_client = aioredis.Redis(connection_pool=cache.backend._pool)  # type: ignore[attr-defined]

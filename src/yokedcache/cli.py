@@ -32,6 +32,12 @@ def _redis_url(args: argparse.Namespace) -> str | None:
     return args.redis_url or os.environ.get("YOKEDCACHE_REDIS_URL") or None
 
 
+async def redis_failed(cache: Any, url: str) -> UserError:
+    """The error for a Redis that failed its ping, in the words ``health`` uses for it."""
+    reasons = (await cache.detailed_health_check())["reasons"]
+    return UserError(f"Redis at {redact_url(url)} failed: {'; '.join(reasons) or 'no answer'}")
+
+
 def _config(**kwargs: Any) -> CacheConfig:
     try:
         return CacheConfig(**kwargs)
@@ -68,8 +74,7 @@ async def _demo(args: argparse.Namespace) -> int:
     cache = YokedCache(config)
     try:
         if url is not None and not await cache.health_check():
-            report = await cache.detailed_health_check()
-            raise UserError(f"cannot reach Redis at {redact_url(url)}: {'; '.join(report['reasons'])}")
+            raise await redis_failed(cache, url)
         prometheus = collectors[0]
         backend = f"Redis {redact_url(url)}" if url else "in-memory backend"
         header = (f"yokedcache demo -- {backend} -- {prometheus.url}/metrics  {prometheus.url}/readyz  "
@@ -115,13 +120,16 @@ async def _health(args: argparse.Namespace) -> int:
         backend = report["backend"]
         where = backend.get("url") or backend["kind"]
         latency = report.get("ping_latency_seconds")
-        ping = f"{latency * 1e3:.2f} ms" if latency is not None else "no answer"
+        ping = f"{latency * 1e3:.2f} ms" if latency is not None else "failed"
         print(f"{report['status']}: {where} (ping {ping})")
         for reason in report["reasons"]:
             print(f"  - {reason}")
         pool = report.get("connection_pool")
         if pool:
-            print(f"  pool: {pool['in_use']} in use, {pool['idle']} idle, max {pool['max_connections']}")
+            if pool["in_use"] + pool["idle"] == 0:  # a failed connect leaves no socket behind
+                print(f"  pool: not connected yet, max {pool['max_connections']}")
+            else:
+                print(f"  pool: {pool['in_use']} in use, {pool['idle']} idle, max {pool['max_connections']}")
     return EXIT_BY_STATUS.get(report["status"], 2)
 
 
@@ -132,7 +140,7 @@ async def _stats(args: argparse.Namespace) -> int:
     config = _config(redis_url=url, key_prefix=args.key_prefix, enable_metrics=False, enable_tracing=False)
     async with YokedCache(config) as cache:
         if url is not None and not await cache.health_check():
-            raise UserError(f"cannot reach Redis at {redact_url(url)}")
+            raise await redis_failed(cache, url)
         await cache.refresh_usage()
         stats = await cache.get_stats()
     data = stats.to_dict()

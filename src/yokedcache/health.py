@@ -147,7 +147,8 @@ async def detailed_health_check(cache: YokedCache, *, probe: Backend | None = No
     if not ok:
         reasons.append(f"backend ping failed: {problem}")
     if breaker["state"] == "open":
-        reasons.append("circuit breaker open")
+        why = breaker.get("last_error")  # the cause, in the words the outage WARNING used
+        reasons.append(f"circuit breaker open (last error: {why})" if why else "circuit breaker open")
     status = UNHEALTHY if reasons else HEALTHY
     if status == HEALTHY:
         failing = _recent_failures(cache)
