@@ -92,7 +92,8 @@ def test_demo_reports_a_port_in_use_and_an_unreachable_redis():
     result = cli(
         "demo", "--port", "0", "--duration", "1", "--redis-url", f"redis://:sentinel-pw@127.0.0.1:{free_port()}/0"
     )
-    assert result.returncode == 2 and "cannot reach Redis at redis://:***@127.0.0.1:" in result.stderr
+    assert result.returncode == 2 and "Redis at redis://:***@127.0.0.1:" in result.stderr
+    assert "failed: backend ping failed: connection refused" in result.stderr
     assert "sentinel-pw" not in result.stderr
 
 
