@@ -187,6 +187,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
+    from ._extras import install_hint
     from .cache import YokedCache
     from .cli import UserError, _config, _redis_url
 
@@ -200,7 +201,7 @@ async def run(args: argparse.Namespace) -> int:
             from opentelemetry.sdk.metrics import MeterProvider
             from prometheus_client import CollectorRegistry
         except ImportError:
-            raise UserError("metrics on needs: pip install 'yokedcache[prometheus]' (or pass --no-metrics)") from None
+            raise UserError(f"metrics on needs: {install_hint('prometheus')} (or pass --no-metrics)") from None
         provider = MeterProvider(metric_readers=[PrometheusMetricReader(registry=CollectorRegistry())])
     config = _config(redis_url=url, meter_provider=provider, enable_metrics=not args.no_metrics,
                      enable_tracing=False, key_prefix="yokedcache-bench:", default_ttl=300)  # fmt: skip

@@ -199,6 +199,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"yokedcache {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except ImportError as exc:
+        if "pip install" not in str(exc):  # not a missing extra (see _extras.require): a bug
+            raise
+        print(f"yokedcache {args.command}: error: {exc}", file=sys.stderr)  # names the one extra
+        return 2
     except KeyboardInterrupt:
         return 130
 
