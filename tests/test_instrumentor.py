@@ -83,7 +83,7 @@ def run_instrumented(receiver, protocol: str, redis_url: str, **env: str) -> str
 def test_entry_point_is_registered_for_opentelemetry_instrument():
     (ep,) = [e for e in entry_points(group="opentelemetry_instrumentor") if e.name == "yokedcache"]
     assert ep.load() is YokedCacheInstrumentor
-    assert ep.dist is not None and ep.dist.name == "yokedcache"
+    assert ep.dist is not None and ep.dist.name == "yokedcache-otel"  # the distribution; the import name is yokedcache
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])

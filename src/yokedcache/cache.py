@@ -238,6 +238,12 @@ class YokedCache:
         )
         #: The newest backend failure: (monotonic time, reason in words, server error code).
         self.last_failure: tuple[float, str, str | None] | None = None
+        #: The outage in progress (see _note_failure): when it began, errors before it, whether
+        #: its WARNING went out; and when the last WARNING did.
+        self._outage_since: float | None = None
+        self._outage_errors = 0
+        self._outage_warned = False
+        self._warned_at: float | None = None
 
         self._usage: Usage | None = None
         #: ``backend.invalidations`` when ``_usage`` was measured (stale once it moves).
@@ -396,24 +402,51 @@ class YokedCache:
                 return
         raise exc
 
+    def _where(self) -> str:
+        info = self.backend.info  # host and port only: never the URL, which may hold a password
+        return f"{info.host}:{info.port}" if info.port is not None else (info.host or info.kind)
+
     def _note_failure(self, exc: CacheBackendError) -> None:
-        """Remember the newest failure; say so once per outage (rate-limited by the breaker)."""
+        """Remember the newest failure; one WARNING per outage, at most one a minute.
+
+        An outage runs from a failure to the next call that succeeds (which logs one INFO if
+        the outage was announced). A second outage within a minute of the last WARNING is
+        announced when that minute is up, if it still lasts: flapping cannot flood the log.
+        """
         now = time.monotonic()
         previous = self.last_failure
         if isinstance(exc, CircuitOpenError) and previous is not None:  # keep the cause, not "open"
             self.last_failure = (now, previous[1], previous[2])
+        else:
+            self.last_failure = (now, exc.reason, exc.code)
+        if self._outage_since is None:
+            self._outage_since = now
+            self._outage_errors = self.telemetry.counters.error_total - 1
+            if self._guard is not None:
+                self._guard.on_next_success = self._recovered
+        warned = self._warned_at
+        if self._outage_warned or (warned is not None and now - warned < 60.0):
             return
-        self.last_failure = (now, exc.reason, exc.code)
-        if previous is None or now - previous[0] > 60.0:
-            info = self.backend.info
-            where = f"{info.host}:{info.port}" if info.port is not None else (info.host or info.kind)
-            log.warning(
-                "cache backend %s failing: %s%s; %s",
-                where,
-                exc.reason,
-                f" ({exc.code})" if exc.code else "",
-                "returning defaults (fail_open)" if self._fail_open else "raising to callers",
-            )
+        self._warned_at, self._outage_warned = now, True
+        _, reason, code = self.last_failure
+        log.warning(
+            "cache backend %s failing: %s%s; %s",
+            self._where(),
+            reason,
+            f" ({code})" if code else "",
+            "returning defaults (fail_open)" if self._fail_open else "raising to callers",
+        )
+
+    def _recovered(self) -> None:
+        """A call succeeded after failures: the outage is over (say so if it was announced)."""
+        since = self._outage_since
+        if since is None:
+            return
+        if self._outage_warned:
+            failed = self.telemetry.counters.error_total - self._outage_errors
+            log.info("cache backend %s recovered after %.1f s (%d operations failed meanwhile)", self._where(),
+                     time.monotonic() - since, failed)  # fmt: skip
+        self._outage_since, self._outage_warned = None, False
 
     def _ttl(self, ttl: float | None) -> float | None:
         return self._default_ttl if ttl is None else _check_ttl(ttl)
