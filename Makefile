@@ -6,10 +6,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test lint bench bench-pipelining soak scale clean
 
+# Not --quiet: the first install takes a minute or so, and pip's "Collecting ..." lines show it moving.
 $(STAMP): pyproject.toml
+	@echo "creating $(VENV) and installing yokedcache-otel[all,test] into it (a minute or so, once)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[all,test]"
+	$(BIN)/pip install --disable-pip-version-check --progress-bar on -e ".[all,test]"
 	touch $(STAMP)
+	@echo "installed: $(BIN)/yokedcache, $(BIN)/python"
 
 install: $(STAMP)
 

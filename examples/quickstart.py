@@ -1,6 +1,6 @@
 """Quick start: the embedded in-memory cache, with its metrics printed from the OTel SDK.
 
-Run: python examples/quickstart.py   (needs `pip install 'yokedcache[prometheus]'` for the SDK)
+Run: python examples/quickstart.py   (needs `pip install 'yokedcache-otel[prometheus]'` for the SDK)
 """
 
 from __future__ import annotations

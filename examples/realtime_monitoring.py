@@ -30,7 +30,7 @@ async def monitor_cache_performance():
         metrics = cache.get_comprehensive_metrics()
 
         # Alert on poor performance
-        if metrics.hit_rate < 0.70:
+        if metrics.hit_rate is not None and metrics.hit_rate < 0.70:  # None: nothing read yet
             await send_alert(f"Low hit rate: {metrics.hit_rate:.2%}")
 
         if metrics.avg_response_time > 0.100:

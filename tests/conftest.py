@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from yokedcache import CacheConfig, YokedCache
 
-from .redis_server import INSTALL_HINT, RedisServer, in_ci
+from .redis_server import INSTALL_HINT, RedisServer, in_ci, missing
 
 if in_ci():
     from hypothesis import settings
@@ -27,9 +27,7 @@ def _require_redis() -> None:
     import shutil
 
     if shutil.which("redis-server") is None:
-        if in_ci():
-            pytest.fail(INSTALL_HINT, pytrace=False)
-        pytest.skip(INSTALL_HINT)
+        missing(INSTALL_HINT)
 
 
 @pytest.fixture(scope="session")

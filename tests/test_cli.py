@@ -92,7 +92,8 @@ def test_demo_reports_a_port_in_use_and_an_unreachable_redis():
     result = cli(
         "demo", "--port", "0", "--duration", "1", "--redis-url", f"redis://:sentinel-pw@127.0.0.1:{free_port()}/0"
     )
-    assert result.returncode == 2 and "cannot reach Redis at redis://:***@127.0.0.1:" in result.stderr
+    assert result.returncode == 2 and "Redis at redis://:***@127.0.0.1:" in result.stderr
+    assert "failed: backend ping failed: connection refused" in result.stderr
     assert "sentinel-pw" not in result.stderr
 
 
@@ -129,6 +130,10 @@ def test_demo_serves_metrics_and_health_while_it_runs(backend, request):
     assert proc.returncode == 0, err
     assert "ran " in out and "hit rate" in out and "get " in out
     assert "Traceback" not in err
+    # after Ctrl-C: what to try next (Prometheus with the shipped config, the tests, Redis)
+    steps = out[out.index("next steps:") :]
+    assert "collector-config/prometheus/prometheus.yml" in steps
+    assert "make test" in steps and "--redis-url" in steps
 
 
 def test_demo_with_a_duration_prints_the_live_lines_and_a_summary():
@@ -136,8 +141,14 @@ def test_demo_with_a_duration_prints_the_live_lines_and_a_summary():
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("yokedcache demo -- in-memory backend -- http://127.0.0.1:")
-    assert any(line.startswith("[") and "operations, hit rate" in line for line in lines)
-    assert any(line.startswith("ran ") for line in lines)
+    # each live line states the rate the cache measured beside the target it was asked for
+    assert any(line.startswith("[") and " ops/s (target 300), hit rate" in line for line in lines)
+    assert any(line.startswith("ran ") and " ops/s, target 300)" in line for line in lines)
+
+
+def test_demo_help_states_the_default_rate():
+    result = cli("demo", "--help")
+    assert result.returncode == 0 and "default 1000" in " ".join(result.stdout.split())
 
 
 def test_demo_live_view_renders_the_figures():
@@ -181,3 +192,34 @@ def test_bench_runs_for_a_second_and_writes_json(backend, request, tmp_path):
 def test_python_dash_m_and_version():
     result = cli("--version")
     assert result.returncode == 0 and result.stdout.startswith("yokedcache ")
+
+
+def test_demo_paces_cache_operations_not_requests():
+    """A read-through miss is two cache operations (get, set): the target counts both."""
+    import asyncio
+
+    from yokedcache import YokedCache
+    from yokedcache.demo import Workload
+
+    async def main() -> tuple[int, int]:
+        async with YokedCache() as cache:
+            workload = Workload(cache, rate=0)
+            reported = sum([await workload.step() for _ in range(300)])
+            return reported, cache.telemetry.counters.total_calls
+
+    reported, made = asyncio.run(main())
+    assert reported == made > 300
+
+
+def test_demo_live_view_before_any_read_shows_no_hit_rate():
+    import asyncio
+
+    from yokedcache import YokedCache
+    from yokedcache.demo import LiveView, Workload
+
+    async def main() -> str:
+        async with YokedCache() as cache:
+            return LiveView(cache, Workload(cache, rate=50), "header").render()
+
+    screen = asyncio.run(main())
+    assert "hit rate      -" in screen and "target 50" in screen

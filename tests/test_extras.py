@@ -27,7 +27,7 @@ def test_redis_backend_without_redis_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "redis.asyncio", None)
     from yokedcache.backends.redis import RedisBackend
 
-    with pytest.raises(ImportError, match=r"yokedcache\[redis\]"):
+    with pytest.raises(ImportError, match=r"pip install 'yokedcache-otel\[redis\]'"):
         RedisBackend("redis://localhost:6379/0")
 
 
@@ -38,7 +38,7 @@ def test_instrumentor_without_opentelemetry_instrumentation_names_the_extra():
         "try:\n"
         "    import yokedcache.instrumentor\n"
         "except ImportError as exc:\n"
-        '    assert "yokedcache[instrumentor]" in str(exc), exc\n'
+        '    assert "yokedcache-otel[instrumentor]" in str(exc), exc\n'
         "else:\n"
         "    raise SystemExit('imported without opentelemetry-instrumentation')\n"
     )

@@ -83,7 +83,7 @@ async def test_retries_transient_errors_while_closed():
 async def test_half_open_trial_success_closes_and_failure_reopens(caplog):
     guard, breaker, clock = make_guard(threshold=1)
     fn = Flaky()
-    caplog.set_level(logging.INFO, logger="yokedcache.resilience")
+    caplog.set_level(logging.DEBUG, logger="yokedcache.resilience")
     with pytest.raises(CacheConnectionError):
         await guard.call(fn)
     clock.now += 5.0
@@ -434,7 +434,8 @@ def test_readyz_before_the_first_operation_answers_against_a_hung_redis():
     collector = PrometheusCollector(port=0)
     metrics = CacheMetrics([collector])
     url = f"redis://127.0.0.1:{hung.getsockname()[1]}/0"
-    YokedCache(CacheConfig(redis_url=url, metrics=metrics, health_check_timeout=0.5))
+    # kept referenced: a cache the collector has already dropped reports nothing
+    cache = YokedCache(CacheConfig(redis_url=url, metrics=metrics, health_check_timeout=0.5))
     try:
         started = time.monotonic()
         status, report = _fetch_readyz(collector.url)
@@ -442,6 +443,7 @@ def test_readyz_before_the_first_operation_answers_against_a_hung_redis():
         assert "timed out" in report["reasons"][0]
         assert time.monotonic() - started < 3.0  # bounded by health_check_timeout (+ closing the twin)
     finally:
+        del cache
         metrics.shutdown()
         hung.close()
 

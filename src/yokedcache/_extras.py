@@ -10,10 +10,21 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+#: The distribution's name on the package index ("yokedcache" there is another project).
+DISTRIBUTION = "yokedcache-otel"
+
+
+def install_hint(extra: str) -> str:
+    return f"pip install '{DISTRIBUTION}[{extra}]'"
+
 
 def require(module: str, extra: str) -> ModuleType:
-    """Import ``module`` or raise an ImportError naming the ``yokedcache[extra]`` to install."""
+    """Import ``module`` or raise an ImportError naming the one extra that provides the feature.
+
+    ``extra`` is the feature's extra even when the module comes with several (the OTel SDK is in
+    every exporter's): a user asking for StatsD is told ``[statsd]``, once, not ``[sdk]`` first.
+    """
     try:
         return importlib.import_module(module)
     except ImportError as exc:  # pragma: no cover - exercised by the missing-extra test
-        raise ImportError(f"{module!r} is not installed; install it with: pip install 'yokedcache[{extra}]'") from exc
+        raise ImportError(f"{module!r} is not installed; install it with: {install_hint(extra)}") from exc

@@ -187,6 +187,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
+    from ._extras import install_hint
     from .cli import UserError, _cache, _config, _redis_url
 
     if args.ops < 1 or args.concurrency < 1 or args.warmup < 0:
@@ -199,7 +200,7 @@ async def run(args: argparse.Namespace) -> int:
             from opentelemetry.sdk.metrics import MeterProvider
             from prometheus_client import CollectorRegistry
         except ImportError:
-            raise UserError("metrics on needs: pip install 'yokedcache[prometheus]' (or pass --no-metrics)") from None
+            raise UserError(f"metrics on needs: {install_hint('prometheus')} (or pass --no-metrics)") from None
         provider = MeterProvider(metric_readers=[PrometheusMetricReader(registry=CollectorRegistry())])
     config = _config(redis_url=url, meter_provider=provider, enable_metrics=not args.no_metrics,
                      enable_tracing=False, key_prefix="yokedcache-bench:", default_ttl=300)  # fmt: skip
@@ -208,9 +209,10 @@ async def run(args: argparse.Namespace) -> int:
     try:
         if url is not None:
             from ._urls import redact_url
+            from .cli import redis_failed
 
             if not await cache.health_check():
-                raise UserError(f"cannot reach Redis at {redact_url(url)}")
+                raise await redis_failed(cache, url)
             import redis.asyncio as aioredis
 
             raw_client = aioredis.Redis(connection_pool=cache.backend._pool)  # type: ignore[attr-defined]

@@ -28,7 +28,7 @@ from .errors import CacheBackendError, CacheClosedError, CircuitOpenError
 from .resilience import CLOSED, OPEN, CircuitBreaker, Guard
 from .serializers import resolve_serializer
 from .telemetry import semconv as sc
-from .telemetry.instrumentation import Instrumentation, detach_background_context
+from .telemetry.instrumentation import Instrumentation, detach_background_context, suppressed
 from .telemetry.observers import StateReading
 from .window import CounterWindow
 
@@ -238,6 +238,12 @@ class YokedCache:
         )
         #: The newest backend failure: (monotonic time, reason in words, server error code).
         self.last_failure: tuple[float, str, str | None] | None = None
+        #: The outage in progress (see _note_failure): when it began, errors before it, whether
+        #: its WARNING went out; and when the last WARNING did.
+        self._outage_since: float | None = None
+        self._outage_errors = 0
+        self._outage_warned = False
+        self._warned_at: float | None = None
 
         self._usage: Usage | None = None
         #: ``backend.invalidations`` when ``_usage`` was measured (stale once it moves).
@@ -272,6 +278,7 @@ class YokedCache:
             metrics_enabled=config.enable_metrics,
             tracing_enabled=config.enable_tracing if config.enable_tracing is not None else info.system is not None,
             capture_keys=config.capture_keys,
+            db_client_metrics=config.db_client_metrics,
             usage=self._current_usage,
             evictions=lambda: getattr(self.backend, "evictions", None),
             state=self._state_reading,
@@ -393,7 +400,8 @@ class YokedCache:
     async def _side_call(self, fn: Any, *args: Any, bounded: bool = True) -> Any:
         """Side work on the backend (pings, statistics) through the guard's reserved lane."""
         guard = self._guard
-        return await (fn(*args) if guard is None else guard.side_call(fn, *args, bounded=bounded))
+        with suppressed():  # ours, not the caller's: no spans in its trace
+            return await (fn(*args) if guard is None else guard.side_call(fn, *args, bounded=bounded))
 
     def _failed(self, op: str, started: float, active: Any, exc: BaseException) -> None:
         """Record a failure; re-raise unless the backend failed and we fail open.
@@ -414,24 +422,51 @@ class YokedCache:
                 return
         raise exc
 
+    def _where(self) -> str:
+        info = self.backend.info  # host and port only: never the URL, which may hold a password
+        return f"{info.host}:{info.port}" if info.port is not None else (info.host or info.kind)
+
     def _note_failure(self, exc: CacheBackendError) -> None:
-        """Remember the newest failure; say so once per outage (rate-limited by the breaker)."""
+        """Remember the newest failure; one WARNING per outage, at most one a minute.
+
+        An outage runs from a failure to the next call that succeeds (which logs one INFO if
+        the outage was announced). A second outage within a minute of the last WARNING is
+        announced when that minute is up, if it still lasts: flapping cannot flood the log.
+        """
         now = time.monotonic()
         previous = self.last_failure
         if isinstance(exc, CircuitOpenError) and previous is not None:  # keep the cause, not "open"
             self.last_failure = (now, previous[1], previous[2])
+        else:
+            self.last_failure = (now, exc.reason, exc.code)
+        if self._outage_since is None:
+            self._outage_since = now
+            self._outage_errors = self.telemetry.counters.error_total - 1
+            if self._guard is not None:
+                self._guard.on_next_success = self._recovered
+        warned = self._warned_at
+        if self._outage_warned or (warned is not None and now - warned < 60.0):
             return
-        self.last_failure = (now, exc.reason, exc.code)
-        if previous is None or now - previous[0] > 60.0:
-            info = self.backend.info
-            where = f"{info.host}:{info.port}" if info.port is not None else (info.host or info.kind)
-            log.warning(
-                "cache backend %s failing: %s%s; %s",
-                where,
-                exc.reason,
-                f" ({exc.code})" if exc.code else "",
-                "returning defaults (fail_open)" if self._fail_open else "raising to callers",
-            )
+        self._warned_at, self._outage_warned = now, True
+        _, reason, code = self.last_failure
+        log.warning(
+            "cache backend %s failing: %s%s; %s",
+            self._where(),
+            reason,
+            f" ({code})" if code else "",
+            "returning defaults (fail_open)" if self._fail_open else "raising to callers",
+        )
+
+    def _recovered(self) -> None:
+        """A call succeeded after failures: the outage is over (say so if it was announced)."""
+        since = self._outage_since
+        if since is None:
+            return
+        if self._outage_warned:
+            failed = self.telemetry.counters.error_total - self._outage_errors
+            log.info("cache backend %s recovered after %.1f s (%d operations failed meanwhile)", self._where(),
+                     time.monotonic() - since, failed)  # fmt: skip
+        self._outage_since, self._outage_warned = None, False
 
     def _ttl(self, ttl: float | None) -> float | None:
         return self._default_ttl if ttl is None else _check_ttl(ttl)
@@ -518,6 +553,7 @@ class YokedCache:
             pool_in_use=pool["in_use"] if pool else None,
             pool_idle=pool["idle"] if pool else None,
             pool_max=pool["max_connections"] if pool else None,
+            pool_pending=self._guard.waiting if self._guard is not None else 0,
         )
 
     async def refresh_usage(self) -> Usage | None:
@@ -593,7 +629,7 @@ class YokedCache:
         tag_keys = self._tag_keys(_check_tags(tags)) if tags is not None else ()
         data = self._dumps(value)  # raises SerializationError before anything is written
         tel = self.telemetry
-        active = tel.start_span(sc.OP_SET, full) if tel.tracing_enabled else None
+        active = tel.start_span(sc.OP_SET, full, tagged=bool(tag_keys)) if tel.tracing_enabled else None
         started = perf_counter()
         try:
             loop = _get_running_loop()

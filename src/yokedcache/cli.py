@@ -32,6 +32,12 @@ def _redis_url(args: argparse.Namespace) -> str | None:
     return args.redis_url or os.environ.get("YOKEDCACHE_REDIS_URL") or None
 
 
+async def redis_failed(cache: Any, url: str) -> UserError:
+    """The error for a Redis that failed its ping, in the words ``health`` uses for it."""
+    reasons = (await cache.detailed_health_check())["reasons"]
+    return UserError(f"Redis at {redact_url(url)} failed: {'; '.join(reasons) or 'no answer'}")
+
+
 def _config(**kwargs: Any) -> CacheConfig:
     try:
         return CacheConfig(**kwargs)
@@ -51,7 +57,7 @@ def _cache(config: CacheConfig) -> Any:
 
 # -- demo -----------------------------------------------------------------------------------
 async def _demo(args: argparse.Namespace) -> int:
-    from .demo import LiveView, Workload
+    from .demo import NEXT_STEPS, LiveView, Workload
     from .monitoring import CacheMetrics, PrometheusCollector
 
     url = _redis_url(args)
@@ -78,8 +84,7 @@ async def _demo(args: argparse.Namespace) -> int:
     cache = _cache(config)
     try:
         if url is not None and not await cache.health_check():
-            report = await cache.detailed_health_check()
-            raise UserError(f"cannot reach Redis at {redact_url(url)}: {'; '.join(report['reasons'])}")
+            raise await redis_failed(cache, url)
         prometheus = collectors[0]
         backend = f"Redis {redact_url(url)}" if url else "in-memory backend"
         header = (f"yokedcache demo -- {backend} -- {prometheus.url}/metrics  {prometheus.url}/readyz  "
@@ -104,6 +109,7 @@ async def _demo(args: argparse.Namespace) -> int:
                 stop.set()
         await running
         print(view.summary(), flush=True)
+        print(NEXT_STEPS, flush=True)
         return 0
     finally:
         await cache.close()
@@ -122,13 +128,16 @@ async def _health(args: argparse.Namespace) -> int:
         backend = report["backend"]
         where = backend.get("url") or backend["kind"]
         latency = report.get("ping_latency_seconds")
-        ping = f"{latency * 1e3:.2f} ms" if latency is not None else "no answer"
+        ping = f"{latency * 1e3:.2f} ms" if latency is not None else "failed"
         print(f"{report['status']}: {where} (ping {ping})")
         for reason in report["reasons"]:
             print(f"  - {reason}")
         pool = report.get("connection_pool")
         if pool:
-            print(f"  pool: {pool['in_use']} in use, {pool['idle']} idle, max {pool['max_connections']}")
+            if pool["in_use"] + pool["idle"] == 0:  # a failed connect leaves no socket behind
+                print(f"  pool: not connected yet, max {pool['max_connections']}")
+            else:
+                print(f"  pool: {pool['in_use']} in use, {pool['idle']} idle, max {pool['max_connections']}")
     return EXIT_BY_STATUS.get(report["status"], 2)
 
 
@@ -138,7 +147,7 @@ async def _stats(args: argparse.Namespace) -> int:
     config = _config(redis_url=url, key_prefix=args.key_prefix, enable_metrics=False, enable_tracing=False)
     async with _cache(config) as cache:
         if url is not None and not await cache.health_check():
-            raise UserError(f"cannot reach Redis at {redact_url(url)}")
+            raise await redis_failed(cache, url)
         await cache.refresh_usage()
         stats = await cache.get_stats()
     data = stats.to_dict()
@@ -165,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=9464, help="metrics/health port (default 9464)")
     demo.add_argument("--addr", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     demo.add_argument("--duration", type=float, default=0, help="stop after this many seconds (default: run on)")
-    demo.add_argument("--rate", type=float, default=1000, help="target operations per second (0 = flat out)")
+    demo.add_argument("--rate", type=float, default=1000, help="cache ops per second (default 1000; 0 = flat out)")
     demo.add_argument("--concurrency", type=int, default=8, help="concurrent workers (default 8)")
     demo.add_argument("--otlp-endpoint", help="also export metrics and traces over OTLP, e.g. http://localhost:4317")
     demo.add_argument("--otlp-protocol", choices=["grpc", "http/protobuf"], default="grpc")
@@ -196,6 +205,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(command(args))
     except UserError as exc:
         print(f"yokedcache {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ImportError as exc:
+        if "pip install" not in str(exc):  # not a missing extra (see _extras.require): a bug
+            raise
+        print(f"yokedcache {args.command}: error: {exc}", file=sys.stderr)  # names the one extra
         return 2
     except KeyboardInterrupt:
         return 130

@@ -71,8 +71,12 @@ class Workload:
         self.stats.record(op, time.perf_counter() - started)
         return result
 
-    async def step(self) -> None:
-        """One user request: mostly a read-through get, sometimes a write, batch or invalidation."""
+    async def step(self) -> int:
+        """One user request: mostly a read-through get, sometimes a write, batch or invalidation.
+
+        Returns the cache operations it made (a miss is a get and a set): the pacing counts
+        operations, so ``rate`` is the operations per second the cache sees.
+        """
         rng, cache = self._rng, self.cache
         roll = rng.random()
         pid = self._product()
@@ -82,6 +86,7 @@ class Workload:
                 category = f"category:{pid % self.categories}"
                 value = {"id": pid, "name": f"product {pid}", "price": round(1 + pid * 0.37, 2)}
                 await self._timed("set", cache.set(key, value, ttl=rng.uniform(5, 60), tags=[category]))
+                return 2
         elif roll < 0.96:
             keys = [f"product:{self._product()}" for _ in range(5)]
             await self._timed("get_many", cache.get_many(keys))
@@ -89,6 +94,7 @@ class Workload:
             await self._timed("delete", cache.delete(key))
         else:
             await self._timed("invalidate_tags", cache.invalidate_tags(f"category:{rng.randrange(self.categories)}"))
+        return 1
 
     async def run(self, stop: asyncio.Event) -> None:
         per_worker = self.rate / self.concurrency if self.rate > 0 else 0.0
@@ -96,9 +102,9 @@ class Workload:
         async def worker() -> None:
             next_at = time.monotonic()
             while not stop.is_set():
-                await self.step()
+                operations = await self.step()
                 if per_worker:
-                    next_at += 1 / per_worker
+                    next_at += operations / per_worker
                     delay = next_at - time.monotonic()
                     if delay > 0:
                         await asyncio.sleep(delay)
@@ -116,6 +122,18 @@ def _human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} GiB"
+
+
+def _percent(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.1%}"  # None: nothing read yet
+
+
+#: Printed when the demo ends (also after Ctrl-C): where to go from here.
+NEXT_STEPS = """next steps:
+  1. scrape it with Prometheus while it runs (it targets the demo's default port, 9464):
+     prometheus --config.file=collector-config/prometheus/prometheus.yml
+  2. run the tests: make test
+  3. point it at Redis: yokedcache demo --redis-url redis://localhost:6379/0"""
 
 
 def _human_seconds(s: float) -> str:
@@ -150,9 +168,10 @@ class LiveView:
         breaker = self.cache.breaker.state if self.cache.breaker else "n/a"
         lines = [
             self.header,
-            f"uptime {now - self.started:5.0f} s   hit rate {counters.hit_rate:6.1%}   errors {counters.error_total}"
-            f"   keys {usage.keys if usage else 0:,}   size {_human_bytes(usage.bytes if usage else 0)}"
-            f"   breaker {breaker}",
+            f"uptime {now - self.started:5.0f} s   hit rate {_percent(counters.hit_rate):>6}   errors "
+            f"{counters.error_total}   keys {usage.keys if usage else 0:,}   size "
+            f"{_human_bytes(usage.bytes if usage else 0)}   breaker {breaker}",
+            f"running {self.operations_per_second():,.0f} ops/s ({self._target()})",
             "",
             f"{'operation':16} {'ops/s':>9} {'p50':>10} {'p95':>10} {'p99':>10}",
         ]
@@ -169,16 +188,25 @@ class LiveView:
         else:
             total = sum(self.workload.stats.calls.values())
             self.out.write(f"[{time.monotonic() - self.started:5.0f} s] {total:,} operations, "
-                           f"hit rate {self.cache.telemetry.counters.hit_rate:.1%}\n")  # fmt: skip
+                           f"{self.operations_per_second():,.0f} ops/s ({self._target()}), "
+                           f"hit rate {_percent(self.cache.telemetry.counters.hit_rate)}\n")  # fmt: skip
         self.out.flush()
+
+    def operations_per_second(self, window: float = 5.0) -> float:
+        """What the cache itself measured over the last ``window`` seconds (its counters)."""
+        return self.cache.get_comprehensive_metrics(window).operations_per_second
+
+    def _target(self) -> str:
+        rate = self.workload.rate
+        return f"target {rate:,.0f}" if rate > 0 else "no target: flat out"
 
     def summary(self) -> str:
         counters = self.cache.telemetry.counters
         total = sum(self.workload.stats.calls.values())
         took = time.monotonic() - self.started
         lines = [
-            f"ran {took:.1f} s: {total:,} operations ({total / max(took, 1e-9):,.0f}/s), hit rate "
-            f"{counters.hit_rate:.1%}, errors {counters.error_total}",
+            f"ran {took:.1f} s: {total:,} operations ({self.operations_per_second(took):,.0f} ops/s, "
+            f"{self._target()}), hit rate {_percent(counters.hit_rate)}, errors {counters.error_total}",
         ]
         for op in OPERATIONS:
             pct = self.workload.stats.percentiles(op)

@@ -27,9 +27,12 @@ HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
 
 @dataclass(frozen=True)
 class CacheStats:
-    """``await cache.get_stats()``: counts since start and what the cache holds now."""
+    """``await cache.get_stats()``: counts since start and what the cache holds now.
 
-    hit_rate: float
+    ``hit_rate`` is ``None`` until something has been read: no value, not a misleading 0.
+    """
+
+    hit_rate: float | None
     hits: int
     misses: int
     sets: int
@@ -85,9 +88,13 @@ class CacheStats:
 
 @dataclass(frozen=True)
 class ComprehensiveMetrics:
-    """``cache.get_comprehensive_metrics()``: rates and latency, computed without I/O."""
+    """``cache.get_comprehensive_metrics()``: rates and latency, computed without I/O.
 
-    hit_rate: float
+    ``hit_rate`` is ``None`` before the first read; ``operations_per_second`` is counter
+    differences over ``window`` (since start while the cache is younger than that).
+    """
+
+    hit_rate: float | None
     avg_response_time: float
     total_operations: int
     error_rate: float
@@ -180,7 +187,8 @@ async def detailed_health_check(cache: YokedCache, *, probe: Backend | None = No
     if not ok:
         reasons.append(f"backend ping failed: {problem}")
     if breaker["state"] == "open":
-        reasons.append("circuit breaker open")
+        why = breaker.get("last_error")  # the cause, in the words the outage WARNING used
+        reasons.append(f"circuit breaker open (last error: {why})" if why else "circuit breaker open")
     status = UNHEALTHY if reasons else HEALTHY
     if status == HEALTHY:
         failing = _recent_failures(cache)

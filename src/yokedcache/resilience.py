@@ -115,9 +115,9 @@ class CircuitBreaker:
     def _transition(self, new: str) -> None:
         if new != self.state:
             old, self.state = self.state, new
-            level = logging.WARNING if new == OPEN else logging.INFO
-            log.log(
-                level,
+            # DEBUG: the cache says once per outage what failed and once that it recovered
+            # (YokedCache._note_failure); a line per transition would repeat every cool-down.
+            log.debug(
                 "circuit breaker %s -> %s (consecutive failures: %d, last error: %s)",
                 old,
                 new,
@@ -232,6 +232,9 @@ class Guard:
         self.self_admitting: object | None = None
         #: Calls between entry and return (close() waits for them, with a deadline).
         self.in_flight = 0
+        #: Called once, by the next call that succeeds, then cleared: the cache arms it when an
+        #: outage starts so it can say the backend is back (one attribute test per success).
+        self.on_next_success: Callable[[], None] | None = None
         #: Set by the cache's close(): a retry after it would open a new connection.
         self.closed = False
         self._idle: asyncio.Event | None = None
@@ -339,6 +342,9 @@ class Guard:
                         breaker.success(trial)
                     else:
                         breaker.total_successes += 1
+                if self.on_next_success is not None:  # one attribute check: the recovery log line
+                    hook, self.on_next_success = self.on_next_success, None
+                    hook()
                 return result
 
         finally:

@@ -204,7 +204,6 @@ class AutoPipeliner:
         if isinstance(max_batches, bool) or not isinstance(max_batches, int) or max_batches < 1:
             raise ValueError(f"max_batches: must be a positive int, got {max_batches!r}")
         self._backend = backend
-        self._client = backend._client
         self.max_batches = max_batches
         self.observer: BatchObserver | None = None
         pool = getattr(backend, "_pool", None)
@@ -286,35 +285,10 @@ class AutoPipeliner:
     async def _alone(self, commands: Sequence[Command], parse: Parse) -> Any:
         self._direct += 1
         try:
-            if hasattr(self._client.execute_command, "__wrapped__"):
-                try:
-                    async with _timeout(self.timeout):
-                        return await self._through_client(commands, parse)
-                except (TimeoutError, asyncio.TimeoutError):
-                    raise TimeoutError("Timeout reading from the server") from None
             replies = await self._lone(commands)
         finally:
             self._direct -= 1
         return parse(replies)
-
-    async def _through_client(self, commands: Sequence[Command], parse: Parse) -> Any:
-        """redis-py's commands are instrumented (opentelemetry-instrumentation-redis wraps them):
-        a lone operation goes through the client, so its command spans stay children of the
-        cache's span, as without pipelining. Batches are traced by the PIPELINE span instead."""
-        client = self._client
-        if len(commands) == 1:
-            try:
-                return parse([await client.execute_command(*commands[0])])
-            except ResponseError as exc:
-                return parse([exc])
-        transaction = self.transactional_writes
-        async with client.pipeline(transaction=transaction) as pipe:
-            for command in commands[1:-1] if transaction else commands:  # MULTI/EXEC are the pipeline's
-                pipe.execute_command(*command)
-            if transaction:
-                await pipe.execute()  # raises the first error, as the backend's own write does
-                return None
-            return parse(await pipe.execute(raise_on_error=False))
 
     # -- queueing and batches --------------------------------------------------------------
     def _submit(self, commands: Sequence[Command], parse: Parse) -> asyncio.Future[Any]:

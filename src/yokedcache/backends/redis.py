@@ -365,7 +365,8 @@ class RedisBackend:
     def pool_stats(self) -> dict[str, Any]:
         pool = self._pool
         in_use = len(getattr(pool, "_in_use_connections", ()))
-        idle = len(getattr(pool, "_available_connections", ()))
+        # redis-py keeps a connection object whose connect failed: it is no idle socket
+        idle = sum(1 for c in getattr(pool, "_available_connections", ()) if c.is_connected)
         maximum = self.max_connections  # what operations may use; side work has its reserve
         return {
             "max_connections": maximum,

@@ -153,8 +153,9 @@ class RedisClusterBackend(RedisBackend):
     def pool_stats(self) -> dict[str, Any]:
         nodes = []
         for node in self._nodes():
-            idle = len(node._free)
-            nodes.append({"node": f"{node.host}:{node.port}", "in_use": len(node._connections) - idle, "idle": idle})
+            free = len(node._free)
+            idle = sum(1 for c in node._free if c.is_connected)  # a failed connect leaves no socket
+            nodes.append({"node": f"{node.host}:{node.port}", "in_use": len(node._connections) - free, "idle": idle})
         in_use = sum(n["in_use"] for n in nodes)
         idle = sum(n["idle"] for n in nodes)
         return {

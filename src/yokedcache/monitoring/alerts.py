@@ -324,9 +324,8 @@ class AlertManager:
         if wanted & set(_COMPREHENSIVE):
             m = cache.get_comprehensive_metrics(self.window)
             for name in _COMPREHENSIVE:
-                out[name] = float(getattr(m, name))
-            if cache.telemetry.counters.gets == 0:
-                out["hit_rate"] = None
+                value = getattr(m, name)
+                out[name] = None if value is None else float(value)  # hit_rate before any read
         breaker = cache.breaker
         out["circuit_breaker_state"] = float(BREAKER_STATE_VALUES[breaker.state]) if breaker else None
         out["circuit_breaker_open"] = float(breaker.state == "open") if breaker else None

@@ -5,7 +5,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..exporters.statsd import StatsDSink
+from .._extras import require
+
+# Both before the bridge's own check (which would name [sdk]): one message, naming [statsd].
+require("statsd", "statsd")
+require("opentelemetry.sdk.metrics", "statsd")
+
+from ..exporters.statsd import StatsDSink  # noqa: E402
 
 
 class StatsDCollector(StatsDSink):

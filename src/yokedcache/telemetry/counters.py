@@ -66,6 +66,7 @@ class CacheCounters:
         return sum(self.calls.values())
 
     @property
-    def hit_rate(self) -> float:
+    def hit_rate(self) -> float | None:
+        """Hits / gets since start; ``None`` before the first read (a 0 would fire hit-rate alerts)."""
         gets = self.hits + self.misses
-        return self.hits / gets if gets else 0.0
+        return self.hits / gets if gets else None
