@@ -162,7 +162,7 @@ async def peer_clients(url: str) -> list[Client]:
         aio = RedisCache(endpoint=where.hostname, port=where.port, serializer=JsonSerializer(), namespace="aio")
         out.append(Client("aiocache 0.12 (redis)", aio.get, lambda k, v: aio.set(k, v, ttl=300), close=aio.close))
     except ImportError:
-        print("  (aiocache not installed: pip install 'yokedcache[bench]')")
+        print("  (aiocache not installed: pip install 'yokedcache-otel[bench]')")
     try:
         from cashews import Cache
 
@@ -172,7 +172,7 @@ async def peer_clients(url: str) -> list[Client]:
         out.append(Client("cashews 7 (redis)", cashews.get, lambda k, v: cashews.set(k, v, expire=300),
                           close=cashews.close))  # fmt: skip
     except ImportError:
-        print("  (cashews not installed: pip install 'yokedcache[bench]')")
+        print("  (cashews not installed: pip install 'yokedcache-otel[bench]')")
     return out
 
 
