@@ -125,14 +125,15 @@ def test_grafana_dashboard_is_current_and_provisioned():
     assert dashboard["schemaVersion"] >= 36 and dashboard["uid"] == "yokedcache"
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
-    assert {"job", "instance"} <= set(variables)
+    assert {"job", "instance", "cache"} <= set(variables)  # caches told apart by cache.name
     for panel in dashboard["panels"]:
         assert panel["type"] in ("stat", "timeseries"), panel["title"]  # no removed singlestat/graph
         assert panel["datasource"]["uid"] == "${datasource}"
         for target in panel["targets"]:
             assert 'job=~"$job"' in target["expr"] and 'instance=~"$instance"' in target["expr"]
+            assert 'cache_name=~"$cache"' in target["expr"] and "{{cache_name}}" in target["legendFormat"]
     exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
-    quantile = "histogram_quantile(0.99, sum by (le, operation) (rate(yokedcache_cache_operation_duration_seconds"
+    quantile = "histogram_quantile(0.99, sum by (cache_name, le, operation) (rate(yokedcache_cache_operation_duration"
     assert quantile in exprs
     provider = yaml.safe_load((CONFIG / "grafana/provisioning/dashboards/yokedcache.yaml").read_text())
     datasource = yaml.safe_load((CONFIG / "grafana/provisioning/datasources/prometheus.yaml").read_text())
@@ -164,7 +165,8 @@ def dashboard_expressions() -> dict[str, str]:
     out = {}
     for panel in dashboard["panels"]:
         for target in panel["targets"]:
-            expr = target["expr"].replace("$job", ".*").replace("$instance", ".*").replace("$__rate_interval", "1m")
+            expr = target["expr"].replace("$job", ".*").replace("$instance", ".*").replace("$cache", ".*")
+            expr = expr.replace("$__rate_interval", "1m")
             out[f"{panel['title']} / {target['refId']}"] = expr
     return out
 

@@ -30,7 +30,7 @@ async def test_metrics_and_traces_arrive_over_otlp(protocol, redis_url):
         ]  # fmt: skip
         assert {a["result"]: v for a, v, _ in gets} == {"hit": 1, "miss": 1}
         assert all(s.aggregation_temporality == 2 for _, _, s in gets)  # cumulative
-        assert span_names(receiver.traces) == ["yokedcache set", "yokedcache get", "yokedcache get"]
+        assert span_names(receiver.traces) == ["SET", "GET", "GET"]  # named after db.query.summary
         await cache.close()
         metrics.shutdown()
     finally:

@@ -28,7 +28,7 @@ from .errors import CacheBackendError, CacheClosedError, CircuitOpenError
 from .resilience import CLOSED, OPEN, CircuitBreaker, Guard
 from .serializers import resolve_serializer
 from .telemetry import semconv as sc
-from .telemetry.instrumentation import Instrumentation, detach_background_context
+from .telemetry.instrumentation import Instrumentation, detach_background_context, suppressed
 from .telemetry.observers import StateReading
 from .window import CounterWindow
 
@@ -278,6 +278,7 @@ class YokedCache:
             metrics_enabled=config.enable_metrics,
             tracing_enabled=config.enable_tracing if config.enable_tracing is not None else info.system is not None,
             capture_keys=config.capture_keys,
+            db_client_metrics=config.db_client_metrics,
             usage=self._current_usage,
             evictions=lambda: getattr(self.backend, "evictions", None),
             state=self._state_reading,
@@ -381,7 +382,8 @@ class YokedCache:
     async def _side_call(self, fn: Any, *args: Any, bounded: bool = True) -> Any:
         """Side work on the backend (pings, statistics) through the guard's reserved lane."""
         guard = self._guard
-        return await (fn(*args) if guard is None else guard.side_call(fn, *args, bounded=bounded))
+        with suppressed():  # ours, not the caller's: no spans in its trace
+            return await (fn(*args) if guard is None else guard.side_call(fn, *args, bounded=bounded))
 
     def _failed(self, op: str, started: float, active: Any, exc: BaseException) -> None:
         """Record a failure; re-raise unless the backend failed and we fail open.
@@ -533,6 +535,7 @@ class YokedCache:
             pool_in_use=pool["in_use"] if pool else None,
             pool_idle=pool["idle"] if pool else None,
             pool_max=pool["max_connections"] if pool else None,
+            pool_pending=self._guard.waiting if self._guard is not None else 0,
         )
 
     async def refresh_usage(self) -> Usage | None:
@@ -608,7 +611,7 @@ class YokedCache:
         tag_keys = self._tag_keys(_check_tags(tags)) if tags is not None else ()
         data = self._dumps(value)  # raises SerializationError before anything is written
         tel = self.telemetry
-        active = tel.start_span(sc.OP_SET, full) if tel.tracing_enabled else None
+        active = tel.start_span(sc.OP_SET, full, tagged=bool(tag_keys)) if tel.tracing_enabled else None
         started = perf_counter()
         try:
             loop = _get_running_loop()

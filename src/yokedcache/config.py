@@ -100,6 +100,9 @@ class CacheConfig:
     #: Share of one core (app and Redis each) the exact count may use: 0.01 = 1 %.
     stats_exact_cpu_budget: float = 0.01
     health_check_timeout: float = 1.0
+    #: Also record ``db.client.operation.duration`` (stable database conventions) for Redis:
+    #: one more histogram record per operation, so off by default (README "Telemetry reference").
+    db_client_metrics: bool = False
     #: close() waits this long for operations in flight, then closes every connection anyway.
     close_timeout: float = 5.0
     #: Health says "degraded" while more than this share of the last minute's operations failed.
@@ -133,7 +136,8 @@ class CacheConfig:
 
             if not isinstance(self.metrics, CacheMetrics):
                 raise TypeError(f"metrics: expected a CacheMetrics, got {type(self.metrics).__name__}")
-        for name in ("enable_metrics", "fail_open", "capture_keys", "circuit_breaker_enabled", "stats_exact_keys"):
+        for name in ("enable_metrics", "fail_open", "capture_keys", "circuit_breaker_enabled", "stats_exact_keys",
+                     "db_client_metrics"):  # fmt: skip
             _boolean(name, getattr(self, name))
         _boolean("enable_tracing", self.enable_tracing, allow_none=True)
         _positive("metrics_retention_days", self.metrics_retention_days)

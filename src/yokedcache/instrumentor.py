@@ -11,7 +11,7 @@ Usage::
 
     YokedCacheInstrumentor().instrument(tracer_provider=tp, meter_provider=mp)
     ...
-    YokedCacheInstrumentor().uninstrument()  # caches on the global providers go quiet
+    YokedCacheInstrumentor().uninstrument()  # back to the state before instrument()
 
 Hooks: ``request_hook(span, operation, key)`` after a span starts and
 ``response_hook(span, operation, result)`` before a successful one ends; ``operation`` is the
@@ -53,6 +53,7 @@ class YokedCacheInstrumentor(BaseInstrumentor):
         capture_keys = kwargs.get("capture_keys", False)
         if not isinstance(capture_keys, bool):
             raise TypeError(f"capture_keys: expected a bool, got {type(capture_keys).__name__}")
+        self._before = switch.explicit()  # uninstrument() puts this back
         switch.configure(
             enabled=True,
             tracer_provider=kwargs.get("tracer_provider"),
@@ -63,11 +64,6 @@ class YokedCacheInstrumentor(BaseInstrumentor):
         )
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        switch.configure(
-            enabled=False,
-            tracer_provider=None,
-            meter_provider=None,
-            request_hook=None,
-            response_hook=None,
-            capture_keys=False,
-        )
+        # The state from before instrument(): native telemetry on the global providers (unless
+        # the environment disabled it), not silence -- what uninstrumenting a contrib library gives.
+        switch.restore(getattr(self, "_before", None))

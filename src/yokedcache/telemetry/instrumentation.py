@@ -10,9 +10,10 @@ a microsecond.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from time import perf_counter
 from typing import Any
 
@@ -22,7 +23,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .._version import __version__
 from ..backends.base import BackendInfo, Usage
-from ..errors import original_error
+from ..errors import CacheCommandError, CacheUnavailableError, original_error
 from . import semconv as sc
 from . import switch
 from .counters import CacheCounters
@@ -57,6 +58,7 @@ class Instrumentation:
         metrics_enabled: bool = True,
         tracing_enabled: bool = False,
         capture_keys: bool = False,
+        db_client_metrics: bool = False,
         usage: Callable[[], Usage | None] = lambda: None,
         evictions: Callable[[], int | None] = lambda: None,
         state: Callable[[], StateReading | None] = lambda: None,
@@ -72,6 +74,8 @@ class Instrumentation:
         #: Runs the cache's detailed health check from another thread (for ``/readyz``).
         self.readiness = readiness
         self.capture_keys = capture_keys
+        self._db_client_metrics = db_client_metrics
+        self._db_histogram: Any = None
         #: Record durations in batches on the event loop instead of inline (see finish and rebind).
         self._defer = False
         self._pending: deque[tuple[float, dict[str, str]]] = deque()
@@ -97,8 +101,30 @@ class Instrumentation:
                 base[sc.SERVER_ADDRESS] = backend_info.host
             if backend_info.port is not None:
                 base[sc.SERVER_PORT] = backend_info.port
-        self._span_names = {op: f"yokedcache {op}" for op in sc.OPERATIONS}
-        self._span_attrs = {op: {**base, sc.DB_OPERATION_NAME: op.upper()} for op in sc.OPERATIONS}
+        self._is_db = is_db
+        if is_db:
+            # Stable database conventions: the span is named after db.query.summary, which for
+            # one Redis command is the command; our own verb rides along in our namespace.
+            commands = {**sc.REDIS_COMMANDS, **backend_info.extra.get("commands", {})}
+            tagged = backend_info.extra.get("commands", {}).get("set_tagged", sc.REDIS_TAGGED_SET)
+            self._span_names = {op: commands[op] for op in sc.OPERATIONS}
+            self._span_attrs = {
+                op: {**base, sc.DB_OPERATION_NAME: commands[op], sc.DB_QUERY_SUMMARY: commands[op],
+                     sc.CACHE_OPERATION: op}
+                for op in sc.OPERATIONS
+            }  # fmt: skip
+            self._tagged_set_attrs = {
+                **self._span_attrs[sc.OP_SET], sc.DB_OPERATION_NAME: tagged, sc.DB_QUERY_SUMMARY: tagged,
+            }  # fmt: skip
+            self._tagged_set_name = tagged
+            db_base = {k: v for k, v in base.items() if k != sc.CACHE_BACKEND}
+            #: Attributes of db.client.operation.duration points (the opt-in semconv histogram).
+            self._db_attrs = {op: {**db_base, sc.DB_OPERATION_NAME: commands[op]} for op in sc.OPERATIONS}
+        else:  # a dict in this process: no database, no db.* attributes, an INTERNAL span
+            self._span_names = {op: f"yokedcache {op}" for op in sc.OPERATIONS}
+            self._span_attrs = {op: {**base, sc.CACHE_OPERATION: op} for op in sc.OPERATIONS}
+            self._tagged_set_attrs = self._span_attrs[sc.OP_SET]
+            self._tagged_set_name = self._span_names[sc.OP_SET]
 
         self._histogram: Any = None
         self._observed: ObservedCaches | None = None
@@ -116,7 +142,7 @@ class Instrumentation:
         if self._observed is not None:
             self._observed.discard(self)
             self._observed = None
-        self._histogram = None
+        self._histogram = self._db_histogram = None
         if self._closed:
             self.tracing_enabled = False
             return
@@ -135,6 +161,13 @@ class Instrumentation:
                 description="Duration of cache operations",
                 explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
             )
+            if self._db_client_metrics and self._is_db:
+                self._db_histogram = meter.create_histogram(
+                    sc.DB_CLIENT_DURATION,
+                    unit="s",
+                    description="Duration of database client operations",
+                    explicit_bucket_boundaries_advisory=list(sc.DB_CLIENT_DURATION_BUCKETS),
+                )
             self._observed = observed_caches(meter_provider, meter)
             self._observed.add(self)
         # Queue only for a real SDK: the API's own no-op (and proxy) instruments cost less inline.
@@ -189,23 +222,39 @@ class Instrumentation:
         return done
 
     # -- hot path -------------------------------------------------------------------------
-    def start_span(self, op: str, key: str | None = None, batch: int | None = None) -> ActiveSpan | None:
-        """Start and activate a span for ``op`` when tracing is on and the span is sampled."""
+    def start_span(
+        self, op: str, key: str | None = None, batch: int | None = None, tagged: bool = False
+    ) -> ActiveSpan | None:
+        """Start and activate a span for ``op`` when tracing is on and the span is sampled.
+
+        ``batch``: keys a multi-key operation names; ``tagged``: a SET that carries tags (a MULTI).
+        """
         if not self.tracing_enabled or otel_context.get_value(_SUPPRESS_INSTRUMENTATION_KEY):
             return None
-        span = self._tracer.start_span(self._span_names[op], kind=self._span_kind, attributes=self._span_attrs[op])
+        if tagged:
+            span = self._tracer.start_span(self._tagged_set_name, kind=self._span_kind,
+                                           attributes=self._tagged_set_attrs)  # fmt: skip
+        else:
+            span = self._tracer.start_span(self._span_names[op], kind=self._span_kind, attributes=self._span_attrs[op])
         if not span.is_recording():
             return None
         if batch is not None:
-            span.set_attribute(sc.DB_BATCH_SIZE, batch)
+            span.set_attribute(sc.CACHE_KEYS, batch)
+            # a batch is two or more operations: MGET is one command, set_many one SET per key
+            if op == sc.OP_SET_MANY and batch > 1 and self._is_db:
+                span.set_attribute(sc.DB_BATCH_SIZE, batch)
         settings = self._settings
         if key is not None and (self.capture_keys or settings.capture_keys):
             span.set_attribute(sc.CACHE_KEY, key)
         if settings.request_hook is not None:
             _run_hook("request_hook", settings.request_hook, span, op, key)
-        # Active, so that redis-py's own spans (or opentelemetry-instrumentation-redis) nest
-        # under ours and the duration histogram's exemplar carries this trace.
-        return span, otel_context.attach(trace.set_span_in_context(span))
+        # Active, so that the duration histogram's exemplar carries this trace. For Redis this
+        # span IS the database CLIENT span: instrumentation below it (opentelemetry-instrumentation
+        # -redis, redis-py's own) is suppressed, so each call shows once, not as CLIENT under CLIENT.
+        context = trace.set_span_in_context(span)
+        if self._is_db:
+            context = otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True, context)
+        return span, otel_context.attach(context)
 
     def finish(
         self, op: str, started: float, active: ActiveSpan | None, hit: bool | None = None, result: Any = None
@@ -220,6 +269,8 @@ class Instrumentation:
         counters.duration_sum[op] += elapsed
         self.recent.append((started, elapsed))
         histogram = self._histogram
+        if self._db_histogram is not None:
+            self._db_histogram.record(elapsed, self._db_attrs[op])
         if histogram is not None:
             if active is None and self._defer:
                 # An SDK record costs ~4 µs warm but ~12 µs once redis-py's round trip (or an
@@ -287,9 +338,14 @@ class Instrumentation:
                     (op, etype), {sc.CACHE_NAME: self.name, sc.ATTR_OPERATION: op, sc.ATTR_ERROR_TYPE: etype}
                 )
             self._histogram.record(elapsed, attrs)
+        if self._db_histogram is not None:
+            self._db_histogram.record(elapsed, {**self._db_attrs[op], sc.ERROR_TYPE: etype})
         if active is not None:
             span, token = active
             span.set_attribute(sc.ERROR_TYPE, etype)
+            code = getattr(exc, "code", None)
+            if code is not None and isinstance(exc, CacheCommandError | CacheUnavailableError):
+                span.set_attribute(sc.DB_RESPONSE_STATUS_CODE, code)  # the server's error prefix
             span.record_exception(exc)
             span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
             span.end()
@@ -302,6 +358,16 @@ def _run_hook(name: str, hook: Callable[..., Any], *args: Any) -> None:
         hook(*args)
     except Exception:
         log.exception("yokedcache %s raised; the cache operation continues", name)
+
+
+@contextlib.contextmanager
+def suppressed() -> Iterator[None]:
+    """Instrumentation off for our own side work (statistics, pings) run in a caller's context."""
+    token = otel_context.attach(otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
 
 
 def detach_background_context() -> None:

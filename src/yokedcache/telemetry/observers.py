@@ -32,6 +32,7 @@ class StateReading:
     pool_in_use: int | None = None
     pool_idle: int | None = None
     pool_max: int | None = None
+    pool_pending: int = 0  # operations waiting for a connection
 
 
 class _Totals:
@@ -123,6 +124,10 @@ class ObservedCaches:
         up_down(sc.POOL_CONNECTIONS, self._pool_connections, "Backend connections by state (used, idle)")
         up_down(sc.POOL_MAX, self._pool_max, "Connection pool size limit")
         gauge(sc.POOL_UTILIZATION, self._pool_utilization, "Connections in use over the pool limit (0-1)")
+        # The same pools under the stable database conventions' names (pool name = cache name).
+        up_down(sc.DB_CONNECTION_COUNT, self._db_connections, "Connections by state (db.client.connection.state)")
+        up_down(sc.DB_CONNECTION_MAX, self._db_connection_max, "Connections the pool may open for operations")
+        up_down(sc.DB_CONNECTION_PENDING, self._db_pending, "Operations waiting for a connection")
 
     def add(self, member: Instrumentation) -> None:
         with self._lock:
@@ -276,6 +281,25 @@ class ObservedCaches:
             limit = sum(s.pool_max or 0 for s in pools)
             if limit:
                 yield Observation(sum(s.pool_in_use or 0 for s in pools) / limit, self._a(name))
+
+    def _pool_attrs(self, name: str, state: str | None = None) -> dict[str, str]:
+        attrs = {sc.CACHE_NAME: name, sc.DB_CONNECTION_POOL_NAME: name}
+        if state is not None:
+            attrs[sc.DB_CONNECTION_STATE] = state
+        return attrs
+
+    def _db_connections(self, options: CallbackOptions) -> Iterable[Observation]:
+        for name, pools in self._pools().items():
+            yield Observation(sum(s.pool_in_use or 0 for s in pools), self._pool_attrs(name, "used"))
+            yield Observation(sum(s.pool_idle or 0 for s in pools), self._pool_attrs(name, "idle"))
+
+    def _db_connection_max(self, options: CallbackOptions) -> Iterable[Observation]:
+        for name, pools in self._pools().items():
+            yield Observation(sum(s.pool_max or 0 for s in pools), self._pool_attrs(name))
+
+    def _db_pending(self, options: CallbackOptions) -> Iterable[Observation]:
+        for name, pools in self._pools().items():
+            yield Observation(sum(s.pool_pending for s in pools), self._pool_attrs(name))
 
     def _size(self, options: CallbackOptions) -> Iterable[Observation]:
         return self._usage(options, "bytes")

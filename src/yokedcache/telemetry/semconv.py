@@ -33,6 +33,12 @@ BREAKER_OPENS: Final = "yokedcache.cache.circuit_breaker.opens"
 POOL_CONNECTIONS: Final = "yokedcache.cache.pool.connections"
 POOL_MAX: Final = "yokedcache.cache.pool.max"
 POOL_UTILIZATION: Final = "yokedcache.cache.pool.utilization"
+#: Connection-pool instruments of the database conventions (beside our pool.* gauges).
+DB_CONNECTION_COUNT: Final = "db.client.connection.count"
+DB_CONNECTION_MAX: Final = "db.client.connection.max"
+DB_CONNECTION_PENDING: Final = "db.client.connection.pending_requests"
+DB_CONNECTION_STATE: Final = "db.client.connection.state"
+DB_CONNECTION_POOL_NAME: Final = "db.client.connection.pool.name"
 
 #: Every built-in instrument and its unit (the Prometheus exporter derives name suffixes from it).
 #: No gauge uses unit ``1``: the Collector's Prometheus naming (Go otlptranslator) appends
@@ -45,6 +51,7 @@ BUILT_IN_UNITS: Final = {
     HIT_RATE: "{ratio}", SIZE: "By",
     KEYS_COUNT: "{key}", DURATION: "s", HEALTH: "", BREAKER_STATE: "", BREAKER_OPENS: "{open}",
     POOL_CONNECTIONS: "{connection}", POOL_MAX: "{connection}", POOL_UTILIZATION: "{ratio}",
+    DB_CONNECTION_COUNT: "{connection}", DB_CONNECTION_MAX: "{connection}", DB_CONNECTION_PENDING: "{request}",
 }  # fmt: skip
 
 #: ``yokedcache.cache.circuit_breaker.state`` values (alert on ``== 2``).
@@ -54,8 +61,14 @@ BREAKER_STATE_VALUES: Final = {"closed": 0, "half_open": 1, "open": 2}
 #: up to seconds for a struggling server. Includes the documented 0.001 and 0.01 edges.
 DURATION_BUCKETS: Final = (
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005,
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
+
+#: ``db.client.operation.duration`` (opt-in, ``CacheConfig(db_client_metrics=True)``): the name,
+#: unit and bucket advice of the stable database conventions, for dashboards built on them.
+DB_CLIENT_DURATION: Final = "db.client.operation.duration"
+DB_CLIENT_DURATION_BUCKETS: Final = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
+
 
 # Metric attribute keys (low cardinality by construction: never a key, value or tag) -------
 ATTR_OPERATION: Final = "operation"
@@ -71,6 +84,10 @@ DB_SYSTEM_NAME: Final = "db.system.name"
 DB_OPERATION_NAME: Final = "db.operation.name"
 DB_NAMESPACE: Final = "db.namespace"
 DB_BATCH_SIZE: Final = "db.operation.batch.size"
+DB_QUERY_SUMMARY: Final = "db.query.summary"
+DB_RESPONSE_STATUS_CODE: Final = "db.response.status_code"
+CACHE_OPERATION: Final = "yokedcache.cache.operation"  # our verb: get, set_many, invalidate_tags, ...
+CACHE_KEYS: Final = "yokedcache.cache.keys"  # keys a multi-key operation names (MGET is one command)
 SERVER_ADDRESS: Final = "server.address"
 SERVER_PORT: Final = "server.port"
 ERROR_TYPE: Final = "error.type"
@@ -115,3 +132,14 @@ def documented_name(instrument_name: str) -> str:
     if found is not None:
         return found
     return instrument_name[len("yokedcache.") :] if instrument_name.startswith("yokedcache.") else instrument_name
+
+
+#: The Redis command each operation sends, for ``db.operation.name`` and ``db.query.summary``
+#: (stable database conventions: the command; a transaction is ``MULTI``). Invalidations walk
+#: the keyspace or a tag set and delete in batches: named after the walk.
+REDIS_COMMANDS: Final = {
+    OP_GET: "GET", OP_SET: "SET", OP_DELETE: "UNLINK", OP_EXISTS: "EXISTS", OP_GET_MANY: "MGET",
+    OP_SET_MANY: "MULTI", OP_INVALIDATE_PATTERN: "SCAN", OP_INVALIDATE_TAGS: "SSCAN", OP_CLEAR: "SCAN",
+}  # fmt: skip
+#: A SET with tags is one MULTI (the value and its tag sets land together).
+REDIS_TAGGED_SET: Final = "MULTI"

@@ -8,7 +8,9 @@ The switch exists so the auto-instrumentation contract still holds:
   contrib instrumentor;
 - ``YokedCacheInstrumentor().instrument(tracer_provider=..., meter_provider=..., hooks...)``
   re-points every cache that follows the global providers, including caches created earlier;
-- ``uninstrument()`` returns them to the API's no-op path.
+- ``uninstrument()`` puts back what was there before ``instrument()``: by default the native
+  telemetry on the global providers, as a contrib instrumentor's uninstrument restores the
+  library it patched.
 
 Caches given providers explicitly (``CacheConfig(meter_provider=..., metrics=CacheMetrics(...))``)
 are the application's explicit choice and do not follow the switch.
@@ -80,11 +82,21 @@ def configure(**changes: Any) -> None:
         member.rebind()
 
 
-def reset() -> None:
-    """Back to the environment's default (tests)."""
+def explicit() -> Settings | None:
+    """What instrument()/uninstrument() set last (None: nothing, the environment decides)."""
+    return _explicit
+
+
+def restore(settings: Settings | None) -> None:
+    """Put back settings saved with :func:`explicit` (None: the environment's default)."""
     global _explicit
     with _lock:
-        _explicit = None
+        _explicit = settings
         members = list(_followers)
     for member in members:
         member.rebind()
+
+
+def reset() -> None:
+    """Back to the environment's default (tests)."""
+    restore(None)

@@ -1,0 +1,120 @@
+"""Semantic-conventions conformance: every operation on every backend, span and metric.
+
+The expected table below is the README's "Telemetry reference"; the last test renders it and
+checks the README carries it verbatim, so documentation and behaviour cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from opentelemetry.trace import SpanKind, StatusCode
+
+from yokedcache import CacheConfig, YokedCache
+from yokedcache.telemetry import semconv as sc
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+#: operation -> (Redis span name = db.query.summary = db.operation.name, extra span attributes)
+REDIS_SPANS = {
+    "get": ("GET", "yokedcache.cache.hit"),
+    "set": ("SET", ""),
+    "set (with tags)": ("MULTI", ""),
+    "delete": ("UNLINK", ""),
+    "exists": ("EXISTS", ""),
+    "get_many": ("MGET", "yokedcache.cache.keys, yokedcache.cache.hit"),
+    "set_many": ("MULTI", "yokedcache.cache.keys, db.operation.batch.size (2 or more keys)"),
+    "invalidate_pattern": ("SCAN", ""),
+    "invalidate_tags": ("SSCAN", ""),
+    "clear": ("SCAN", ""),
+}
+REDIS_COMMON = (
+    "db.system.name, db.namespace, server.address, server.port, cache.name, yokedcache.backend, "
+    "yokedcache.cache.operation"
+)
+
+
+def reference_table() -> str:
+    rows = [
+        "| operation | Redis span (CLIENT): name = `db.query.summary` = `db.operation.name` | memory span (INTERNAL) "
+        "| extra attributes |",
+        "|---|---|---|---|",
+    ]
+    for op, (name, extra) in REDIS_SPANS.items():
+        verb = op.split(" ")[0]
+        rows.append(f"| `{op}` | `{name}` | `yokedcache {verb}` | {extra or '—'} |")
+    return "\n".join(rows)
+
+
+async def run(cache: YokedCache, op: str) -> None:
+    calls = {
+        "get": lambda: cache.get("k"),
+        "set": lambda: cache.set("k", 1),
+        "set (with tags)": lambda: cache.set("k", 1, tags=["t"]),
+        "delete": lambda: cache.delete("k"),
+        "exists": lambda: cache.exists("k"),
+        "get_many": lambda: cache.get_many(["a", "b"]),
+        "set_many": lambda: cache.set_many({"a": 1, "b": 2}),
+        "invalidate_pattern": lambda: cache.invalidate_pattern("a*"),
+        "invalidate_tags": lambda: cache.invalidate_tags(["t"]),
+        "clear": lambda: cache.clear(),
+    }
+    await calls[op]()
+
+
+@pytest.mark.parametrize("op", list(REDIS_SPANS))
+async def test_every_operation_follows_the_conventions_on_both_backends(op, backend_kind, request, telemetry):
+    kw: dict = {"meter_provider": telemetry.meter_provider, "tracer_provider": telemetry.tracer_provider,
+                "enable_tracing": True, "db_client_metrics": True}  # fmt: skip
+    if backend_kind == "redis":
+        kw["redis_url"] = request.getfixturevalue("redis_url")
+    async with YokedCache(CacheConfig(**kw)) as cache:
+        await run(cache, op)
+        metrics = telemetry.metrics(keep_name=True)
+        instruments = telemetry.instruments()
+    (span,) = telemetry.spans.get_finished_spans()
+    attrs = dict(span.attributes)
+    verb = op.split(" ")[0]
+    assert span.status.status_code is StatusCode.UNSET
+    assert attrs[sc.CACHE_NAME] == backend_kind and attrs[sc.CACHE_OPERATION] == verb
+    if backend_kind == "redis":
+        name = REDIS_SPANS[op][0]
+        assert span.kind is SpanKind.CLIENT and span.name == name
+        assert attrs[sc.DB_OPERATION_NAME] == attrs[sc.DB_QUERY_SUMMARY] == name
+        assert attrs[sc.DB_SYSTEM_NAME] == "redis" and attrs[sc.DB_NAMESPACE] == "0"
+        assert attrs[sc.SERVER_ADDRESS] == "127.0.0.1" and isinstance(attrs[sc.SERVER_PORT], int)
+        assert attrs.get(sc.DB_BATCH_SIZE, 2) >= 2  # never 1
+        (point,) = [p for a, p in metrics[sc.DB_CLIENT_DURATION]]
+        metric, _ = instruments[sc.DB_CLIENT_DURATION]
+        assert metric.unit == "s" and tuple(point.explicit_bounds) == sc.DB_CLIENT_DURATION_BUCKETS
+        assert dict(point.attributes) == {
+            sc.CACHE_NAME: "redis", sc.DB_SYSTEM_NAME: "redis", sc.DB_NAMESPACE: "0", sc.DB_OPERATION_NAME:
+            sc.REDIS_COMMANDS[verb], sc.SERVER_ADDRESS: "127.0.0.1", sc.SERVER_PORT: attrs[sc.SERVER_PORT],
+        }  # fmt: skip
+    else:
+        assert span.kind is SpanKind.INTERNAL and span.name == f"yokedcache {verb}"
+        assert not [k for k in attrs if k.startswith(("db.", "server."))]  # no database it is not
+        assert sc.DB_CLIENT_DURATION not in metrics
+    (point,) = [p for a, p in metrics[sc.DURATION] if a[sc.ATTR_OPERATION] == verb]
+    assert dict(point.attributes) == {sc.CACHE_NAME: backend_kind, sc.ATTR_OPERATION: verb}
+    assert tuple(point.explicit_bounds) == sc.DURATION_BUCKETS and sc.DURATION_BUCKETS[-1] == 10.0
+
+
+async def test_a_redis_error_reply_sets_the_status_code_and_the_original_error_type(redis_url, telemetry):
+    import redis
+
+    raw = redis.Redis.from_url(redis_url)
+    raw.rpush("yokedcache:k", "x")  # a list where the cache expects a string: WRONGTYPE
+    raw.close()
+    async with YokedCache(CacheConfig(redis_url=redis_url, tracer_provider=telemetry.tracer_provider)) as cache:
+        assert await cache.get("k", "dflt") == "dflt"
+    (span,) = telemetry.spans.get_finished_spans()
+    attrs = dict(span.attributes)
+    assert span.status.status_code is StatusCode.ERROR
+    assert attrs[sc.DB_RESPONSE_STATUS_CODE] == "WRONGTYPE"
+    assert attrs[sc.ERROR_TYPE] == "redis.exceptions.ResponseError"  # the original, not our wrapper
+
+
+def test_the_readme_carries_this_table_as_the_telemetry_reference():
+    assert reference_table() in README.read_text()
