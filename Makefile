@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# "@": the demo's first line is the status page's URL, not make's echo of the command.
 demo: install
-	$(BIN)/yokedcache demo
+	@$(BIN)/yokedcache demo
 
 # The real Etsy StatsD daemon for tests/test_etsy_statsd.py, from the npm registry (git-ignored).
 ETSY_STATSD := tests/.node/node_modules/statsd/stats.js
