@@ -12,10 +12,12 @@ is its own business: it costs one DEBUG line, never a traceback on the applicati
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
 import logging
+import socket
 import sys
 import threading
 import time
@@ -138,6 +140,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:  # StreamRequestHandler.setup with deadline-aware files instead of makefile()
         self.connection = self.request
+        # Headers and body are two writes. With Nagle's algorithm on, a client that keeps the
+        # connection alive (Prometheus, the status page's poll) got the body only after its
+        # delayed ACK of the headers: 40 ms per answer instead of 0.2 ms.
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._deadline = _Deadline(self.server.request_timeout)
         self.rfile = io.BufferedReader(_DeadlineReader(self.connection, self._deadline))
         self.wfile = _DeadlineWriter(self.connection, self._deadline)

@@ -12,8 +12,10 @@ Memory is bounded whatever the traffic: per cache name, the window's readings (a
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
+import operator
 import threading
 import time
 from collections import deque
@@ -39,6 +41,8 @@ WINDOW_SECONDS = 10.0
 CHART_SECONDS = 300
 #: Seconds between chart readings.
 TICK_SECONDS = 1.0
+#: Seconds after a status request during which the tick prepares the latency tables.
+WATCHED_SECONDS = 10.0
 
 _BREAKER_ORDER = {"closed": 0, "half_open": 1, "open": 2}
 #: What the page shows of a firing alert (the notification payload minus the cache's address).
@@ -89,6 +93,9 @@ class StatusBoard:
         self._p99: dict[str, deque[tuple[float, float | None]]] = {}
         #: Per cache (by id): operations counted at the last reading.
         self._seen: dict[int, int] = {}
+        #: Per name: (monotonic time, latency rows), made by the tick while someone watches.
+        self._latency: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+        self._watched_until = -math.inf
 
     # -- reading the caches ---------------------------------------------------------------
     def _groups(self) -> list[_Group]:
@@ -113,7 +120,8 @@ class StatusBoard:
         with self._lock:
             self._next_tick = now + TICK_SECONDS
             seen: dict[int, int] = {}
-            for group in self._groups():
+            groups = self._groups()
+            for group in groups:
                 durations: list[float] = []
                 for cache in group.caches:
                     cache.rates.sample()
@@ -132,6 +140,14 @@ class StatusBoard:
                 else:
                     series.append((now, None))
             self._seen = seen
+            # While someone polls (the page: every second), the latency tables are made here,
+            # once a second for every viewer, so a request only reads them (~4 ms of sorting
+            # for 10 busy caches would otherwise be in every answer).
+            if now < self._watched_until:
+                now_perf = time.perf_counter()
+                self._latency = {g.name: (now, self._latency_rows(g.caches, now_perf)) for g in groups}
+            else:
+                self._latency = {}
             # names whose caches are all gone: their points age out, then the series goes
             for name in [n for n, s in self._p99.items() if s and now - s[-1][0] > self.chart_seconds]:
                 del self._p99[name]
@@ -141,6 +157,7 @@ class StatusBoard:
         """The ``/status.json`` document; charts cover the last ``chart_seconds`` (0: none)."""
         chart_seconds = max(0.0, min(float(chart_seconds), float(self.chart_seconds)))
         mono, wall = self._clock(), time.time()
+        self._watched_until = mono + WATCHED_SECONDS
         caches = [self._group_status(g, chart_seconds, mono, wall) for g in self._groups()]
         return {
             "version": SCHEMA_VERSION,
@@ -164,8 +181,6 @@ class StatusBoard:
         w_ops = w_errors = w_hits = w_misses = 0
         ops_per_second = 0.0
         elapsed_max = 0.0
-        by_op: dict[str, list[float]] = {}
-        now_perf = time.perf_counter()
         uptime = 0.0
         for cache in caches:
             status, why = current_health(cache)
@@ -198,23 +213,11 @@ class StatusBoard:
             w_ops, w_errors, w_hits, w_misses = w_ops + d_ops, w_errors + d_errors, w_hits + d_hits, w_misses + d_misses
             if elapsed > 0:
                 ops_per_second += d_ops / elapsed
-            window = self.window
-            for started, took, op in list(cache.telemetry.recent):
-                if now_perf - started <= window:
-                    by_op.setdefault(op, []).append(took)
-
-        latency = []
-        for op in OPERATIONS:
-            values = by_op.get(op)
-            if values:
-                values.sort()
-                latency.append({
-                    "operation": op,
-                    "count": len(values),
-                    "p50_seconds": round(_quantile(values, 0.50), 9),
-                    "p95_seconds": round(_quantile(values, 0.95), 9),
-                    "p99_seconds": round(_quantile(values, 0.99), 9),
-                })  # fmt: skip
+        made = self._latency.get(group.name)
+        if made is not None and mono - made[0] <= 1.5 * TICK_SECONDS:
+            latency = made[1]
+        else:  # nobody watched a moment ago (or the tick is late): make them now
+            latency = self._latency_rows(caches, time.perf_counter())
         gets = totals["gets"]
         doc: dict[str, Any] = {
             "name": group.name,
@@ -250,6 +253,25 @@ class StatusBoard:
             doc["charts"] = self._charts(group, chart_seconds, mono, wall)
         return doc
 
+    def _latency_rows(self, caches: list[YokedCache], now_perf: float) -> list[dict[str, Any]]:
+        """p50/p95/p99 per operation over the caches' recent operations inside the window."""
+        by_op: dict[str, list[float]] = {}
+        for cache in caches:
+            _durations_by_operation(cache.telemetry.recent, now_perf - self.window, by_op)
+        rows = []
+        for op in OPERATIONS:
+            values = by_op.get(op)
+            if values:
+                values.sort()
+                rows.append({
+                    "operation": op,
+                    "count": len(values),
+                    "p50_seconds": round(_quantile(values, 0.50), 9),
+                    "p95_seconds": round(_quantile(values, 0.95), 9),
+                    "p99_seconds": round(_quantile(values, 0.99), 9),
+                })  # fmt: skip
+        return rows
+
     def _charts(self, group: _Group, seconds: float, mono: float, wall: float) -> dict[str, list[list[Any]]]:
         """``[[unix time, value], ...]`` for ops/s, hit rate and p99, oldest first.
 
@@ -263,7 +285,7 @@ class StatusBoard:
             readings = cache.rates.history(seconds)
             for (t0, (ops0, _e0, h0, m0)), (t1, (ops1, _e1, h1, m1)) in itertools.pairwise(readings):
                 dt = t1 - t0
-                if dt <= 0 or mono - t1 > seconds:
+                if dt <= 0 or mono - t1 >= seconds:
                     continue
                 key = t1 if single else float(round(t1))
                 point = merged.setdefault(key, [0.0, 0.0, 0.0])
@@ -278,8 +300,29 @@ class StatusBoard:
             hit_rate.append([at, _r(hits / (hits + misses), 6) if hits + misses else None])
         with self._lock:
             points = list(self._p99.get(group.name, ()))
-        p99 = [[round(wall - (mono - t), 3), v] for t, v in points if mono - t <= seconds]
+        p99 = [[round(wall - (mono - t), 3), v] for t, v in points if mono - t < seconds]
         return {"operations_per_second": ops, "hit_rate": hit_rate, "p99_seconds": p99}
+
+
+def _durations_by_operation(recent: Iterable[tuple[float, float, str]], since: float,
+                            into: dict[str, list[float]]) -> None:  # fmt: skip
+    """Add the durations of the recent operations that started after ``since``, by operation.
+
+    Runs on every request for up to 2,048 operations per cache, so every step is one C-level
+    pass (no Python code per operation): with a Python loop here, 10 busy caches took 4-5 ms.
+    Entries are in completion order, so their start times are sorted but for overlaps: the
+    cut by bisection is off by at most a few concurrent operations.
+    """
+    entries = list(recent)  # one C-level copy: safe while the event loop appends
+    if not entries:
+        return
+    starts, durations, operations = zip(*entries, strict=True)
+    if starts[0] <= since:
+        cut = bisect.bisect_right(starts, since)
+        durations, operations = durations[cut:], operations[cut:]
+    for op in set(operations):
+        found = into.setdefault(op, [])
+        found.extend(itertools.compress(durations, map(operator.eq, itertools.repeat(op), operations)))
 
 
 def _pool(pools: list[dict[str, Any]]) -> dict[str, Any] | None:
