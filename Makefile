@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench soak scale clean
+.PHONY: install demo test lint bench soak scale screenshot clean
 
 # Not --quiet: the first install takes a minute or so, and pip's "Collecting ..." lines show it moving.
 $(STAMP): pyproject.toml
@@ -43,6 +43,10 @@ soak: install
 
 scale: install
 	$(BIN)/python benchmarks/scale.py
+
+# The README's picture of the status page: the demo for a minute, then headless chromium.
+screenshot: install
+	$(BIN)/python -m tests.screenshot docs/status-page.png
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
