@@ -52,6 +52,7 @@ class Chromium:
             f"--user-data-dir={self.profile}", "--no-first-run", "--no-default-browser-check",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
             "--disable-extensions", "--disable-default-apps", "--hide-scrollbars", "--mute-audio",
+            "--disable-dev-shm-usage",  # containers often give /dev/shm 64 MB: a crashing renderer
             f"--window-size={width},{height}", "--force-device-scale-factor=1", "about:blank",
         ]  # fmt: skip
         self.proc = subprocess.Popen(args, preexec_fn=as_fds_3_and_4, close_fds=False, stdin=subprocess.DEVNULL,

@@ -102,8 +102,13 @@ async def test_status_json_of_redis_caches_reports_pool_breaker_estimates_and_er
         for i in range(50):
             await good.set(f"k{i}", "v" * 100)
         await good.refresh_usage()
-        for _ in range(5):
-            assert await gone.get("k") is None  # fail-open
+        assert await gone.get("k") is None  # fail-open
+        (failing,) = [c for c in (await _status(collector))["caches"] if c["name"] == "gone"]
+        assert failing["health"]["reasons"] == ["backend failing: connection refused (1 in a row)"]
+        assert failing["health"]["status"] == "unhealthy"
+        assert failing["breaker"]["state"] == "closed"  # not yet: 1 of 3
+        for _ in range(4):
+            assert await gone.get("k") is None
         doc = await _status(collector)
         by_name = {entry["name"]: entry for entry in doc["caches"]}
         assert doc["status"] == "unhealthy"  # the worst of them
