@@ -284,6 +284,7 @@ class YokedCache:
             state=self._state_reading,
             # the check gives up after health_check_timeout; the loop gets one more second to run it
             readiness=lambda: health.readiness_report(self, config.health_check_timeout + 1.0),
+            owner=weakref.ref(self),
         )
         self.metrics_history: health.MetricsHistory | None = None
         self._closed = False
