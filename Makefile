@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench bench-pipelining soak scale clean
+.PHONY: install demo test lint bench bench-pipelining soak scale screenshot clean
 
 # Not --quiet: the first install takes a minute or so, and pip's "Collecting ..." lines show it moving.
 $(STAMP): pyproject.toml
@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# "@": the demo's first line is the status page's URL, not make's echo of the command.
 demo: install
-	$(BIN)/yokedcache demo
+	@$(BIN)/yokedcache demo
 
 # The real Etsy StatsD daemon for tests/test_etsy_statsd.py, from the npm registry (git-ignored).
 ETSY_STATSD := tests/.node/node_modules/statsd/stats.js
@@ -51,6 +52,10 @@ soak: install
 
 scale: install
 	$(BIN)/python benchmarks/scale.py
+
+# The README's picture of the status page: the demo for a minute, then headless chromium.
+screenshot: install
+	$(BIN)/python -m tests.screenshot docs/status-page.png
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

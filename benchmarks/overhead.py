@@ -238,19 +238,21 @@ async def target_4() -> None:
     await asyncio.sleep(0.1)
     drain()
     datagrams = statsd.datagrams_sent - sent_before
-    totals: dict[str, float] = {}
-    for datagram in received:
-        for line in datagram.decode().split("\n"):
-            name, _, rest = line.partition(":")
-            value, kind = rest.split("|")[:2]
-            if kind == "c":
-                key = name + ("|" + rest.split("|#", 1)[1] if "|#" in rest else "")
-                totals[key] = totals.get(key, 0) + float(value)
-    hits = totals.get("bench.gets|result:hit", 0)
-    misses = totals.get("bench.gets|result:miss", 0)
+    totals: dict[tuple[str, str], float] = {}  # (name, result tag): every other tag (cache.name) aside
+    lines = [line for datagram in received for line in datagram.decode().split("\n")]
+    for line in lines:
+        name, _, rest = line.partition(":")
+        value, kind = rest.split("|")[:2]
+        if kind == "c":
+            tags = dict(t.split(":", 1) for t in rest.split("|#", 1)[1].split(",")) if "|#" in rest else {}
+            key = (name, tags.get("result", ""))
+            totals[key] = totals.get(key, 0) + float(value)
+    hits = totals.get(("bench.gets", "hit"), 0)
+    misses = totals.get(("bench.gets", "miss"), 0)
     flushes = int(elapsed) + 2  # periodic flushes during the run, plus the final one
-    print(f"    {elapsed:.2f} s, {datagrams} datagrams ({statsd.send_errors} send errors); counted gets: "
-          f"{hits:,.0f} hits + {misses:,.0f} misses")  # fmt: skip
+    size = sum(len(d) for d in received)
+    print(f"    {elapsed:.2f} s, {len(lines)} lines in {datagrams} datagrams ({size / 1000:.1f} kB, "
+          f"{statsd.send_errors} send errors); counted gets: {hits:,.0f} hits + {misses:,.0f} misses")  # fmt: skip
     verdict("4. StatsD datagrams independent of operations", datagrams <= 4 * flushes and hits + misses == 100_000,
             f"{datagrams} datagrams for 100,000 operations over {flushes} flushes; totals exact: "
             f"{hits + misses == 100_000} (90,000 hits expected: {hits == 90_000})")  # fmt: skip

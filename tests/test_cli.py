@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -140,7 +141,9 @@ def test_demo_with_a_duration_prints_the_live_lines_and_a_summary():
     result = cli("demo", "--port", "0", "--duration", "2", "--rate", "300")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("yokedcache demo -- in-memory backend -- http://127.0.0.1:")
+    # the status page's URL is the first thing printed, then the other endpoints
+    assert re.fullmatch(r"status page http://127\.0\.0\.1:\d+/", lines[0]), lines[0]
+    assert lines[1].startswith("yokedcache demo -- in-memory backend -- http://127.0.0.1:")
     # each live line states the rate the cache measured beside the target it was asked for
     assert any(line.startswith("[") and " ops/s (target 300), hit rate" in line for line in lines)
     assert any(line.startswith("ran ") and " ops/s, target 300)" in line for line in lines)

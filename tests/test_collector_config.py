@@ -68,6 +68,7 @@ COMPONENT_KEYS = {
     ("receivers", "statsd"): {"endpoint", "transport", "aggregation_interval", "enable_metric_type",
                               "is_monotonic_counter", "timer_histogram_mapping", "enable_simple_tags"},
     ("processors", "batch"): {"timeout", "send_batch_size", "send_batch_max_size"},
+    ("processors", "transform"): {"error_mode", "metric_statements", "trace_statements", "log_statements"},
     ("processors", "memory_limiter"): {"check_interval", "limit_mib", "spike_limit_mib", "limit_percentage",
                                        "spike_limit_percentage"},
     ("exporters", "prometheus"): {"endpoint", "namespace", "const_labels", "send_timestamps", "metric_expiration",
@@ -102,6 +103,21 @@ def test_collector_config_uses_current_components_and_keys(name):
     for mapping in (config["receivers"].get("statsd") or {}).get("timer_histogram_mapping", ()):
         assert mapping["statsd_type"] in ("histogram", "timing", "distribution")
         assert mapping["observer_type"] in ("gauge", "summary", "histogram")
+        # the receiver's Config.Validate / validateExplicitBuckets (receiver/statsdreceiver/config.go)
+        histogram = mapping.get("histogram") or {}
+        assert set(histogram) <= {"max_size", "max_scale", "explicit_buckets"}
+        assert not histogram or mapping["observer_type"] == "histogram"
+        assert 2 <= histogram.get("max_size", 160) <= 16384
+        for explicit in histogram.get("explicit_buckets", ()):
+            assert set(explicit) == {"matcher_pattern", "buckets"}
+            re.compile(explicit["matcher_pattern"])
+            assert explicit["buckets"] and explicit["buckets"] == sorted(explicit["buckets"])
+    for component_id, settings in (config.get("processors") or {}).items():
+        if component_id.split("/", 1)[0] == "transform":
+            assert settings.get("error_mode", "propagate") in ("ignore", "silent", "propagate")
+            for group in settings["metric_statements"]:
+                assert group["context"] in ("resource", "scope", "metric", "datapoint")
+                assert group["statements"]
 
 
 def test_grafana_dashboard_is_current_and_provisioned():

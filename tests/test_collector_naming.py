@@ -14,10 +14,13 @@ by rule, and run over what a live cache really records:
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -25,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from yokedcache import CacheConfig, YokedCache
 from yokedcache.monitoring import CacheMetrics, PrometheusCollector, StatsDCollector
+from yokedcache.telemetry.semconv import DURATION_BUCKETS
 
 from .receivers import StatsDListener
 from .redis_server import free_port
@@ -44,8 +48,9 @@ CONFIG = Path(__file__).resolve().parent.parent / "collector-config"
 #   3. monotonic sums: every "total" token is removed and "total" appended;
 #   4. gauges whose unit is exactly "1": every "ratio" token is removed and "ratio" appended;
 #   5. a name starting with a digit gets a leading "_".
-# Histograms then expose <name>_bucket/_sum/_count; exponential histograms (what the statsd
-# receiver builds for timers) become native histograms, with no classic _bucket/_count series.
+# Histograms then expose <name>_bucket/_sum/_count. Exponential histograms (what the statsd
+# receiver builds for a timer without explicit_buckets) have no classic buckets a query can use
+# there (contrib issue #49747: only le="+Inf"); this test counts them as one family name.
 UNIT_MAP = {
     "d": "days", "h": "hours", "min": "minutes", "s": "seconds", "ms": "milliseconds", "us": "microseconds",
     "ns": "nanoseconds", "By": "bytes", "KiBy": "kibibytes", "MiBy": "mebibytes", "GiBy": "gibibytes",
@@ -99,9 +104,7 @@ def collector_name(name: str, unit: str, kind: str) -> str:
 def series_names(family: str, kind: str) -> set[str]:
     if kind == "histogram":
         return {f"{family}_bucket", f"{family}_sum", f"{family}_count"}
-    if kind == "exponential_histogram":  # a native histogram: one series, no classic suffixes
-        return {family}
-    return {family}
+    return {family}  # sums, gauges; an exponential histogram as one family (see above)
 
 
 def test_translator_rules_reproduce_the_documented_examples():
@@ -200,46 +203,104 @@ async def test_dashboard_and_alert_names_exist_on_direct_scrape_and_through_the_
 
 
 # -- StatsD -> Collector statsd receiver ----------------------------------------------------------
-def statsd_receiver_metrics(lines: list[str], receiver: dict) -> list[tuple[str, str, str, dict[str, str]]]:
-    """``(name, unit, kind, attributes)`` per line as the contrib statsd receiver builds them
-    (receiver/statsdreceiver/internal/protocol/statsd_parser.go and metric_translator.go):
-    the name is the text before ":"; ``|#k:v`` tags become attributes, plus ``metric_type`` when
-    ``enable_metric_type``; no unit is ever set; a counter is a delta Sum, monotonic only with
-    ``is_monotonic_counter`` (the Collector's prometheus exporter drops non-monotonic delta sums);
-    a gauge is a Gauge; ms/h/d follow ``timer_histogram_mapping`` (histogram -> exponential
-    histogram, summary -> summary, gauge -> gauge, none -> dropped)."""
-    observers = {m["statsd_type"]: m["observer_type"] for m in receiver.get("timer_histogram_mapping", ())}
-    type_names = {"c": "counter", "g": "gauge", "ms": "timing", "h": "histogram", "d": "distribution"}
-    out = []
+# The contrib statsd receiver, implemented from its source (receiver/statsdreceiver/internal/parser/
+# statsd_parser.go: parseMessageToMetric, Aggregate, explicitBucket.UpdateByIncr; metric_translator.go:
+# buildCounterMetric, buildExplicitBucketHistogramMetric, sampleValue; the timer case of explicit_buckets
+# as fixed by PR #49752) and its README ("timer_histogram_mapping", "explicit_buckets"):
+#   1. a line is ``name:value|type[|@rate][|#k:v,...]``; tags become attributes, plus ``metric_type``
+#      (counter, gauge, timing, histogram, distribution) with ``enable_metric_type``; no unit is set;
+#   2. per (name, type, attributes) and flush: a counter is a delta Sum of value / rate (monotonic only
+#      with ``is_monotonic_counter``); a gauge keeps the last value;
+#   3. ms / h / d go to the observer of their ``timer_histogram_mapping`` (timing; histogram and
+#      distribution): ``histogram`` builds, for a name matched (Go regexp MatchString: unanchored) by an
+#      ``explicit_buckets`` ``matcher_pattern``, first match wins, an explicit-bucket delta Histogram
+#      with those bounds: each line adds ``uint64(1 / rate)`` samples (1 without a rate) to the first
+#      bucket whose bound is >= the value, else to +Inf; any other name gets an exponential histogram;
+#      ``summary`` a Summary, ``gauge`` a Gauge, none at all drops the line.
+# Then the transform processor's ``scale_metric(factor, unit)`` (processor/transformprocessor/internal/
+# metrics/func_scale.go) multiplies a Histogram's bounds, sum, min and max and sets the unit; it refuses
+# exponential histograms.
+_TYPE_NAMES = {"c": "counter", "g": "gauge", "ms": "timing", "h": "histogram", "d": "distribution"}
+
+
+@dataclass
+class ReceivedMetric:
+    name: str
+    kind: str  # counter, updown, gauge, histogram, exponential_histogram, summary
+    unit: str = ""
+    bounds: list[float] = field(default_factory=list)
+    #: per attribute set: the value (sums, gauges) or bucket counts, +Inf last (histograms)
+    points: dict[frozenset[tuple[str, str]], Any] = field(default_factory=dict)
+
+
+def statsd_receiver(lines: list[str], receiver: dict) -> dict[str, ReceivedMetric]:
+    """What the receiver builds from ``lines`` in one aggregation interval, by metric name."""
+    observers: dict[str, dict] = {}
+    for mapping in receiver.get("timer_histogram_mapping", ()):
+        for t in {"timing": ["ms"], "timer": ["ms"], "histogram": ["h", "d"], "distribution": ["h", "d"]}[
+            mapping["statsd_type"]
+        ]:
+            observers[t] = mapping
+    out: dict[str, ReceivedMetric] = {}
     for line in lines:
         head, *parts = line.split("|")
-        name, _, _value = head.partition(":")
-        statsd_type = parts[0]
-        attrs = {}
+        name, _, value_text = head.partition(":")
+        statsd_type, rate, attrs = parts[0], 0.0, {}
         for part in parts[1:]:
-            if part.startswith("#"):
-                attrs.update(tag.split(":", 1) for tag in part[1:].split(","))
+            if part.startswith("@"):
+                rate = float(part[1:])
+            elif part.startswith("#"):
+                attrs.update(tag.split(":", 1) for tag in part[1:].split(",") if tag)
         if receiver.get("enable_metric_type"):
-            attrs["metric_type"] = type_names[statsd_type]
+            attrs["metric_type"] = _TYPE_NAMES[statsd_type]
+        key, value = frozenset(attrs.items()), float(value_text)
         if statsd_type == "c":
-            kind = "counter" if receiver.get("is_monotonic_counter") else "dropped (non-monotonic delta sum)"
-        elif statsd_type == "g":
-            kind = "gauge"
-        else:
-            mapping = observers.get(type_names[statsd_type]) or (
-                observers.get("histogram") if statsd_type == "d" else None
-            )
-            kind = {"histogram": "exponential_histogram", "summary": "summary", "gauge": "gauge"}.get(
-                mapping or "", "dropped (no observer)"
-            )
-        out.append((name, "", kind, attrs))
+            kind = "counter" if receiver.get("is_monotonic_counter") else "updown"
+            metric = out.setdefault(name, ReceivedMetric(name, kind))
+            metric.points[key] = metric.points.get(key, 0.0) + (value / rate if 0 < rate < 1 else value)
+            continue
+        if statsd_type == "g":
+            out.setdefault(name, ReceivedMetric(name, "gauge")).points[key] = value
+            continue
+        mapping = observers.get(statsd_type)
+        observer = mapping["observer_type"] if mapping else "disabled"
+        assert observer == "histogram", f"{line}: observer {observer} (the shipped config maps every timer)"
+        explicit = next((e for e in (mapping.get("histogram") or {}).get("explicit_buckets", ())
+                         if re.search(e["matcher_pattern"], name)), None)  # fmt: skip
+        if explicit is None:
+            out.setdefault(name, ReceivedMetric(name, "exponential_histogram")).points[key] = None
+            continue
+        bounds = [float(b) for b in explicit["buckets"]]
+        metric = out.setdefault(name, ReceivedMetric(name, "histogram", bounds=bounds))
+        counts = metric.points.setdefault(key, [0] * (len(bounds) + 1))
+        samples = int(1 / rate) if 0 < rate < 1 else 1  # uint64(count): truncation
+        counts[next((i for i, b in enumerate(bounds) if value <= b), len(bounds))] += samples
     return out
+
+
+def apply_transform(metrics: dict[str, ReceivedMetric], processor: dict) -> None:
+    """The shipped transform processor's statements (only the form it ships is understood)."""
+    for group in processor["metric_statements"]:
+        assert group["context"] == "metric"
+        for statement in group["statements"]:
+            match = re.fullmatch(
+                r'scale_metric\(([0-9.]+), "(\w+)"\) where name == "([^"]+)" and type == METRIC_DATA_TYPE_HISTOGRAM',
+                statement,
+            )
+            assert match, f"not understood by this test: {statement}"
+            factor, unit, name = float(match.group(1)), match.group(2), match.group(3)
+            metric = metrics.get(name)
+            if metric is not None and metric.kind == "histogram":
+                metric.bounds = [b * factor for b in metric.bounds]
+                metric.unit = unit
 
 
 async def test_statsd_through_the_collector_statsd_receiver_gives_the_dashboard_names(redis_url):
     config = yaml.safe_load((CONFIG / "otel-collector-statsd.yaml").read_text())
     receiver = config["receivers"]["statsd"]
     assert receiver["is_monotonic_counter"] is True  # the bridge sends per-flush deltas of monotonic counters
+    pipeline = config["service"]["pipelines"]["metrics"]["processors"]
+    transforms = [config["processors"][p] for p in pipeline if p.split("/", 1)[0] == "transform"]
 
     listener = StatsDListener()
     # The prefix the shipped config's comment tells users to set.
@@ -252,23 +313,51 @@ async def test_statsd_through_the_collector_statsd_receiver_gives_the_dashboard_
     metrics.shutdown()
     listener.close()
 
-    parsed = statsd_receiver_metrics(listener.lines(), receiver)
-    assert not [p for p in parsed if p[2].startswith("dropped")], "lines the Collector would drop"
+    received = statsd_receiver(listener.lines(), receiver)
+    for transform in transforms:
+        apply_transform(received, transform)
     names: set[str] = set()
     labels: dict[str, set[str]] = {}
-    for name, unit, kind, attrs in parsed:
-        family = collector_name(name, unit, kind)
-        names |= series_names(family, kind)
-        labels.setdefault(family, set()).update(re.sub(r"[^a-zA-Z0-9_]", "_", k) for k in attrs)
+    for metric in received.values():
+        family = collector_name(metric.name, metric.unit, metric.kind)
+        names |= series_names(family, metric.kind)
+        for attrs in metric.points:
+            labels.setdefault(family, set()).update(re.sub(r"[^a-zA-Z0-9_]", "_", k) for k, _ in attrs)
 
-    wanted = queried_names()
-    # Durations arrive as an exponential histogram in milliseconds with no unit: a native
-    # histogram named yokedcache_cache_operation_duration, not the classic _seconds series.
-    # The panels and alerts built on them need the OTLP path (README, "Which path").
-    assert wanted - names == DURATION_SERIES
-    assert "yokedcache_cache_operation_duration" in names
+    # Every series the dashboards and alerts query exists on this path too, latency included.
+    assert queried_names() - names == set()
+    assert names >= DURATION_SERIES and "yokedcache_cache_operation_duration" not in names
     assert {"result"} <= labels["yokedcache_cache_gets_total"]
     assert {"operation", "error_type"} <= labels["yokedcache_cache_errors_total"]
+    assert {"operation"} <= labels["yokedcache_cache_operation_duration_seconds"]
+
+    durations = received["yokedcache.cache.operation_duration"]
+    assert durations.unit == "s"
+    # the le bounds a direct scrape shows (the SDK's bucket advisory), so quantiles agree across paths
+    assert len(durations.bounds) == len(DURATION_BUCKETS)
+    assert all(math.isclose(a, b, rel_tol=1e-9) for a, b in zip(durations.bounds, DURATION_BUCKETS, strict=True))
+    # every operation counted once: the sample rates decode exactly under the receiver's truncation
+    counted: dict[tuple[str, str], int] = {}
+    for attrs, counts in durations.points.items():
+        a = dict(attrs)
+        key = (a["cache.name"], a["operation"])
+        counted[key] = counted.get(key, 0) + sum(counts)
+        assert counts[-1] == 0, f"{key}: samples beyond the last bound"
+    # (the cache against a dead port is also named "redis": its 3 failed gets are timed too)
+    issued = {"redis": {"get": 10 + 3, "set": 5, "delete": 1, "invalidate_tags": 1},
+              "memory": {"get": 10, "set": 5, "delete": 1, "invalidate_tags": 1}}  # fmt: skip
+    for cache_name, ops in issued.items():
+        assert {op: counted.get((cache_name, op)) for op in ops} == ops, cache_name
+
+
+def test_the_shipped_statsd_buckets_are_the_caches_in_milliseconds():
+    receiver = yaml.safe_load((CONFIG / "otel-collector-statsd.yaml").read_text())["receivers"]["statsd"]
+    (timing,) = [m for m in receiver["timer_histogram_mapping"] if m["statsd_type"] == "timing"]
+    (explicit,) = timing["histogram"]["explicit_buckets"]
+    assert re.search(explicit["matcher_pattern"], "yokedcache.cache.operation_duration")
+    assert not re.search(explicit["matcher_pattern"], "myapp.cache.operation_duration")
+    assert all(math.isclose(ms, s * 1000, rel_tol=1e-9)
+               for ms, s in zip(explicit["buckets"], DURATION_BUCKETS, strict=True))  # fmt: skip
 
 
 @pytest.mark.parametrize("name", ["otel-collector.yaml", "otel-collector-statsd.yaml"])

@@ -284,6 +284,7 @@ class YokedCache:
             state=self._state_reading,
             # the check gives up after health_check_timeout; the loop gets one more second to run it
             readiness=lambda: health.readiness_report(self, config.health_check_timeout + 1.0),
+            owner=weakref.ref(self),
         )
         self._observe_batches()
         self.metrics_history: health.MetricsHistory | None = None
@@ -763,6 +764,21 @@ class YokedCache:
         return removed
 
     # -- health and statistics ------------------------------------------------------------
+    async def connect(self) -> None:
+        """Contact the backend now instead of at the first operation: a start-up check.
+
+        A configuration the server cannot serve (a cluster URL at a node without cluster mode)
+        raises ``CacheConfigurationError`` whatever ``fail_open`` says, as every operation then
+        would. An unreachable server raises its ``CacheConnectionError`` with ``fail_open=False``;
+        with ``fail_open`` it logs the outage's one WARNING and returns, like an operation.
+        """
+        try:
+            await self._call(self.backend.ping)
+        except CacheBackendError as exc:
+            self._note_failure(exc)
+            if not self._fail_open:
+                raise
+
     async def health(self) -> bool:
         """True when the backend answers a ping within ``health_check_timeout``. Never raises."""
         return await health.is_healthy(self)

@@ -58,7 +58,7 @@ def _cache(config: CacheConfig) -> Any:
 # -- demo -----------------------------------------------------------------------------------
 async def _demo(args: argparse.Namespace) -> int:
     from .demo import NEXT_STEPS, LiveView, Workload
-    from .monitoring import CacheMetrics, PrometheusCollector
+    from .monitoring import AlertManager, CacheMetrics, PrometheusCollector
 
     url = _redis_url(args)
     if url is not None:
@@ -82,17 +82,25 @@ async def _demo(args: argparse.Namespace) -> int:
         enable_tracing=True if args.otlp_endpoint else None,
     )
     cache = _cache(config)
+    alerts = AlertManager(cache, interval=1.0, window=10.0)
     try:
         if url is not None and not await cache.health_check():
             raise await redis_failed(cache, url)
         prometheus = collectors[0]
         backend = f"Redis {redact_url(url)}" if url else "in-memory backend"
-        header = (f"yokedcache demo -- {backend} -- {prometheus.url}/metrics  {prometheus.url}/readyz  "
+        # The page's URL comes first: it is what most people want from the demo.
+        header = (f"status page {prometheus.url}/\n"
+                  f"yokedcache demo -- {backend} -- {prometheus.url}/metrics  {prometheus.url}/readyz  "
                   "(Ctrl-C to stop)")  # fmt: skip
         workload = Workload(cache, rate=args.rate, concurrency=args.concurrency)
         view = LiveView(cache, workload, header)
-        if not view.tty:
-            print(header, flush=True)
+        print(header, flush=True)
+        # Rules for the page's alert panel (no notifiers: nothing leaves the machine).
+        alerts.add_alert("backend_down", "circuit_breaker_open", 1, ">=", severity="critical",
+                         description="the circuit breaker is open: the backend is failing")  # fmt: skip
+        alerts.add_alert("slow_operations", "p99_response_time", 0.05, ">", for_seconds=10,
+                         description="p99 over 50 ms for 10 s")  # fmt: skip
+        alerts.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -112,6 +120,7 @@ async def _demo(args: argparse.Namespace) -> int:
         print(NEXT_STEPS, flush=True)
         return 0
     finally:
+        alerts.stop(timeout=1.0)
         await cache.close()
         metrics.shutdown()
 
@@ -169,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     def redis_option(p: argparse.ArgumentParser) -> None:
         p.add_argument("--redis-url", help="Redis URL (default: $YOKEDCACHE_REDIS_URL, else the in-memory backend)")
 
-    demo = sub.add_parser("demo", help="run a realistic workload with live figures and /metrics")
+    demo = sub.add_parser("demo", help="run a realistic workload with a live status page, figures and /metrics")
     redis_option(demo)
     demo.add_argument("--port", type=int, default=9464, help="metrics/health port (default 9464)")
     demo.add_argument("--addr", default="127.0.0.1", help="address to bind (default 127.0.0.1)")

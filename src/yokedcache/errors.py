@@ -48,6 +48,18 @@ class CacheCommandError(CacheBackendError):
     """The server refused this one command (out of memory, wrong type, ...); it is otherwise up."""
 
 
+class CacheConfigurationError(YokedCacheError, ValueError):
+    """The server reached cannot serve what the configuration asks of it: a ``redis+cluster://``
+    URL pointed at a node without cluster mode. Found at the first contact (the first operation,
+    ``connect()`` or a health check); raised whatever ``fail_open`` says, since no retry can fix
+    it, and the breaker stays out of it. The driver's exception is chained as ``__cause__``."""
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
+        self.code: str | None = None
+
+
 class CacheClosedError(YokedCacheError, RuntimeError):
     """The cache was closed: it opens no new connections. Create a new cache instead."""
 
@@ -58,6 +70,6 @@ class SerializationError(YokedCacheError, TypeError):
 
 def original_error(exc: BaseException) -> BaseException:
     """The driver's exception behind one of ours: what ``error.type`` names (OTel semconv)."""
-    if isinstance(exc, CacheBackendError) and exc.__cause__ is not None:
+    if isinstance(exc, (CacheBackendError, CacheConfigurationError)) and exc.__cause__ is not None:
         return exc.__cause__
     return exc

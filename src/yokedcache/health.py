@@ -121,7 +121,7 @@ def comprehensive_metrics(cache: YokedCache, window: float = 60.0) -> Comprehens
     total = counters.total_calls
     recent = list(cache.telemetry.recent)
     now = time.perf_counter()
-    in_window = [elapsed for started, elapsed in recent if now - started <= window]
+    in_window = [elapsed for started, elapsed, _op in recent if now - started <= window]
     durations = sorted(in_window)
     # A true rate: counter differences over the window (the sample buffer above is bounded).
     span, (calls_in_window, *_rest) = cache.rates.delta(window)
@@ -191,13 +191,7 @@ async def detailed_health_check(cache: YokedCache, *, probe: Backend | None = No
         reasons.append(f"circuit breaker open (last error: {why})" if why else "circuit breaker open")
     status = UNHEALTHY if reasons else HEALTHY
     if status == HEALTHY:
-        failing = _recent_failures(cache)
-        if failing is not None:
-            reasons.append(failing)
-        if breaker["state"] == "half_open":
-            reasons.append("circuit breaker half-open (recovering)")
-        if pool is not None and pool["utilization"] >= 0.9:
-            reasons.append(f"connection pool {pool['utilization']:.0%} in use")
+        reasons = _degraded_reasons(cache, breaker, pool)
         if reasons:
             status = DEGRADED
     info = cache.backend.info
@@ -219,6 +213,45 @@ async def detailed_health_check(cache: YokedCache, *, probe: Backend | None = No
         "performance_metrics": perf,
         "checked_at": time.time(),
     }
+
+
+def _degraded_reasons(cache: YokedCache, breaker: dict[str, Any], pool: dict[str, Any] | None) -> list[str]:
+    reasons: list[str] = []
+    failing = _recent_failures(cache)
+    if failing is not None:
+        reasons.append(failing)
+    if breaker["state"] == "half_open":
+        reasons.append("circuit breaker half-open (recovering)")
+    if pool is not None and pool["utilization"] >= 0.9:
+        reasons.append(f"connection pool {pool['utilization']:.0%} in use")
+    return reasons
+
+
+def current_health(cache: YokedCache) -> tuple[str, list[str]]:
+    """Status and reasons from what the cache already knows, with no I/O (the status page).
+
+    :func:`detailed_health_check` pings, which takes a round trip and up to
+    ``health_check_timeout`` against a hung server; a page redrawn every second must not.
+    Unhealthy when the breaker is open or the newest backend call or background ping failed
+    (the exported ``yokedcache_cache_health`` gauge is then 0 too), degraded for the same
+    reasons as the detailed check (a half-open breaker among them), in the same words.
+    """
+    if cache._closed:
+        return UNHEALTHY, ["cache is closed"]
+    breaker = cache.breaker.snapshot() if cache.breaker is not None else {"state": "disabled"}
+    last = cache.last_failure
+    why = (f"{last[1]} ({last[2]})" if last[2] else last[1]) if last is not None else None
+    if breaker["state"] == "open":
+        cause = breaker.get("last_error")
+        return UNHEALTHY, [f"circuit breaker open (last error: {cause})" if cause else "circuit breaker open"]
+    if breaker["state"] != "half_open":  # half-open: a trial is under way, degraded below
+        if breaker.get("consecutive_failures"):
+            n = breaker["consecutive_failures"]
+            return UNHEALTHY, [f"backend failing: {why or 'error'} ({n} in a row)"]
+        if not cache._state_reading().healthy:  # closed, nothing failing: the last ping failed
+            return UNHEALTHY, [f"background ping failed{f' (last error: {why})' if why else ''}"]
+    reasons = _degraded_reasons(cache, breaker, cache.backend.pool_stats())
+    return (DEGRADED if reasons else HEALTHY), reasons
 
 
 def describe_failure(backend: Backend, exc: BaseException) -> str:
@@ -299,7 +332,8 @@ class MetricsHistory:
     """Down-sampled snapshots of :class:`ComprehensiveMetrics` kept for ``retention_days``.
 
     One snapshot per ``interval`` seconds (60 s by default), at most
-    ``retention_days * 86400 / interval`` of them (10,080 for 7 days, about 2 MB).
+    ``retention_days * 86400 / interval`` of them (10,080 for 7 days: 3.2 MB traced by
+    ``python benchmarks/history_size.py``).
     """
 
     def __init__(self, retention_days: float, interval: float = 60.0) -> None:

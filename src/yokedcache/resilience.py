@@ -17,11 +17,12 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from .backends.base import REJECTED, RESERVED_CONNECTIONS, TRANSIENT, UNAVAILABLE, Failure
+from .backends.base import MISCONFIGURED, REJECTED, RESERVED_CONNECTIONS, TRANSIENT, UNAVAILABLE, Failure
 from .errors import (
     CacheBackendError,
     CacheClosedError,
     CacheCommandError,
+    CacheConfigurationError,
     CacheConnectionError,
     CacheTimeoutError,
     CacheUnavailableError,
@@ -321,6 +322,10 @@ class Guard:
                         if breaker is not None:  # the server answered: it is up
                             breaker.success(trial)
                         raise _translate(failure, exc) from exc
+                    if failure.kind == MISCONFIGURED:  # not an outage: no retry, no breaker
+                        if breaker is not None:
+                            breaker.release(trial)
+                        raise _translate(failure, exc) from exc
                     if breaker is not None and (trial or _first_report(exc)):
                         breaker.failure(trial, exc, failure.reason)
                     if (
@@ -387,8 +392,10 @@ def _classify_as_transient(types: tuple[type[BaseException], ...]) -> Callable[[
     return classify
 
 
-def _translate(failure: Failure, exc: BaseException) -> CacheBackendError:
+def _translate(failure: Failure, exc: BaseException) -> CacheBackendError | CacheConfigurationError:
     detail = f"{failure.reason} ({failure.code or type(exc).__name__})"
+    if failure.kind == MISCONFIGURED:
+        return CacheConfigurationError(f"configuration error: {failure.reason}", reason=failure.reason)
     if failure.kind == REJECTED:
         return CacheCommandError(f"backend refused the command: {detail}", reason=failure.reason, code=failure.code)
     if failure.kind == UNAVAILABLE:

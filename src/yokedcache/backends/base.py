@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
+    "MISCONFIGURED",
     "REJECTED",
     "RESERVED_CONNECTIONS",
     "TRANSIENT",
@@ -35,13 +36,16 @@ UNAVAILABLE = "unavailable"
 #: The server refused this one command (out of memory, wrong type): it is up, so the breaker
 #: stays out of it; the operation fails and is counted.
 REJECTED = "rejected"
+#: The server can never serve what the configuration asks of it (a cluster URL at a node without
+#: cluster mode): not an outage, so no retry and no breaker; raised whatever ``fail_open`` says.
+MISCONFIGURED = "misconfigured"
 
 
 @dataclass(frozen=True)
 class Failure:
     """What a backend exception means for the cache: how to treat it and why, in words."""
 
-    kind: str  # TRANSIENT, UNAVAILABLE or REJECTED
+    kind: str  # TRANSIENT, UNAVAILABLE, REJECTED or MISCONFIGURED
     reason: str  # "connection refused", "read-only replica", ... (never a key, value or secret)
     code: str | None = None  # the server's error prefix, e.g. "READONLY", "OOM", "WRONGTYPE"
 

@@ -23,8 +23,9 @@ from typing import Any
 from .._extras import require
 from .._urls import check_redis_url, redact_url, url_error
 from . import redis_usage
-from .base import BackendInfo, DatabaseUsage, Usage
+from .base import MISCONFIGURED, BackendInfo, DatabaseUsage, Failure, Usage
 from .redis import RedisBackend
+from .redis_errors import classify_redis_error
 
 __all__ = ["RedisClusterBackend"]
 
@@ -84,6 +85,17 @@ class RedisClusterBackend(RedisBackend):
             extra={"url": self.redacted_url, "tls": redis_url.startswith("rediss"), "cluster": True},
         )
         self._install_auto_pipeline(auto_pipeline, cluster=True)
+
+    def classify_error(self, exc: BaseException) -> Failure | None:
+        """As for a single server, and a node without cluster mode is a configuration error that
+        names the URL (redacted), the node and the fix."""
+        failure = classify_redis_error(exc)
+        if failure is not None and failure.kind == MISCONFIGURED:
+            single = self.redacted_url.replace("+cluster", "", 1)
+            reason = (f"redis_url {self.redacted_url} asks for a Redis Cluster, but {self.info.host}:{self.info.port} "
+                      f"is {failure.reason}; use {single} for a single server")  # fmt: skip
+            return Failure(MISCONFIGURED, reason, failure.code)
+        return failure
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:

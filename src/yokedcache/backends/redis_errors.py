@@ -6,12 +6,15 @@ The policy (also in README "Failure behaviour"):
   the facade retries while the breaker is closed.
 - **unavailable** -- the server answers but cannot serve us: READONLY (a replica, e.g. just after
   a failover), LOADING, MASTERDOWN, CLUSTERDOWN, BUSY (a script holds the server), a refused
-  password, maxclients, a ``redis+cluster://`` URL pointed at a node without cluster mode.
+  password, maxclients.
   The breaker counts it (opening sheds load and drops the pooled connections, so recovery
   starts on fresh ones, which Sentinel points at the new primary); no retry.
 - **rejected** -- the server refused this one command and is otherwise fine: OOM under
   ``maxmemory``/``noeviction``, WRONGTYPE, NOPERM, NOSCRIPT, EXECABORT. The breaker stays out of
   it (one oversized write must not take reads down); the operation fails and is counted.
+- **misconfigured** -- a ``redis+cluster://`` URL pointed at a node without cluster mode: no
+  retry or failover can fix it, so it is a configuration error (``CacheConfigurationError``),
+  raised whatever ``fail_open`` says, outside the breaker.
 
 Anything else (a bug of ours, cancellation) is not a backend failure and passes through.
 """
@@ -23,7 +26,7 @@ import errno
 import socket
 from typing import Any
 
-from .base import REJECTED, TRANSIENT, UNAVAILABLE, Failure
+from .base import MISCONFIGURED, REJECTED, TRANSIENT, UNAVAILABLE, Failure
 
 __all__ = ["classify_redis_error"]
 
@@ -124,7 +127,7 @@ def classify_redis_error(exc: BaseException) -> Failure | None:
     if isinstance(exc, e.RedisClusterException):
         text = str(exc).lower()
         if "not enabled" in text or "cluster mode" in text or "cluster support disabled" in text:
-            return Failure(UNAVAILABLE, "not a cluster node (cluster mode is not enabled)")
+            return Failure(MISCONFIGURED, "not a cluster node (cluster mode is not enabled)")
         return Failure(UNAVAILABLE, "cluster unavailable")
     if isinstance(exc, e.ClusterError):
         return Failure(UNAVAILABLE, "cluster unavailable")

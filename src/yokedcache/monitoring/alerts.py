@@ -419,6 +419,16 @@ class AlertManager:
 _MANAGERS: weakref.WeakSet[AlertManager] = weakref.WeakSet()
 
 
+def firing_for(cache: YokedCache) -> list[dict[str, Any]]:
+    """Alerts firing now on ``cache`` from every running manager (for the status page)."""
+    firing: list[dict[str, Any]] = []
+    for manager in list(_MANAGERS):
+        thread = manager._thread
+        if manager.cache is cache and thread is not None and thread.is_alive():
+            firing.extend(manager.active_alerts())
+    return firing
+
+
 def _on_exit() -> None:
     started = time.monotonic()
     for manager in list(_MANAGERS):

@@ -1,4 +1,4 @@
-"""A small HTTP server for ``/metrics``, ``/healthz`` and ``/readyz``.
+"""A small HTTP server for ``/metrics``, ``/healthz``, ``/readyz`` and the status page.
 
 prometheus_client's own server serves only metrics; probes belong on the same port so one
 container port and one scrape target cover both. It answers only its routes, only GET and
@@ -12,10 +12,12 @@ is its own business: it costs one DEBUG line, never a traceback on the applicati
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
 import logging
+import socket
 import sys
 import threading
 import time
@@ -27,8 +29,10 @@ from ..health import DEGRADED, HEALTHY, worst_status
 
 log = logging.getLogger("yokedcache.monitoring.http")
 
-#: A route answers ``(status, content type, body)``.
-Route = Callable[[dict[str, str]], tuple[int, str, bytes]]
+#: A route gets the request headers (names lower-cased) plus ``":query"``, the raw query string
+#: (a pseudo-header, as in HTTP/2: no client can send a field name starting with ``:``), and
+#: answers ``(status, content type, body)`` or ``(status, content type, body, extra headers)``.
+Route = Callable[[dict[str, str]], tuple[Any, ...]]
 
 
 def json_response(status: int, payload: Any) -> tuple[int, str, bytes]:
@@ -136,6 +140,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:  # StreamRequestHandler.setup with deadline-aware files instead of makefile()
         self.connection = self.request
+        # Headers and body are two writes. With Nagle's algorithm on, a client that keeps the
+        # connection alive (Prometheus, the status page's poll) got the body only after its
+        # delayed ACK of the headers: 40 ms per answer instead of 0.2 ms.
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._deadline = _Deadline(self.server.request_timeout)
         self.rfile = io.BufferedReader(_DeadlineReader(self.connection, self._deadline))
         self.wfile = _DeadlineWriter(self.connection, self._deadline)
@@ -145,19 +154,26 @@ class _Handler(BaseHTTPRequestHandler):
         super().handle_one_request()  # a TimeoutError ends the connection (logged at DEBUG)
 
     def _answer(self, with_body: bool) -> None:
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         route = self.server.routes.get(path)
+        extra: dict[str, str] = {}
         if route is None:
             status, ctype, body = 404, "text/plain; charset=utf-8", b"not found\n"
         else:
             try:
-                status, ctype, body = route({k.lower(): v for k, v in self.headers.items()})
+                request = {k.lower(): v for k, v in self.headers.items()}
+                request[":query"] = query
+                status, ctype, body, *more = route(request)
+                if more:
+                    extra = more[0]
             except Exception as exc:  # a failing route must not kill the server thread
                 log.warning("route %s failed: %s", path, type(exc).__name__)
                 status, ctype, body = 500, "text/plain; charset=utf-8", b"internal error\n"
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
+        for name, value in extra.items():
+            self.send_header(name, value)
         self.end_headers()
         if with_body:
             self.wfile.write(body)
@@ -187,6 +203,16 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = LISTEN_BACKLOG
     routes: dict[str, Route]
     request_timeout: float = REQUEST_TIMEOUT
+    ticks: list[Callable[[], None]]
+
+    def service_actions(self) -> None:
+        """Between requests, at least every poll interval (0.5 s): the routes' periodic work
+        (the status page's chart readings), on this thread: no thread of its own to stop."""
+        for tick in self.ticks:
+            try:
+                tick()
+            except Exception as exc:  # never end serving over a reading
+                log.warning("periodic task %s failed: %s", getattr(tick, "__qualname__", tick), type(exc).__name__)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """socketserver prints a traceback to stderr here; a client that hung up, reset or ran
@@ -220,6 +246,7 @@ class MetricsServer:
                 raise OSError(exc.errno, f"port {port} on {addr} is already in use") from None
             raise OSError(exc.errno, f"cannot listen on {addr}:{port}: {exc.strerror}") from None
         self._httpd.request_timeout = float(request_timeout)
+        self._httpd.ticks = []
         self._httpd.routes = {"/healthz": lambda headers: (200, "text/plain; charset=utf-8", b"ok\n")}
         self.addr = addr
         self.port = int(self._httpd.server_address[1])
@@ -234,6 +261,10 @@ class MetricsServer:
 
     def route(self, path: str, handler: Route) -> None:
         self._httpd.routes[path] = handler
+
+    def every_poll(self, task: Callable[[], None]) -> None:
+        """Run ``task`` on the server's thread between requests, at least every 0.5 s."""
+        self._httpd.ticks.append(task)
 
     def close(self) -> None:
         self._httpd.shutdown()

@@ -12,12 +12,18 @@ into it (``CacheConfig(metrics=metrics)``) and so do application metrics
 Application metric tags are bounded: each metric keeps at most ``max_tag_sets`` distinct tag
 sets (1,000 by default); further ones fold into one ``otel.metric.overflow="true"`` series,
 with a warning logged once per metric.
+
+Shutdown (``shutdown()``, or at interpreter exit when the application never calls it) takes at
+most ``shutdown_timeout`` seconds (1 s) plus a short grace, whatever the exporters' peers do:
+see ``shutdown.py``.
 """
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import logging
+import math
 import re
 import time
 import uuid
@@ -81,7 +87,9 @@ class CacheMetrics:
         max_tag_sets: int = 1000,
         max_timers: int = 10_000,
         resource_attributes: dict[str, Any] | None = None,
+        shutdown_timeout: float = 1.0,
     ) -> None:
+        self.shutdown_timeout = _check_shutdown_timeout(shutdown_timeout)
         self.collectors = list(collectors) if collectors else [NoOpCollector()]
         self.max_tag_sets = max_tag_sets
         self.max_timers = max_timers
@@ -122,11 +130,14 @@ class CacheMetrics:
 
             attrs = {"service.instance.id": str(uuid.uuid4()), **(resource_attributes or {})}
             resource = Resource.create(attrs)
-            self.meter_provider: Any = MeterProvider(metric_readers=readers, resource=resource)
+            # The SDK's own exit hooks would wait out an absent Collector (10 s and retries):
+            # ours (registered below) has a deadline.
+            self.meter_provider: Any = MeterProvider(metric_readers=readers, resource=resource,
+                                                     shutdown_on_exit=False)  # fmt: skip
             if span_processors:
                 from opentelemetry.sdk.trace import TracerProvider
 
-                self.tracer_provider = TracerProvider(resource=resource)
+                self.tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
                 for p in span_processors:
                     self.tracer_provider.add_span_processor(p)
         else:
@@ -141,6 +152,10 @@ class CacheMetrics:
         self._overflow_warned: set[str] = set()
         self._timers: OrderedDict[str, float] = OrderedDict()
         self._timer_ids = itertools.count(1)
+        self._sdk_components = [*readers, *span_processors]
+        self._shut_down = False
+        if readers:
+            atexit.register(self._shutdown_at_exit)
 
     # -- application metrics --------------------------------------------------------------
     def _instrument(self, kind: str, name: str) -> Any:
@@ -240,13 +255,53 @@ class CacheMetrics:
             ok = self.tracer_provider.force_flush(timeout_millis) and ok
         return bool(ok)
 
-    def shutdown(self) -> None:
-        """Flush and stop every reader, exporter and HTTP server."""
-        if hasattr(self.meter_provider, "shutdown"):
-            self.meter_provider.shutdown()
-        if self.tracer_provider is not None:
-            self.tracer_provider.shutdown()
-        for collector in self.collectors:
-            close = getattr(collector, "close", None)
-            if callable(close) and not _is_user_collector(collector):
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Flush and stop every reader, exporter and HTTP server, in at most ``timeout`` seconds
+        (default ``shutdown_timeout``) plus a short grace.
+
+        An export still running at the deadline (an absent or silent Collector) is aborted and
+        reported in one WARNING on ``yokedcache.monitoring.shutdown``; the SDK's own messages
+        about it are repeated there at DEBUG instead of printed. A second call does nothing.
+        """
+        if self._shut_down:
+            return
+        self._shut_down = True
+        timeout = self.shutdown_timeout if timeout is None else _check_shutdown_timeout(timeout, "timeout")
+        atexit.unregister(self._shutdown_at_exit)
+        closes = [close for c in self.collectors
+                  if callable(close := getattr(c, "close", None)) and not _is_user_collector(c)]  # fmt: skip
+        if not self._sdk_components:
+            for close in closes:
                 close()
+            return
+        from .shutdown import bounded_shutdown, sdk_threads
+
+        steps = [lambda: self.meter_provider.shutdown(timeout_millis=timeout * 1000)]
+        if self.tracer_provider is not None:
+            steps.append(self.tracer_provider.shutdown)
+        steps += closes  # an HTTP server's close waits up to its 0.5 s poll: alongside, not after
+        aborts = [a for c in self.collectors if callable(a := getattr(c, "abort", None))]
+        outcome = bounded_shutdown(steps, sdk_threads(self._sdk_components), aborts, timeout)
+        for record in outcome.held:
+            log.getChild("shutdown").debug("held back from %s: %s", record.name, record.getMessage())
+        if outcome.failed:
+            targets = ", ".join(t for c in self.collectors if (t := getattr(c, "target", None))) or "exporters"
+            log.getChild("shutdown").warning(
+                "telemetry not delivered at shutdown (%s): %s; gave up after %g s, so what was recorded "
+                "since the last export is lost (CacheMetrics(shutdown_timeout=...) waits longer)",
+                targets, outcome.cause(timeout), timeout,
+            )  # fmt: skip
+
+    def _shutdown_at_exit(self) -> None:
+        try:
+            self.shutdown()
+        except Exception:  # never a traceback from an exit hook
+            log.debug("telemetry shutdown at exit failed", exc_info=True)
+
+
+def _check_shutdown_timeout(value: Any, name: str = "shutdown_timeout") -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name}: expected a number of seconds, got {type(value).__name__}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name}: expected a positive, finite number of seconds, got {value!r}")
+    return float(value)

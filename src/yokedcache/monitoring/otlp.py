@@ -10,6 +10,7 @@ cumulative unless ``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`` says oth
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from .._extras import require
@@ -63,6 +64,10 @@ class OTLPCollector:
         self.span_exporter = trace_mod.OTLPSpanExporter(endpoint=trace_endpoint, **kwargs) if traces else None
         self._export_interval = export_interval
         self._reader: Any = None
+        where = endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "the default endpoint"
+        #: Names the peer in messages (``CacheMetrics``' shutdown warning): never headers, and
+        #: userinfo in the endpoint shows as ``***``.
+        self.target = f"OTLP {protocol} to {re.sub(r'//[^/@]*@', '//***@', where)}"
 
     def metric_reader(self, **_: Any) -> Any:
         if self._reader is None:
@@ -71,6 +76,13 @@ class OTLPCollector:
             millis = self._export_interval * 1000 if self._export_interval is not None else None
             self._reader = PeriodicExportingMetricReader(self.metric_exporter, export_interval_millis=millis)
         return self._reader
+
+    def abort(self) -> None:
+        """Stop exports in progress now (a shutdown past its deadline): a gRPC exporter closes its
+        channel, which cancels the call in flight; both stop retrying."""
+        for exporter in (self.metric_exporter, self.span_exporter):
+            if exporter is not None:
+                exporter.shutdown(timeout_millis=0)
 
     def span_processor(self) -> Any:
         if self.span_exporter is None:

@@ -162,7 +162,8 @@ class PrometheusCollector:
 
     ``addr`` defaults to loopback (like OTel's own reader); use ``addr="0.0.0.0"`` in a
     container so Prometheus can reach it. ``port=None`` builds the reader without a server
-    (mount ``registry`` in your own web app instead).
+    (mount ``registry`` in your own web app instead). The server also answers ``/healthz``,
+    ``/readyz`` and, unless ``status_page=False``, the status page ``/`` and ``/status.json``.
     """
 
     def __init__(
@@ -173,6 +174,7 @@ class PrometheusCollector:
         subsystem: str | None = None,
         labels: dict[str, str] | None = None,
         addr: str = "127.0.0.1",
+        status_page: bool = True,
     ) -> None:
         if not isinstance(namespace, str) or not _NAME.fullmatch(namespace):
             raise ValueError(f"namespace: must match [a-zA-Z_][a-zA-Z0-9_]*, got {namespace!r}")
@@ -193,6 +195,9 @@ class PrometheusCollector:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.reader = _NamespacedReader(self.prefix, labels, self.registry)
         self.server: MetricsServer | None = None
+        #: Serve ``/`` (the live status page) and ``/status.json`` beside ``/metrics``.
+        self.status_page = bool(status_page)
+        self.status: Any = None  # the StatusBoard, once bound
         if port is not None:
             self.server = MetricsServer(addr, port)
             self.server.route("/metrics", self._metrics)
@@ -205,11 +210,16 @@ class PrometheusCollector:
         return self.reader
 
     def bind(self, meter_provider: Any) -> None:
-        """Serve ``/readyz`` for the caches that report into ``meter_provider`` (CacheMetrics does this)."""
+        """Serve ``/readyz`` (and the status page) for the caches that report into
+        ``meter_provider`` (CacheMetrics does this)."""
         if self.server is not None:
             from ..telemetry.observers import members_of
 
             self.server.route("/readyz", ReadinessRoute(lambda: members_of(meter_provider)))
+            if self.status_page:
+                from .status_page import serve_status
+
+                self.status = serve_status(self.server, lambda: members_of(meter_provider))
 
     @property
     def url(self) -> str | None:

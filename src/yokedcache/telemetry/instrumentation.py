@@ -63,16 +63,19 @@ class Instrumentation:
         evictions: Callable[[], int | None] = lambda: None,
         state: Callable[[], StateReading | None] = lambda: None,
         readiness: Callable[[], dict[str, Any]] | None = None,
+        owner: Callable[[], Any] | None = None,
         recent_window: int = 2048,
     ) -> None:
         self.counters = counters if counters is not None else CacheCounters()
-        #: (start, duration) of the most recent operations, for percentiles and ops/s.
-        self.recent: deque[tuple[float, float]] = deque(maxlen=recent_window)
+        #: (start, duration, operation) of the most recent operations, for percentiles.
+        self.recent: deque[tuple[float, float, str]] = deque(maxlen=recent_window)
         self.usage = usage
         self.evictions = evictions
         self.state = state
         #: Runs the cache's detailed health check from another thread (for ``/readyz``).
         self.readiness = readiness
+        #: A weak reference to the cache, for the status page (which reads what the cache keeps).
+        self.owner = owner
         self.capture_keys = capture_keys
         self._db_client_metrics = db_client_metrics
         self._db_histogram: Any = None
@@ -276,7 +279,7 @@ class Instrumentation:
         counters = self.counters
         counters.calls[op] += 1
         counters.duration_sum[op] += elapsed
-        self.recent.append((started, elapsed))
+        self.recent.append((started, elapsed, op))
         histogram = self._histogram
         if self._db_histogram is not None:
             self._db_histogram.record(elapsed, self._db_attrs[op])
@@ -382,7 +385,7 @@ class Instrumentation:
         counters.calls[op] += 1
         counters.duration_sum[op] += elapsed
         counters.add_error(op, etype)
-        self.recent.append((started, elapsed))
+        self.recent.append((started, elapsed, op))
         if self._histogram is not None:
             attrs = self._error_attrs.get((op, etype))
             if attrs is None:
