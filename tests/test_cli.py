@@ -226,3 +226,14 @@ def test_demo_live_view_before_any_read_shows_no_hit_rate():
 
     screen = asyncio.run(main())
     assert "hit rate      -" in screen and "target 50" in screen
+
+
+def test_health_and_stats_name_the_cache(redis_url):
+    health = cli("health", "--redis-url", redis_url, "--name", "sessions")
+    assert health.returncode == 0 and "cache sessions)" in health.stdout.splitlines()[0], health.stdout
+    stats = cli("stats", "--redis-url", redis_url, "--name", "sessions")
+    assert stats.returncode == 0 and stats.stdout.startswith("sessions: redis "), stats.stdout
+    default = cli("stats")
+    assert default.stdout.startswith("memory: memory prefix"), default.stdout
+    bad = cli("health", "--name", "no spaces please")
+    assert bad.returncode == 2 and "name:" in bad.stderr

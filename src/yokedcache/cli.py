@@ -127,8 +127,8 @@ async def _demo(args: argparse.Namespace) -> int:
 
 # -- health and stats ---------------------------------------------------------------------
 async def _health(args: argparse.Namespace) -> int:
-    config = _config(redis_url=_redis_url(args), health_check_timeout=args.timeout, enable_metrics=False,
-                     enable_tracing=False)  # fmt: skip
+    config = _config(redis_url=_redis_url(args), name=args.name, health_check_timeout=args.timeout,
+                     enable_metrics=False, enable_tracing=False)  # fmt: skip
     async with _cache(config) as cache:
         report = await cache.detailed_health_check()
     if args.json:
@@ -138,7 +138,7 @@ async def _health(args: argparse.Namespace) -> int:
         where = backend.get("url") or backend["kind"]
         latency = report.get("ping_latency_seconds")
         ping = f"{latency * 1e3:.2f} ms" if latency is not None else "failed"
-        print(f"{report['status']}: {where} (ping {ping})")
+        print(f"{report['status']}: {where} (ping {ping}; cache {report['name']})")
         for reason in report["reasons"]:
             print(f"  - {reason}")
         pool = report.get("connection_pool")
@@ -153,7 +153,8 @@ async def _health(args: argparse.Namespace) -> int:
 async def _stats(args: argparse.Namespace) -> int:
 
     url = _redis_url(args)
-    config = _config(redis_url=url, key_prefix=args.key_prefix, enable_metrics=False, enable_tracing=False)
+    config = _config(redis_url=url, name=args.name, key_prefix=args.key_prefix, enable_metrics=False,
+                     enable_tracing=False)  # fmt: skip
     async with _cache(config) as cache:
         if url is not None and not await cache.health_check():
             raise await redis_failed(cache, url)
@@ -163,7 +164,8 @@ async def _stats(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
     else:
-        print(f"{stats.backend} {redact_url(url) if url else ''} prefix {args.key_prefix!r}".replace("  ", " "))
+        where = f"{stats.backend} {redact_url(url) if url else ''}".strip()
+        print(f"{stats.name}: {where} prefix {args.key_prefix!r}")
         print(f"  keys {stats.total_keys:,}   bytes {stats.total_memory_bytes:,}")
         print("  (hit/miss counts live in each application process: scrape its /metrics)")
     return 0
@@ -178,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     def redis_option(p: argparse.ArgumentParser) -> None:
         p.add_argument("--redis-url", help="Redis URL (default: $YOKEDCACHE_REDIS_URL, else the in-memory backend)")
 
+    def name_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--name", help="the cache's name, as its cache.name label (default: the backend kind)")
+
     demo = sub.add_parser("demo", help="run a realistic workload with a live status page, figures and /metrics")
     redis_option(demo)
     demo.add_argument("--port", type=int, default=9464, help="metrics/health port (default 9464)")
@@ -191,11 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     health = sub.add_parser("health", help="detailed health check; exit 0 healthy, 1 degraded, 2 unhealthy")
     redis_option(health)
+    name_option(health)
     health.add_argument("--json", action="store_true", help="print the full report as JSON")
     health.add_argument("--timeout", type=float, default=1.0, help="ping timeout in seconds (default 1)")
 
     stats = sub.add_parser("stats", help="keys and bytes held under a key prefix")
     redis_option(stats)
+    name_option(stats)
     stats.add_argument("--key-prefix", default="yokedcache:", help="key prefix to count (default yokedcache:)")
     stats.add_argument("--json", action="store_true")
 
