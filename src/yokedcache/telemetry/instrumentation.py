@@ -281,9 +281,9 @@ class Instrumentation:
         counters.duration_sum[op] += elapsed
         self.recent.append((started, elapsed, op))
         histogram = self._histogram
-        if self._db_histogram is not None:
-            self._db_histogram.record(elapsed, self._db_attrs[op])
         if histogram is not None:
+            if self._db_histogram is not None:  # opt-in: a second record (README "Telemetry reference")
+                self._db_histogram.record(elapsed, self._db_attrs[op])
             if active is None and self._defer:
                 # An SDK record costs ~4 µs warm but ~12 µs once redis-py's round trip (or an
                 # idle spell, for the memory backend) has evicted it from the CPU caches
