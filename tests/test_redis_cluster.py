@@ -126,6 +126,18 @@ async def test_sampled_statistics_add_up_over_every_primary(cluster, cluster_cac
     assert (await cluster_cache.get_stats()).total_keys == 0
 
 
+async def test_cluster_writes_are_named_pipelines_not_transactions(cluster_cache, telemetry):
+    await cluster_cache.set("a", 1, tags=["t"])
+    await cluster_cache.set_many({"b": 1, "c": 2})
+    await cluster_cache.get("a")
+    spans = telemetry.spans.get_finished_spans()
+    ops = {dict(s.attributes).get("yokedcache.cache.operation"): s for s in spans}
+    # keys and tag sets sit in different slots: no MULTI on a cluster, and the spans say so
+    assert (ops["set"].name, dict(ops["set"].attributes)["db.operation.name"]) == ("PIPELINE", "PIPELINE")
+    assert (ops["set_many"].name, dict(ops["set_many"].attributes)["db.operation.name"]) == ("PIPELINE", "PIPELINE")
+    assert ops["get"].name == "GET"
+
+
 async def test_a_dead_primary_makes_the_cluster_unhealthy(cluster_cache, cluster):
     await cluster_cache.set("k", 1)
     assert await cluster_cache.health() is True

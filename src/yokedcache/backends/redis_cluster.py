@@ -82,7 +82,13 @@ class RedisClusterBackend(RedisBackend):
             host=str(node.host),
             port=int(node.port),
             db="0",
-            extra={"url": self.redacted_url, "tls": redis_url.startswith("rediss"), "cluster": True},
+            extra={
+                "url": self.redacted_url,
+                "tls": redis_url.startswith("rediss"),
+                "cluster": True,
+                # keys and their tag sets live in different slots: writes are pipelines, not MULTI
+                "commands": {"set_many": "PIPELINE", "set_tagged": "PIPELINE"},
+            },
         )
         self._install_auto_pipeline(auto_pipeline, cluster=True)
 
