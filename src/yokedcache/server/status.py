@@ -169,7 +169,7 @@ class StatusBoard:
         }
 
     def _group_status(self, group: _Group, chart_seconds: float, mono: float, wall: float) -> dict[str, Any]:
-        from .alerts import firing_for
+        from ..alerting.manager import firing_for
 
         caches = group.caches
         statuses, reasons = [], []
