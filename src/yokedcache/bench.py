@@ -1,15 +1,16 @@
-"""``yokedcache bench``: the guide's 'Performance Benchmarking', done right.
+"""``yokedcache bench``: a benchmark of the cache that the figures it prints can be trusted from.
 
 - warm-up before measuring; each operation timed with ``perf_counter``;
-- throughput is operations / wall time (the guide divided by the two slowest single operations,
-  which overstates throughput by two to three orders of magnitude);
+- throughput is operations / wall time (dividing by the two slowest single operations, as the
+  seed project's benchmark did, overstates throughput by two to three orders of magnitude);
 - mean, p50, p95, p99 per operation; ``--concurrency`` tasks share the load;
 - in the same run, the same operations through a baseline with no cache layer: a bare dict for
   the memory backend, raw ``redis.asyncio`` on the cache's own connection pool for Redis, so the
   ratio is the cost of yokedcache alone;
 - ``--json FILE`` writes every figure for CI or comparison.
 
-The measuring helpers here are shared with ``benchmarks/overhead.py``.
+``benchmarks/`` uses ``machine`` and ``percentile`` from here; its own loops are in
+``benchmarks/measure.py``.
 """
 
 from __future__ import annotations
@@ -93,55 +94,6 @@ async def run_interleaved(ops: dict[str, Op], count: int, concurrency: int = 1, 
     return results
 
 
-def per_op_loop(fn: Callable[[str], Awaitable[object]], keys: list[str],
-                settle: Callable[[], object] | None = None) -> Callable[[int], Awaitable[float]]:  # fmt: skip
-    """A tight loop of ``n`` calls (no per-call timing): the mean cost per call, for overhead ratios.
-
-    ``settle`` runs inside the timed region after the calls: work the calls queued (a cache's
-    deferred duration records) is paid for by the loop that caused it.
-    """
-
-    async def run(n: int) -> float:
-        started = time.perf_counter()
-        for i in range(n):
-            await fn(keys[i % len(keys)])
-        if settle is not None:
-            settle()
-        return (time.perf_counter() - started) / n
-
-    return run
-
-
-async def interleaved_medians(loops: dict[str, Callable[[int], Awaitable[float]]], rounds: int,
-                              ops: int) -> dict[str, float]:  # fmt: skip
-    """Median per-call cost of each loop over ``rounds`` interleaved rounds (drift hits all alike)."""
-    samples = await _interleaved(loops, rounds, ops)
-    return {name: statistics.median(values) for name, values in samples.items()}
-
-
-async def interleaved_ratios(loops: dict[str, Callable[[int], Awaitable[float]]], baseline: str, rounds: int,
-                             ops: int) -> tuple[dict[str, float], dict[str, float]]:  # fmt: skip
-    """(median cost, median ratio to ``baseline``) per loop; each ratio compares runs of the same round,
-    which cancels the slow drift of a shared machine better than a ratio of medians."""
-    samples = await _interleaved(loops, rounds, ops)
-    base = samples[baseline]
-    costs = {name: statistics.median(values) for name, values in samples.items()}
-    ratios = {name: statistics.median(v / b for v, b in zip(values, base, strict=True))
-              for name, values in samples.items()}  # fmt: skip
-    return costs, ratios
-
-
-async def _interleaved(loops: dict[str, Callable[[int], Awaitable[float]]], rounds: int,
-                       ops: int) -> dict[str, list[float]]:  # fmt: skip
-    samples: dict[str, list[float]] = {name: [] for name in loops}
-    for loop in loops.values():  # warm-up
-        await loop(max(ops // 10, 100))
-    for _ in range(rounds):
-        for name, loop in loops.items():
-            samples[name].append(await loop(ops))
-    return samples
-
-
 def machine() -> str:
     return (f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
             f"{platform.system()} {platform.release()}")  # fmt: skip
@@ -187,12 +139,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
+    from ._cli_common import UserError, build_cache, build_config, redis_failed, redis_url
     from ._extras import install_hint
-    from .cli import UserError, _cache, _config, _redis_url
 
     if args.ops < 1 or args.concurrency < 1 or args.warmup < 0:
         raise UserError("--ops and --concurrency must be >= 1, --warmup >= 0")
-    url = _redis_url(args)
+    url = redis_url(args)
     provider: Any = None
     if not args.no_metrics:
         try:
@@ -202,14 +154,13 @@ async def run(args: argparse.Namespace) -> int:
         except ImportError:
             raise UserError(f"metrics on needs: {install_hint('prometheus')} (or pass --no-metrics)") from None
         provider = MeterProvider(metric_readers=[PrometheusMetricReader(registry=CollectorRegistry())])
-    config = _config(redis_url=url, meter_provider=provider, enable_metrics=not args.no_metrics,
+    config = build_config(redis_url=url, meter_provider=provider, enable_metrics=not args.no_metrics,
                      enable_tracing=False, key_prefix="yokedcache-bench:", default_ttl=300)  # fmt: skip
-    cache = _cache(config)
+    cache = build_cache(config)
     raw_client: Any = None
     try:
         if url is not None:
             from ._urls import redact_url
-            from .cli import redis_failed
 
             if not await cache.health_check():
                 raise await redis_failed(cache, url)

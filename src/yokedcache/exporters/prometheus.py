@@ -48,8 +48,8 @@ _TAKEN = frozenset(_family(name[len(_BUILT_IN) :], unit) for name, unit in BUILT
 
 def _rename(data: MetricsData, prefix: str, labels: dict[str, str], warned: set[str]) -> MetricsData:
     """Built-in ``yokedcache.x`` becomes ``<prefix>.x`` and an application's ``y`` becomes
-    ``<prefix>.y`` -- unless that lands in a built-in's family (the guide's health monitor pushes
-    ``cache.hit_rate`` and ``cache.size_bytes``): two families of one name make Prometheus reject
+    ``<prefix>.y`` -- unless that lands in a built-in's family (``examples/health_monitor.py``
+    pushes ``cache.hit_rate`` and ``cache.size_bytes``): two families of one name make Prometheus reject
     the whole scrape, so the application's becomes ``<prefix>.app.y``, with one warning."""
     resource_metrics = []
     for rm in data.resource_metrics:
