@@ -55,7 +55,10 @@ from ..telemetry.semconv import documented_name  # noqa: E402
 
 log = logging.getLogger("yokedcache.exporters")
 
-DELTA = {
+#: The temporality the bridge asks for, per instrument kind: deltas where a push collector adds
+#: them up (counters, histograms), the current value where it replaces one (up-down counters
+#: and gauges, which StatsD sends as gauges).
+TEMPORALITY = {
     Counter: AggregationTemporality.DELTA,
     UpDownCounter: AggregationTemporality.CUMULATIVE,
     Histogram: AggregationTemporality.DELTA,
@@ -81,8 +84,10 @@ def bucket_representatives(
     return out
 
 
-class _Sink:
-    """A collector plus what the bridge learned about its method signatures."""
+class _Recipient:
+    """A collector the bridge delivers to, plus what it learned about its method signatures.
+
+    (Not a "sink": ``StatsDSink`` in ``statsd.py`` is one of the collectors delivered to.)"""
 
     def __init__(self, collector: Any) -> None:
         missing = [
@@ -113,8 +118,8 @@ class CollectorExporter(MetricExporter):
     def __init__(
         self, collectors: Iterable[Any], timeout: float = 5.0, timing_names: Container[str] = frozenset()
     ) -> None:
-        super().__init__(preferred_temporality=DELTA)
-        self._sinks = [_Sink(c) for c in collectors]
+        super().__init__(preferred_temporality=TEMPORALITY)
+        self._recipients = [_Recipient(c) for c in collectors]
         #: Histograms recorded through ``CacheMetrics.timing`` (delivered via ``timing``).
         self._timing_names = timing_names
         self._timeout = timeout
@@ -127,13 +132,13 @@ class CollectorExporter(MetricExporter):
 
     @property
     def collectors(self) -> list[Any]:
-        return [s.collector for s in self._sinks]
+        return [s.collector for s in self._recipients]
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
         calls = list(self._calls(metrics_data, self._timing_names))
         ok = True
-        for sink in self._sinks:
-            ok &= self._run(self._deliver(sink, calls))
+        for recipient in self._recipients:
+            ok &= self._run(self._deliver(recipient, calls))
         self.exports += 1
         return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
 
@@ -153,8 +158,8 @@ class CollectorExporter(MetricExporter):
             future.cancel()
             return False
 
-    async def _deliver(self, sink: _Sink, calls: list[tuple[str, str, Any, dict[str, str], Any]]) -> bool:
-        collector = sink.collector
+    async def _deliver(self, recipient: _Recipient, calls: list[tuple[str, str, Any, dict[str, str], Any]]) -> bool:
+        collector = recipient.collector
         failed = 0
         first: BaseException | None = None
 
@@ -163,10 +168,10 @@ class CollectorExporter(MetricExporter):
             if kind not in ("histogram", "timing"):
                 await method(name, value, tags)
                 return
-            if sink.distribution is not None:  # value: [(representative, count)], extra: the unit
-                await sink.distribution(name, value, tags, unit=extra)
+            if recipient.distribution is not None:  # value: [(representative, count)], extra: the unit
+                await recipient.distribution(name, value, tags, unit=extra)
                 return
-            takes_count = sink.histogram_takes_count if kind == "histogram" else sink.timing_takes_count
+            takes_count = recipient.histogram_takes_count if kind == "histogram" else recipient.timing_takes_count
             for representative, count in value:
                 if takes_count:
                     await method(name, representative, tags, count=count)
@@ -193,10 +198,10 @@ class CollectorExporter(MetricExporter):
             failed += 1
             first = first or exc
         if failed:
-            sink.errors += failed
-            self.failures[sink.name] = self.failures.get(sink.name, 0) + failed
+            recipient.errors += failed
+            self.failures[recipient.name] = self.failures.get(recipient.name, 0) + failed
             log.warning("collector %s failed %d call(s) this flush: %s: %s",
-                        sink.name, failed, type(first).__name__, first)  # fmt: skip
+                        recipient.name, failed, type(first).__name__, first)  # fmt: skip
         return not failed
 
     @staticmethod
@@ -236,15 +241,15 @@ class CollectorExporter(MetricExporter):
         return True
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        for sink in self._sinks:
-            close = getattr(sink.collector, "close", None)
+        for recipient in self._recipients:
+            close = getattr(recipient.collector, "close", None)
             if callable(close):
                 try:
                     result = close()
                     if inspect.isawaitable(result):
                         self._run(result)
                 except Exception as exc:
-                    log.warning("collector %s failed to close: %s", sink.name, exc)
+                    log.warning("collector %s failed to close: %s", recipient.name, exc)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             if self._thread is not None:
