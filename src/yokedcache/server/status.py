@@ -28,7 +28,7 @@ from ..telemetry.semconv import OPERATIONS
 
 if TYPE_CHECKING:
     from ..cache import YokedCache
-    from ..telemetry.instrumentation import Instrumentation
+    from ..telemetry.observers import Observed
 
 __all__ = ["CHART_SECONDS", "SCHEMA_VERSION", "WINDOW_SECONDS", "StatusBoard"]
 
@@ -77,7 +77,7 @@ class StatusBoard:
 
     def __init__(
         self,
-        source: Callable[[], Iterable[Instrumentation]],
+        source: Callable[[], Iterable[Observed]],
         *,
         window: float = WINDOW_SECONDS,
         chart_seconds: int = CHART_SECONDS,
