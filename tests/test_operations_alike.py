@@ -7,7 +7,7 @@ each case below runs all nine against a backend that fails, or never answers, ev
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -20,8 +20,9 @@ from yokedcache.telemetry import semconv as sc
 
 from .conftest import Telemetry
 
-#: (operation, the call, what it returns when the backend fails and the cache fails open)
-OPERATIONS: list[tuple[str, Callable[[YokedCache], Awaitable[Any]], Any]] = [
+#: An operation's name, a call of it, and what it returns when the backend fails (fail-open).
+Operation = tuple[str, Callable[[YokedCache], Awaitable[Any]], Any]
+OPERATIONS: list[Operation] = [
     (sc.OP_GET, lambda c: c.get("k", "default"), "default"),
     (sc.OP_SET, lambda c: c.set("k", 1), False),
     (sc.OP_DELETE, lambda c: c.delete("k"), False),
@@ -63,68 +64,76 @@ class BrokenBackend:
         return None
 
 
-def cache_on(mode: str, telemetry: Telemetry, fail_open: bool = True) -> YokedCache:
-    return YokedCache(
-        CacheConfig(
-            backend=BrokenBackend(mode),
-            fail_open=fail_open,
-            enable_tracing=True,
-            meter_provider=telemetry.meter_provider,
-            tracer_provider=telemetry.tracer_provider,
+@pytest.fixture(params=OPERATIONS, ids=IDS)
+def operation(request: pytest.FixtureRequest) -> Operation:
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def broken(telemetry: Telemetry) -> AsyncIterator[Callable[..., YokedCache]]:
+    """Caches on a :class:`BrokenBackend`, traced into ``telemetry``, closed at teardown."""
+    made: list[YokedCache] = []
+
+    def make(mode: str, fail_open: bool = True) -> YokedCache:
+        made.append(
+            YokedCache(
+                CacheConfig(
+                    backend=BrokenBackend(mode),
+                    fail_open=fail_open,
+                    enable_tracing=True,
+                    meter_provider=telemetry.meter_provider,
+                    tracer_provider=telemetry.tracer_provider,
+                )
+            )
         )
-    )
+        return made[-1]
+
+    yield make
+    for cache in made:
+        await cache.close()
 
 
 def spans_of(telemetry: Telemetry, op: str) -> Sequence[Any]:
     return [s for s in telemetry.spans.get_finished_spans() if s.attributes.get(sc.CACHE_OPERATION) == op]
 
 
-@pytest.mark.parametrize(("op", "call", "fallback"), OPERATIONS, ids=IDS)
 async def test_a_failing_backend_gets_each_operation_its_default_one_error_and_an_error_span(
-    op: str, call: Callable[[YokedCache], Awaitable[Any]], fallback: Any, telemetry: Telemetry
+    operation: Operation, broken: Callable[..., YokedCache], telemetry: Telemetry
 ) -> None:
-    cache = cache_on("down", telemetry)
-    try:
-        assert await call(cache) == fallback
-        counters = cache.telemetry.counters
-        assert counters.calls[op] == 1 and counters.total_calls == 1
-        assert {o for o, _ in counters.errors} == {op} and counters.error_total == 1
-        assert counters.cancellations == 0
-        assert cache.last_failure is not None and cache.last_failure[1] == "connection refused"
-        (span,) = spans_of(telemetry, op)
-        assert span.status.status_code is StatusCode.ERROR
-        assert span.attributes[sc.ERROR_TYPE].endswith("CacheConnectionError")
-    finally:
-        await cache.close()
+    op, call, fallback = operation
+    cache = broken("down")
+    assert await call(cache) == fallback
+    counters = cache.telemetry.counters
+    assert counters.calls[op] == 1 and counters.total_calls == 1
+    assert {o for o, _ in counters.errors} == {op} and counters.error_total == 1
+    assert counters.cancellations == 0
+    assert cache.last_failure is not None and cache.last_failure[1] == "connection refused"
+    (span,) = spans_of(telemetry, op)
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes[sc.ERROR_TYPE].endswith("CacheConnectionError")
 
 
-@pytest.mark.parametrize(("op", "call", "fallback"), OPERATIONS, ids=IDS)
 async def test_without_fail_open_each_operation_raises_the_backend_error(
-    op: str, call: Callable[[YokedCache], Awaitable[Any]], fallback: Any, telemetry: Telemetry
+    operation: Operation, broken: Callable[..., YokedCache]
 ) -> None:
-    cache = cache_on("down", telemetry, fail_open=False)
-    try:
-        with pytest.raises(CacheConnectionError, match="connection refused"):
-            await call(cache)
-        assert cache.telemetry.counters.error_total == 1
-    finally:
-        await cache.close()
+    _, call, _ = operation
+    cache = broken("down", fail_open=False)
+    with pytest.raises(CacheConnectionError, match="connection refused"):
+        await call(cache)
+    assert cache.telemetry.counters.error_total == 1
 
 
-@pytest.mark.parametrize(("op", "call", "fallback"), OPERATIONS, ids=IDS)
 async def test_a_cancelled_operation_is_counted_apart_and_its_span_is_no_error(
-    op: str, call: Callable[[YokedCache], Awaitable[Any]], fallback: Any, telemetry: Telemetry
+    operation: Operation, broken: Callable[..., YokedCache], telemetry: Telemetry
 ) -> None:
-    cache = cache_on("hung", telemetry)
-    try:
-        with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(call(cache), 0.01)
-        counters = cache.telemetry.counters
-        assert counters.cancellations == 1
-        assert counters.error_total == 0 and counters.total_calls == 0
-        assert cache.last_failure is None
-        (span,) = spans_of(telemetry, op)
-        assert span.attributes[sc.CACHE_CANCELLED] is True
-        assert span.status.status_code is not StatusCode.ERROR
-    finally:
-        await cache.close()
+    op, call, _ = operation
+    cache = broken("hung")
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(call(cache), 0.01)
+    counters = cache.telemetry.counters
+    assert counters.cancellations == 1
+    assert counters.error_total == 0 and counters.total_calls == 0
+    assert cache.last_failure is None
+    (span,) = spans_of(telemetry, op)
+    assert span.attributes[sc.CACHE_CANCELLED] is True
+    assert span.status.status_code is not StatusCode.ERROR
