@@ -62,7 +62,6 @@ class Instrumentation:
         usage: Callable[[], Usage | None] = lambda: None,
         evictions: Callable[[], int | None] = lambda: None,
         state: Callable[[], StateReading | None] = lambda: None,
-        readiness: Callable[[], dict[str, Any]] | None = None,
         owner: Callable[[], Any] | None = None,
         recent_window: int = 2048,
     ) -> None:
@@ -72,9 +71,8 @@ class Instrumentation:
         self.usage = usage
         self.evictions = evictions
         self.state = state
-        #: Runs the cache's detailed health check from another thread (for ``/readyz``).
-        self.readiness = readiness
-        #: A weak reference to the cache, for the status page (which reads what the cache keeps).
+        #: A weak reference to the cache, for the status page and ``/readyz`` (which read what
+        #: the cache keeps and run its health checks).
         self.owner = owner
         self.capture_keys = capture_keys
         self._db_client_metrics = db_client_metrics
