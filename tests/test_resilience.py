@@ -321,7 +321,8 @@ async def test_hung_redis_gives_timeouts_not_hangs(fail_open):
         else:
             with pytest.raises(CacheTimeoutError) as info:
                 await asyncio.wait_for(cache.get("k"), timeout=5)
-            assert isinstance(info.value, ConnectionError)  # the guide's `except ConnectionError` works
+            # docs/monitoring.md, 'Error Rate Monitoring': its `except ConnectionError` works
+            assert isinstance(info.value, ConnectionError)
         assert cache.telemetry.counters.errors == {("get", "TimeoutError"): 1}  # the deadline of ours
     finally:
         await asyncio.wait_for(cache.close(), timeout=5)

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import math
 import time
 import warnings
 import weakref
@@ -19,7 +18,7 @@ from dataclasses import replace
 from time import perf_counter
 from typing import Any, TypeVar
 
-from . import health
+from . import health, validation
 from ._glob import escape_glob
 from .backends.base import Backend, Usage
 from .backends.memory import MemoryBackend
@@ -63,12 +62,16 @@ def _check_key(key: object) -> str:
     return key
 
 
+_TTL_RULE = f"must be a positive number of seconds up to {MAX_TTL:.0e}"
+
+
 def _check_ttl(ttl: object) -> float:
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
-        raise TypeError(f"ttl: expected seconds as a number or None, got {type(ttl).__name__}")
-    if not (math.isfinite(ttl) and 0 < ttl <= MAX_TTL):
-        raise ValueError(f"ttl: must be a positive number of seconds up to {MAX_TTL:.0e}, got {ttl!r}")
-    return float(ttl)
+    # Every set with a TTL passes here: a valid one costs a predicate and a comparison (as the
+    # inline check did, ~130 ns); validation.number only words the error.
+    if not (validation.is_number(ttl) and 0 < ttl <= MAX_TTL):  # type: ignore[operator]
+        validation.number("ttl", ttl, rule=_TTL_RULE, kind="seconds as a number or None", minimum=0,
+                          maximum=MAX_TTL, allow_zero=False, finite=True)  # fmt: skip
+    return float(ttl)  # type: ignore[arg-type]
 
 
 def _check_tags(tags: object) -> tuple[str, ...]:
@@ -746,8 +749,7 @@ class YokedCache:
 
     async def invalidate_pattern(self, pattern: str) -> int:
         """Delete keys matching a Redis glob ``pattern`` (relative to the key prefix); return the count."""
-        if not isinstance(pattern, str):
-            raise TypeError(f"pattern: expected a str, got {type(pattern).__name__}")
+        validation.string("pattern", pattern)
         full = escape_glob(self._prefix) + pattern
         return await self._run(sc.OP_INVALIDATE_PATTERN, self._invalidated, int, self.backend.invalidate_pattern, full)
 

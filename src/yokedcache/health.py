@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import math
 import time
 from collections import deque
 from collections.abc import Awaitable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .percentiles import percentile
 from .telemetry.semconv import error_type
 
 if TYPE_CHECKING:
@@ -162,13 +162,6 @@ class ComprehensiveMetrics:
         return asdict(self)
 
 
-def _quantile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return 0.0
-    index = min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))
-    return sorted_values[index]
-
-
 def comprehensive_metrics(cache: HealthSource, window: float = 60.0) -> ComprehensiveMetrics:
     counters = cache.telemetry.counters
     total = counters.total_calls
@@ -184,9 +177,9 @@ def comprehensive_metrics(cache: HealthSource, window: float = 60.0) -> Comprehe
         avg_response_time=total_duration / total if total else 0.0,
         total_operations=total,
         error_rate=counters.error_total / total if total else 0.0,
-        p50_response_time=_quantile(durations, 0.50),
-        p95_response_time=_quantile(durations, 0.95),
-        p99_response_time=_quantile(durations, 0.99),
+        p50_response_time=percentile(durations, 0.50),
+        p95_response_time=percentile(durations, 0.95),
+        p99_response_time=percentile(durations, 0.99),
         operations_per_second=calls_in_window / span if span > 0 else 0.0,
         window_seconds=window,
         timestamp=time.time(),
@@ -391,7 +384,3 @@ class MetricsHistory:
 
     def add(self, snapshot: ComprehensiveMetrics) -> None:
         self.snapshots.append(snapshot)
-
-    def since(self, seconds: float) -> list[ComprehensiveMetrics]:
-        cutoff = time.time() - seconds
-        return [s for s in self.snapshots if s.timestamp >= cutoff]

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
+from .. import validation
 from ..health import DEGRADED, HEALTHY, readiness_report, worst_status
 
 if TYPE_CHECKING:
@@ -241,14 +242,9 @@ class MetricsServer:
     """
 
     def __init__(self, addr: str = "127.0.0.1", port: int = 9464, *, request_timeout: float = REQUEST_TIMEOUT) -> None:
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
-            raise ValueError(f"port: expected an int between 0 and 65535, got {port!r}")
-        if (
-            isinstance(request_timeout, bool)
-            or not isinstance(request_timeout, (int, float))
-            or not 0 < request_timeout < float("inf")
-        ):
-            raise ValueError(f"request_timeout: expected a positive number of seconds, got {request_timeout!r}")
+        validation.port("port", port, allow_zero=True)
+        validation.number("request_timeout", request_timeout, rule="expected a positive number of seconds",
+                          minimum=0, allow_zero=False, finite=True)  # fmt: skip
         try:
             self._httpd = _Server((addr, port), _Handler)
         except OSError as exc:

@@ -26,7 +26,7 @@ from ..backends.base import BackendInfo, Usage
 from ..errors import CacheCommandError, CacheUnavailableError, original_error
 from . import semconv as sc
 from . import switch
-from .counters import CacheCounters
+from .counters import MAX_ERROR_TYPES, OTHER_ERROR, CacheCounters
 from .observers import ObservedCaches, StateReading, observed_caches
 
 try:  # the API has carried this key for years; keep a fallback for very old/new layouts
@@ -387,8 +387,8 @@ class Instrumentation:
         if self._histogram is not None:
             attrs = self._error_attrs.get((op, etype))
             if attrs is None:
-                if len(self._error_attrs) >= 64:
-                    etype = "_OTHER"
+                if len(self._error_attrs) >= MAX_ERROR_TYPES:  # the counters' cap, so both fold alike
+                    etype = OTHER_ERROR
                 attrs = self._error_attrs.setdefault(
                     (op, etype), {sc.CACHE_NAME: self.name, sc.ATTR_OPERATION: op, sc.ATTR_ERROR_TYPE: etype}
                 )
