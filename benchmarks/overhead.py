@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from measure import interleaved_medians, interleaved_ratios, per_op_loop
+from _measure import interleaved_medians, interleaved_ratios, per_op_loop
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import CollectorRegistry

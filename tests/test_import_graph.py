@@ -35,7 +35,7 @@ ROOT = "yokedcache"
 LAYERS: list[list[str]] = [
     # foundations: import nothing of ours but each other
     ["yokedcache._version", "yokedcache._extras", "yokedcache._glob", "yokedcache._urls", "yokedcache.errors",
-     "yokedcache.validation", "yokedcache.window", "yokedcache.serializers"],
+     "yokedcache.validation", "yokedcache.percentiles", "yokedcache.window", "yokedcache.serializers"],
     # what the cache is built from: storage, per-operation telemetry (OTel API only), the breaker
     ["yokedcache.backends", "yokedcache.backends.*", "yokedcache.telemetry", "yokedcache.telemetry.*",
      "yokedcache.resilience"],
@@ -52,13 +52,6 @@ LAYERS: list[list[str]] = [
     # the command line
     ["yokedcache._cli_common", "yokedcache.bench", "yokedcache.cli", "yokedcache.__main__"],
 ]  # fmt: skip
-
-#: Edges that other branches of issue 17 remove; removed by branch facade/validation, and the
-#: merger deletes this allow-list (``test_the_allow_list_names_only_edges_that_exist`` says when).
-ALLOWED_UPWARD: set[tuple[str, str]] = {
-    ("yokedcache.health", "yokedcache.cache"),  # removed by branch facade (health through a public seam)
-    ("yokedcache.config", "yokedcache.monitoring.metrics"),  # removed by branch validation
-}
 
 #: Third-party packages that only the optional extras install (see pyproject.toml).
 OPTIONAL = ("opentelemetry.sdk", "opentelemetry.exporter", "prometheus_client", "statsd", "redis")
@@ -214,7 +207,7 @@ def test_every_module_is_in_exactly_one_layer():
 
 
 def test_there_are_no_import_cycles():
-    cycles = [c for c in _strongly_connected(EDGES - ALLOWED_UPWARD) if len(c) > 1]
+    cycles = [c for c in _strongly_connected(EDGES) if len(c) > 1]
     assert cycles == [], f"import cycles: {cycles}"
 
 
@@ -222,7 +215,7 @@ def test_no_module_imports_from_a_higher_layer():
     upward = sorted(
         f"{i.source}:{i.line} imports {i.target} (layer {_layer(i.source)} -> {_layer(i.target)})"
         for i in IMPORTS
-        if i.target in MODULES and (i.source, i.target) not in ALLOWED_UPWARD and _layer(i.target) > _layer(i.source)
+        if i.target in MODULES and _layer(i.target) > _layer(i.source)
     )
     assert upward == [], "imports against the layer order:\n" + "\n".join(upward)
 
@@ -231,15 +224,10 @@ def test_nothing_below_the_facade_imports_it():
     facade = _layer("yokedcache.cache")
     below = sorted(
         f"{source} -> {target}"
-        for source, target in EDGES - ALLOWED_UPWARD
+        for source, target in EDGES
         if target in ("yokedcache", "yokedcache.cache") and _layer(source) < facade
     )
     assert below == []
-
-
-def test_the_allow_list_names_only_edges_that_exist():
-    """Once the branches named in ALLOWED_UPWARD are merged, their edges are gone: delete them."""
-    assert ALLOWED_UPWARD <= EDGES, f"no longer imported, delete from ALLOWED_UPWARD: {ALLOWED_UPWARD - EDGES}"
 
 
 def _loaded_at_import(start: str) -> set[str]:

@@ -8,10 +8,9 @@ and the parser that dispatches to all of them) share it without importing each o
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
-from ._urls import redact_url
+from ._urls import env_redis_url, redact_url
 from .config import CacheConfig
 
 __all__ = ["UserError", "build_cache", "build_config", "redis_failed", "redis_url"]
@@ -22,7 +21,7 @@ class UserError(Exception):
 
 
 def redis_url(args: argparse.Namespace) -> str | None:
-    return args.redis_url or os.environ.get("YOKEDCACHE_REDIS_URL") or None
+    return args.redis_url or env_redis_url()
 
 
 async def redis_failed(cache: Any, url: str) -> UserError:

@@ -1,16 +1,16 @@
-"""``yokedcache bench``: a benchmark of the cache that the figures it prints can be trusted from.
+"""``yokedcache bench``: docs/monitoring.md, 'Performance Benchmarking', done right.
 
 - warm-up before measuring; each operation timed with ``perf_counter``;
-- throughput is operations / wall time (dividing by the two slowest single operations, as the
-  seed project's benchmark did, overstates throughput by two to three orders of magnitude);
+- throughput is operations / wall time (docs/monitoring.md divides by the two slowest single
+  operations, which overstates throughput by two to three orders of magnitude);
 - mean, p50, p95, p99 per operation; ``--concurrency`` tasks share the load;
 - in the same run, the same operations through a baseline with no cache layer: a bare dict for
   the memory backend, raw ``redis.asyncio`` on the cache's own connection pool for Redis, so the
   ratio is the cost of yokedcache alone;
 - ``--json FILE`` writes every figure for CI or comparison.
 
-``benchmarks/`` uses ``machine`` and ``percentile`` from here; its own loops are in
-``benchmarks/measure.py``.
+The benchmark scripts reuse :func:`machine`; the tight-loop helpers only they use live in
+``benchmarks/_measure.py``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import platform
 import statistics
@@ -27,6 +26,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from .percentiles import percentile
 
 Op = Callable[[int], Awaitable[object]]
 
@@ -44,12 +45,6 @@ class Result:
     @property
     def throughput(self) -> float:
         return self.ops / self.seconds if self.seconds else 0.0
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return 0.0
-    return sorted_values[min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))]
 
 
 async def run_timed(op: Op, ops: int, concurrency: int = 1, progress: Callable[[int], None] | None = None,

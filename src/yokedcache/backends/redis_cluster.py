@@ -20,6 +20,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from .. import validation
 from .._extras import require
 from .._urls import check_redis_url, redact_url, url_error
 from . import redis_usage
@@ -54,8 +55,7 @@ class RedisClusterBackend(RedisBackend):
         check_redis_url(redis_url)
         if not is_cluster_url(redis_url):
             raise ValueError(f"redis_url: a cluster URL starts with redis+cluster://, got {redact_url(redis_url)!r}")
-        if isinstance(max_connections, bool) or not isinstance(max_connections, int) or max_connections < 1:
-            raise ValueError(f"max_connections: must be a positive int, got {max_connections!r}")
+        validation.number("max_connections", max_connections, rule="must be a positive int", integer=True, minimum=1)
         self._url = redis_url
         self.max_connections = max_connections
         self.redacted_url = redact_url(redis_url)

@@ -26,7 +26,7 @@ import inspect
 import logging
 import math
 import threading
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from typing import Any
 
 from .._extras import require
@@ -44,6 +44,7 @@ from opentelemetry.sdk.metrics import (  # noqa: E402
 from opentelemetry.sdk.metrics.export import (  # noqa: E402
     AggregationTemporality,
     Gauge,
+    Metric,
     MetricExporter,
     MetricExportResult,
     MetricsData,
@@ -55,10 +56,13 @@ from ..telemetry.semconv import documented_name  # noqa: E402
 
 log = logging.getLogger("yokedcache.exporters")
 
-#: The temporality the bridge asks for, per instrument kind: deltas where a push collector adds
-#: them up (counters, histograms), the current value where it replaces one (up-down counters
-#: and gauges, which StatsD sends as gauges).
-TEMPORALITY = {
+#: One collector call: ``(method, metric name, value, tags, extra)`` (see ``CollectorExporter._calls``).
+Call = tuple[str, str, Any, dict[str, str], Any]
+
+#: Per instrument kind, the temporality the bridge asks for: deltas where a collector wants
+#: "since the last flush" (counts, histograms), cumulative where the value is a level
+#: (up-down counters and gauges, whose delta would be meaningless to a StatsD gauge).
+PREFERRED_TEMPORALITY = {
     Counter: AggregationTemporality.DELTA,
     UpDownCounter: AggregationTemporality.CUMULATIVE,
     Histogram: AggregationTemporality.DELTA,
@@ -85,9 +89,7 @@ def bucket_representatives(
 
 
 class _Recipient:
-    """A collector the bridge delivers to, plus what it learned about its method signatures.
-
-    (Not a "sink": ``StatsDSink`` in ``statsd.py`` is one of the collectors delivered to.)"""
+    """A collector plus what the bridge learned about its method signatures."""
 
     def __init__(self, collector: Any) -> None:
         missing = [
@@ -104,6 +106,32 @@ class _Recipient:
         self.errors = 0
 
 
+def _tags(point: Any) -> dict[str, str]:
+    return {k: str(v) for k, v in (point.attributes or {}).items()}
+
+
+def _metric_calls(metric: Metric, timing_names: Container[str]) -> Iterator[Call]:
+    """The collector calls for one metric of a flush (see ``CollectorExporter._calls``)."""
+    name = documented_name(metric.name)
+    data = metric.data
+    if isinstance(data, Sum):
+        for p in data.data_points:
+            if not data.is_monotonic:
+                yield "gauge", name, p.value, _tags(p), None
+            elif p.value:
+                yield "increment", name, p.value, _tags(p), None
+    elif isinstance(data, Gauge):
+        for p in data.data_points:
+            if not (isinstance(p.value, float) and not math.isfinite(p.value)):
+                yield "gauge", name, p.value, _tags(p), None
+    elif isinstance(data, HistogramData):
+        kind = "timing" if metric.name in timing_names else "histogram"
+        for p in data.data_points:
+            if p.count:
+                buckets = bucket_representatives(p.bucket_counts, p.explicit_bounds, p.sum, p.min, p.max)
+                yield kind, name, buckets, _tags(p), metric.unit or ""
+
+
 def _accepts(fn: Any, param: str) -> bool:
     try:
         params = inspect.signature(fn).parameters
@@ -118,7 +146,7 @@ class CollectorExporter(MetricExporter):
     def __init__(
         self, collectors: Iterable[Any], timeout: float = 5.0, timing_names: Container[str] = frozenset()
     ) -> None:
-        super().__init__(preferred_temporality=TEMPORALITY)
+        super().__init__(preferred_temporality=PREFERRED_TEMPORALITY)
         self._recipients = [_Recipient(c) for c in collectors]
         #: Histograms recorded through ``CacheMetrics.timing`` (delivered via ``timing``).
         self._timing_names = timing_names
@@ -128,18 +156,16 @@ class CollectorExporter(MetricExporter):
         self._loop_lock = threading.Lock()
         #: Calls that raised, per collector class name (visible in health output).
         self.failures: dict[str, int] = {}
-        self.exports = 0
 
     @property
     def collectors(self) -> list[Any]:
-        return [s.collector for s in self._recipients]
+        return [r.collector for r in self._recipients]
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
         calls = list(self._calls(metrics_data, self._timing_names))
         ok = True
         for recipient in self._recipients:
             ok &= self._run(self._deliver(recipient, calls))
-        self.exports += 1
         return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
 
     def _run(self, coro: Any) -> Any:
@@ -158,7 +184,7 @@ class CollectorExporter(MetricExporter):
             future.cancel()
             return False
 
-    async def _deliver(self, recipient: _Recipient, calls: list[tuple[str, str, Any, dict[str, str], Any]]) -> bool:
+    async def _deliver(self, recipient: _Recipient, calls: list[Call]) -> bool:
         collector = recipient.collector
         failed = 0
         first: BaseException | None = None
@@ -205,37 +231,13 @@ class CollectorExporter(MetricExporter):
         return not failed
 
     @staticmethod
-    def _calls(
-        metrics_data: MetricsData, timing_names: Container[str]
-    ) -> Iterable[tuple[str, str, Any, dict[str, str], Any]]:
+    def _calls(metrics_data: MetricsData, timing_names: Container[str]) -> Iterable[Call]:
         """``(method, name, value, tags, extra)``; for histograms ``value`` is the list of
         ``(representative, count)`` per filled bucket and ``extra`` the instrument's unit."""
         for rm in metrics_data.resource_metrics:
             for sm in rm.scope_metrics:
                 for metric in sm.metrics:
-                    name = documented_name(metric.name)
-                    data = metric.data
-                    if isinstance(data, Sum):
-                        for p in data.data_points:
-                            tags = {k: str(v) for k, v in (p.attributes or {}).items()}
-                            if data.is_monotonic:
-                                if p.value:
-                                    yield "increment", name, p.value, tags, None
-                            else:
-                                yield "gauge", name, p.value, tags, None
-                    elif isinstance(data, Gauge):
-                        for p in data.data_points:
-                            if isinstance(p.value, float) and not math.isfinite(p.value):
-                                continue
-                            yield "gauge", name, p.value, {k: str(v) for k, v in (p.attributes or {}).items()}, None
-                    elif isinstance(data, HistogramData):
-                        kind = "timing" if metric.name in timing_names else "histogram"
-                        for p in data.data_points:
-                            if not p.count:
-                                continue
-                            tags = {k: str(v) for k, v in (p.attributes or {}).items()}
-                            buckets = bucket_representatives(p.bucket_counts, p.explicit_bounds, p.sum, p.min, p.max)
-                            yield kind, name, buckets, tags, metric.unit or ""
+                    yield from _metric_calls(metric, timing_names)
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         return True

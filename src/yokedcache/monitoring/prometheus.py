@@ -11,9 +11,9 @@ documented ``yokedcache_cache_gets_total`` (the reader in ``exporters/prometheus
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from .. import validation
 from .._extras import require
 
 require("opentelemetry.exporter.prometheus", "prometheus")
@@ -24,8 +24,6 @@ from prometheus_client.exposition import choose_encoder  # noqa: E402
 
 from ..exporters.prometheus import NamespacedReader  # noqa: E402
 from ..server.http import MetricsServer, ReadinessRoute  # noqa: E402
-
-_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")  # names and label keys; fullmatch: "$" would admit a final "\n"
 
 
 class PrometheusCollector:
@@ -47,16 +45,9 @@ class PrometheusCollector:
         addr: str = "127.0.0.1",
         status_page: bool = True,
     ) -> None:
-        if not isinstance(namespace, str) or not _NAME.fullmatch(namespace):
-            raise ValueError(f"namespace: must match [a-zA-Z_][a-zA-Z0-9_]*, got {namespace!r}")
-        if subsystem is not None and (not isinstance(subsystem, str) or not _NAME.fullmatch(subsystem)):
-            raise ValueError(f"subsystem: must match [a-zA-Z_][a-zA-Z0-9_]*, got {subsystem!r}")
-        labels = dict(labels or {})
-        for key, value in labels.items():
-            if not isinstance(key, str) or not _NAME.fullmatch(key) or key.startswith("__"):
-                raise ValueError(f"labels: {key!r} is not a valid Prometheus label name")
-            if not isinstance(value, str):
-                raise TypeError(f"labels: value of {key!r} must be a str, got {type(value).__name__}")
+        validation.prometheus_name("namespace", namespace)
+        validation.prometheus_name("subsystem", subsystem, allow_none=True)
+        labels = validation.label_names("labels", dict(labels or {}))
         if registry is not None and not isinstance(registry, CollectorRegistry):
             raise TypeError(f"registry: expected a prometheus_client CollectorRegistry, got {type(registry).__name__}")
         self.namespace = namespace

@@ -24,7 +24,7 @@ class CacheCounters:
     #: here or into the other slot names below, where ``tests/test_retired_counts.py`` fails.
     COUNTS: ClassVar[tuple[str, ...]] = ("hits", "misses", "sets", "deletes", "invalidations", "cancellations")
 
-    __slots__ = (*COUNTS, "calls", "duration_sum", "errors", "started_monotonic", "started_wall")
+    __slots__ = (*COUNTS, "calls", "duration_sum", "errors", "started_monotonic")
 
     def __init__(self) -> None:
         self.hits = 0
@@ -39,7 +39,6 @@ class CacheCounters:
         self.duration_sum: dict[str, float] = dict.fromkeys(OPERATIONS, 0.0)
         self.errors: dict[tuple[str, str], int] = {}
         self.started_monotonic = time.monotonic()
-        self.started_wall = time.time()
 
     def add_error(self, operation: str, error_type: str) -> None:
         key = (operation, error_type)

@@ -1,8 +1,8 @@
-"""Tight-loop measurements for the overhead ratios of ``benchmarks/``.
+"""Tight-loop timing shared by the benchmark scripts (overhead.py, pipelining.py, record_cost.py).
 
-Here, not in ``src/yokedcache/bench.py``, because only the scripts in this directory use them:
-``yokedcache bench`` times each operation, these time loops of calls. Scripts run as
-``python benchmarks/<name>.py``, which puts this directory first on ``sys.path``.
+They live here, not in ``yokedcache.bench``, because only the benchmarks use them: the installed
+package keeps what ``yokedcache bench`` runs. Each script runs as ``python benchmarks/<name>.py``,
+so this directory is on ``sys.path`` and ``from _measure import ...`` finds this module.
 """
 
 from __future__ import annotations
