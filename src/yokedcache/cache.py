@@ -14,7 +14,7 @@ import math
 import time
 import warnings
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from time import perf_counter
 from typing import Any
@@ -295,13 +295,7 @@ class YokedCache:
         self._closed = False
         #: Operations, errors and hits over a sliding window (ops/s, error rate, health).
         self.rates = CounterWindow(self._totals)
-        # Hot-path shortcuts: a backend that can answer synchronously (memory) is called without
-        # a coroutine per operation; others are called through the guard (breaker + retries).
-        nowait = self.backend.supports_nowait
-        self._get_nowait = self.backend.get_nowait if nowait else None
-        self._set_nowait = self.backend.set_nowait if nowait else None
-        self._backend_get = self.backend.get
-        self._backend_set = self.backend.set
+        self._bind_backend()
 
     @staticmethod
     def _make_backend(config: CacheConfig) -> Backend:
@@ -327,6 +321,17 @@ class YokedCache:
                 auto_pipeline=config.auto_pipeline,
             )
         return MemoryBackend(max_keys=config.max_keys, max_memory_bytes=config.max_memory_bytes)
+
+    def _bind_backend(self) -> None:
+        """Hot-path shortcuts, bound once per backend: one that can answer synchronously
+        (``supports_nowait``: memory) is called without a coroutine per operation; others are
+        called through the guard (breaker + retries)."""
+        backend = self.backend
+        nowait = backend.supports_nowait
+        self._get_nowait: Callable[[str], bytes | None] | None = backend.get_nowait if nowait else None
+        self._set_nowait: Callable[..., None] | None = backend.set_nowait if nowait else None
+        self._backend_get = backend.get
+        self._backend_set = backend.set
 
     @property
     def name(self) -> str:
@@ -384,8 +389,7 @@ class YokedCache:
             self._stop = None
         if self._owns_backend and old_backend.loop_bound:
             self.backend = self._make_backend(self.config)
-            self._backend_get = self.backend.get
-            self._backend_set = self.backend.set
+            self._bind_backend()
             self._observe_batches()
             self._release_elsewhere(old_backend, old_loop)
         if self._guard is not None:

@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 if sys.version_info >= (3, 11):
     from asyncio import timeout as _timeout
@@ -49,6 +49,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._connections import hang_up
 from .base import BatchObserver
+
+if TYPE_CHECKING:
+    from .redis import RedisBackend
 
 __all__ = ["AutoPipeliner", "BatchObserver", "ClusterAutoPipeliner"]
 
@@ -187,7 +190,7 @@ class AutoPipeliner:
     #: Writes with tags (and set_many) are MULTI/EXEC units: atomic, as without pipelining.
     transactional_writes = True
 
-    def __init__(self, backend: Any, *, max_batches: int = DEFAULT_MAX_BATCHES) -> None:
+    def __init__(self, backend: RedisBackend, *, max_batches: int = DEFAULT_MAX_BATCHES) -> None:
         if isinstance(max_batches, bool) or not isinstance(max_batches, int) or max_batches < 1:
             raise ValueError(f"max_batches: must be a positive int, got {max_batches!r}")
         self._backend = backend

@@ -72,6 +72,10 @@ class RedisBackend(Backend):
 
     remote = True
     loop_bound = True
+    #: The URL schemes a flavour serves, and its name where a URL of another is refused. ``()``:
+    #: whatever redis-py reads (the facade picks the flavour by scheme: cache.py _make_backend).
+    schemes: tuple[str, ...] = ()
+    flavour = "Redis"
 
     def __init__(
         self,
@@ -87,7 +91,9 @@ class RedisBackend(Backend):
         require("redis.asyncio", "redis")
         url = redis_url if redis_url is not None else os.environ.get("YOKEDCACHE_REDIS_URL", DEFAULT_URL)
         check_redis_url(url)
-        self._check_scheme(url)
+        if self.schemes and url.split("://", 1)[0] not in self.schemes:
+            shown = redact_url(url)
+            raise ValueError(f"redis_url: a {self.flavour} URL starts with {self.schemes[0]}://, got {shown!r}")
         if isinstance(max_connections, bool) or not isinstance(max_connections, int) or max_connections < 1:
             raise ValueError(f"max_connections: must be a positive int, got {max_connections!r}")
         for name, value in (("socket_timeout", socket_timeout), ("connect_timeout", connect_timeout)):
@@ -114,10 +120,6 @@ class RedisBackend(Backend):
             extra={"url": self.redacted_url, "tls": url.startswith("rediss"), **opened.extra},
         )
         self._install_auto_pipeline(auto_pipeline)
-
-    @staticmethod
-    def _check_scheme(url: str) -> None:
-        """Refuse a URL of another flavour (Cluster and Sentinel override this)."""
 
     def _open(
         self, url: str, socket_timeout: float | None, connect_timeout: float, connection_kwargs: dict[str, Any]

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._extras import require
-from .._urls import redact_url, url_error
+from .._urls import url_error
 from . import redis_usage
 from .base import MISCONFIGURED, DatabaseUsage, Failure, Usage
 from .redis import Opened, RedisBackend
@@ -45,10 +45,8 @@ class RedisClusterBackend(RedisBackend):
     ``max_connections`` is per node for redis-py; the facade admits that many calls in all.
     """
 
-    @staticmethod
-    def _check_scheme(url: str) -> None:
-        if not is_cluster_url(url):
-            raise ValueError(f"redis_url: a cluster URL starts with redis+cluster://, got {redact_url(url)!r}")
+    schemes = CLUSTER_SCHEMES
+    flavour = "cluster"
 
     def _open(
         self, url: str, socket_timeout: float | None, connect_timeout: float, connection_kwargs: dict[str, Any]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._extras import require
-from .._urls import SENTINEL_SCHEMES, parse_sentinel_url, redact_url
+from .._urls import SENTINEL_SCHEMES, parse_sentinel_url
 from .base import RESERVED_CONNECTIONS
 from .redis import Opened, RedisBackend, no_retries
 
@@ -26,10 +26,8 @@ def is_sentinel_url(url: str) -> bool:
 class RedisSentinelBackend(RedisBackend):
     """The Redis backend on the primary that Redis Sentinel names for a service."""
 
-    @staticmethod
-    def _check_scheme(url: str) -> None:
-        if not is_sentinel_url(url):
-            raise ValueError(f"redis_url: a Sentinel URL starts with redis+sentinel://, got {redact_url(url)!r}")
+    schemes = SENTINEL_SCHEMES
+    flavour = "Sentinel"
 
     def _open(
         self, url: str, socket_timeout: float | None, connect_timeout: float, connection_kwargs: dict[str, Any]
