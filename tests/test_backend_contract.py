@@ -145,3 +145,28 @@ def test_the_memory_backend_declares_its_fast_path_and_live_figures():
     backend.set_nowait("k", b"v", None)
     assert backend.get_nowait("k") == b"v"
     assert backend.current_usage() == backend.snapshot()
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:1/0", "redis+cluster://127.0.0.1:1/0", "redis+sentinel://127.0.0.1:1/mymaster/0"]
+)
+def test_every_redis_flavour_is_set_up_by_the_one_redis_backend_init(url):
+    pytest.importorskip("redis")
+    from yokedcache.backends import RedisBackend
+
+    flavour = _flavour(url)
+    with pytest.raises(ValueError, match="max_connections: must be a positive int, got 0"):
+        flavour(url, max_connections=0)
+    backend = flavour(url, auto_pipeline=False)
+    assert isinstance(backend, RedisBackend) and backend.remote and backend.loop_bound
+    assert backend.invalidations == 0 and backend.max_connections == 50
+    assert backend.info.host == "127.0.0.1" and backend.info.port == 1
+    assert backend.info.extra["url"] == url and backend.info.extra["tls"] is False
+    assert "get" not in vars(backend)  # without pipelining, get is the class's own method
+
+
+def _flavour(url: str) -> type:
+    from yokedcache.backends import RedisBackend, RedisClusterBackend, RedisSentinelBackend
+
+    scheme = url.split("://", 1)[0]
+    return {"redis+cluster": RedisClusterBackend, "redis+sentinel": RedisSentinelBackend}.get(scheme, RedisBackend)
