@@ -18,12 +18,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _measure import interleaved_medians, interleaved_ratios, per_op_loop
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import CollectorRegistry
 
 from yokedcache import CacheConfig, YokedCache
-from yokedcache.bench import interleaved_medians, interleaved_ratios, machine, per_op_loop
+from yokedcache.bench import machine
 
 KEYS = [f"k{i}" for i in range(1000)]
 FULL = [f"yokedcache:{k}" for k in KEYS]

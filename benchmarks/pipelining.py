@@ -28,12 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _measure import interleaved_ratios, per_op_loop
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import CollectorRegistry
 
 from yokedcache import CacheConfig, YokedCache
-from yokedcache.bench import interleaved_ratios, machine, per_op_loop, percentile
+from yokedcache.bench import machine
+from yokedcache.percentiles import percentile
 
 KEYS = [f"k{i}" for i in range(1000)]
 PREFIX = "yokedcache:"

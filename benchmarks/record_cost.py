@@ -24,12 +24,13 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
+from _measure import interleaved_ratios, per_op_loop
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import CollectorRegistry
 
 from yokedcache import CacheConfig, YokedCache
-from yokedcache.bench import interleaved_ratios, machine, per_op_loop
+from yokedcache.bench import machine
 
 KEYS = [f"k{i}" for i in range(1000)]
 FULL = [f"yokedcache:{k}" for k in KEYS]

@@ -1,7 +1,7 @@
-"""The guide's 'Alerting and Notifications' section, runnable.
+"""docs/monitoring.md, 'Alerting and Notifications', runnable.
 
     python examples/alerting.py
-Environment: ALERT_WEBHOOK_URL (default: the guide's placeholder), YOKEDCACHE_SMTP_HOST /
+Environment: ALERT_WEBHOOK_URL (default: docs/monitoring.md's placeholder), YOKEDCACHE_SMTP_HOST /
 _PORT / _USERNAME / _PASSWORD / _FROM / _SECURITY for the e-mail alert, RUN_SECONDS (2).
 
 A cold cache (every read a miss) trips the low-hit-rate alert on the first evaluation; its

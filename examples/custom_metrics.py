@@ -1,4 +1,4 @@
-"""The guide's 'Custom Metrics' section, runnable: a custom collector and application metrics.
+"""docs/monitoring.md, 'Custom Metrics', runnable: a custom collector and application metrics.
 
 python examples/custom_metrics.py
 """

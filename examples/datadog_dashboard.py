@@ -1,4 +1,4 @@
-"""The guide's DataDog dashboard, with queries that name what the StatsD bridge really sends.
+"""docs/monitoring.md's 'DataDog Dashboard', with queries that name what the StatsD bridge really sends.
 
     python examples/datadog_dashboard.py            # print the dashboard JSON
     python examples/datadog_dashboard.py --create   # create it (pip install datadog; DD_API_KEY, DD_APP_KEY)

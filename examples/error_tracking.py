@@ -1,4 +1,4 @@
-"""The guide's 'Error Rate Monitoring' section, runnable.
+"""docs/monitoring.md, 'Error Rate Monitoring', runnable.
 
     python examples/error_tracking.py
 Environment: YOKEDCACHE_REDIS_URL (default: a port where nothing listens, to produce errors),
@@ -7,7 +7,7 @@ PROMETHEUS_PORT (8000).
 ``fail_open=False`` makes connection failures reach the caller as the builtin
 ``ConnectionError`` (the default, fail-open, returns the default value and only counts the
 error). The cache counts every failure itself as ``yokedcache_cache_errors_total{operation,
-error_type}``; the tracker below is the guide's own, application-side view.
+error_type}``; the tracker below is docs/monitoring.md's own, application-side view.
 """
 
 import asyncio

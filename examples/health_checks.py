@@ -1,4 +1,4 @@
-"""The guide's 'Health Checks' and 'Metrics Collection' sections, runnable.
+"""docs/monitoring.md, 'Health Checks' and 'Metrics Collection', runnable.
 
     python examples/health_checks.py
 Environment: YOKEDCACHE_REDIS_URL (unset: the in-memory backend).

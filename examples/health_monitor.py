@@ -1,4 +1,4 @@
-"""The guide's 'Performance Monitoring > Health Monitoring' section, runnable.
+"""docs/monitoring.md, 'Performance Monitoring' > 'Health Monitoring', runnable.
 
     python examples/health_monitor.py
 Environment: YOKEDCACHE_REDIS_URL (unset: the in-memory backend), PROMETHEUS_PORT (8000).

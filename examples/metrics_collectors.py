@@ -1,4 +1,4 @@
-"""The guide's 'Metrics Collectors' section, runnable.
+"""docs/monitoring.md, 'Metrics Collectors', runnable.
 
     python examples/metrics_collectors.py
 Environment: YOKEDCACHE_REDIS_URL (default redis://localhost:6379/0), PROMETHEUS_PORT (8000),

@@ -1,7 +1,7 @@
-"""The guide's 'Prometheus Integration' section, runnable.
+"""docs/monitoring.md, 'Prometheus Integration', runnable.
 
     python examples/prometheus_integration.py
-Ports from PROMETHEUS_PORT_1/2/3 (defaults 8000, 9090, 8001 as in the guide; 0 picks a free port).
+Ports from PROMETHEUS_PORT_1/2/3 (defaults 8000, 9090, 8001 as in docs/monitoring.md; 0 picks a free port).
 """
 
 import asyncio

@@ -1,9 +1,9 @@
-"""The guide's 'Real-time Performance Tracking' section, runnable.
+"""docs/monitoring.md, 'Real-time Performance Tracking', runnable.
 
     python examples/realtime_monitoring.py
 Environment: YOKEDCACHE_REDIS_URL (unset: the in-memory backend).
 
-The guide's loop runs forever, checking every 30 seconds; here it runs as a task and is
+The loop in docs/monitoring.md runs forever, checking every 30 seconds; here it runs as a task and is
 cancelled once its first round has sent the alerts the workload deserves (a cold cache: low
 hit rate). ``send_alert`` is yours to write: a chat webhook, a pager, a log line.
 ``yokedcache.monitoring.AlertManager`` does the same with webhooks and e-mail.

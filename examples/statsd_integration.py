@@ -1,4 +1,4 @@
-"""The guide's 'StatsD Integration' section, runnable; prints the lines a StatsD server receives.
+"""docs/monitoring.md, 'StatsD Integration', runnable; prints the lines a StatsD server receives.
 
     python examples/statsd_integration.py
 A local UDP socket stands in for the StatsD daemon so the output can be seen.

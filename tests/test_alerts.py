@@ -153,7 +153,7 @@ def test_start_works_without_an_event_loop(webhook):
     cache = YokedCache()
     alert_manager = AlertManager(cache, interval=0.05)
     alert_manager.add_alert("always", "total_operations", 0, "greater_than_or_equal", webhook_url=webhook.url)
-    alert_manager.start()  # as in the guide: no running loop needed
+    alert_manager.start()  # as in docs/monitoring.md, 'Configuring Alerts': no running loop needed
     try:
         wait_until(lambda: len(webhook.bodies) == 1)
     finally:

@@ -1,4 +1,4 @@
-"""Each example (the guide's snippets) runs as written, against the private Redis."""
+"""Each example (the snippets of docs/monitoring.md) runs as written, against the private Redis."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def test_health_checks_example(backend, request):
 
 def test_health_monitor_example():
     lines = run_example("health_monitor.py", PROMETHEUS_PORT="0").splitlines()
-    assert "cache_health 1.0" in lines  # the guide's monitor, through CacheMetrics
+    assert "cache_health 1.0" in lines  # docs/monitoring.md, 'Health Monitoring': its monitor, through CacheMetrics
     assert 'yokedcache_cache_health{cache_name="memory"} 1.0' in lines  # the cache's own export
     assert "cache_hit_rate 0.75" in lines
     assert "cache_keys_count 30.0" in lines

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import socket
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
-from yokedcache import CacheConfig, YokedCache
+from yokedcache import CacheConfig, YokedCache, health
+from yokedcache.health import HealthSource
 
 from .redis_server import free_port
 
@@ -156,3 +160,63 @@ def test_history_is_bounded(days):
     from yokedcache.health import MetricsHistory
 
     assert MetricsHistory(days).snapshots.maxlen == days * 1440
+
+
+class SeamOnly:
+    """A cache seen only through ``health.HealthSource``: touching anything else fails the test."""
+
+    MEMBERS = frozenset(HealthSource.__annotations__) | {n for n in vars(HealthSource) if not n.startswith("_")}
+
+    def __init__(self, cache: YokedCache) -> None:
+        object.__setattr__(self, "_cache", cache)
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in self.MEMBERS:
+            raise AttributeError(f"health.py used {name!r}, which HealthSource does not declare")
+        return getattr(object.__getattribute__(self, "_cache"), name)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"health.py set {name!r}: a check must change the cache only through its methods")
+
+
+def test_health_imports_no_cache_module_not_even_for_type_checking():
+    tree = ast.parse(Path(health.__file__).read_text(encoding="utf-8"))
+    imported: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            imported.add(node.module or "")
+            imported.update(f"{node.module or ''}.{alias.name}".lstrip(".") for alias in node.names)
+        elif isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+    assert not [name for name in imported if "cache" in name.split(".")], imported
+
+
+async def test_every_check_needs_nothing_but_the_declared_seam(make_cache):
+    cache = make_cache()
+    seen = SeamOnly(cache)
+    assert await health.is_healthy(seen) is True
+    report = await health.detailed_health_check(seen)
+    assert report["status"] == "healthy", report["reasons"]
+    assert health.current_health(seen) == ("healthy", [])
+    assert health.comprehensive_metrics(seen).total_operations == 0
+    assert cache.event_loop is asyncio.get_running_loop()  # the probe adopted it, as an operation would
+    await cache.close()
+    assert health.current_health(seen) == ("unhealthy", ["cache is closed"])
+    closed = await health.detailed_health_check(seen)
+    assert (closed["status"], closed["reasons"]) == ("unhealthy", ["backend ping failed: cache is closed"])
+
+
+def test_readiness_before_the_first_operation_needs_nothing_but_the_seam(redis_url):
+    cache = YokedCache(CacheConfig(redis_url=redis_url))
+    report = health.readiness_report(SeamOnly(cache), 5.0)
+    assert report["status"] == "healthy" and "one-off" in report["checked_on"]
+    assert cache.event_loop is None  # the twin's throwaway loop never became the cache's
+    asyncio.run(cache.close())
+
+
+async def test_readiness_from_another_thread_runs_on_the_caches_loop_through_the_seam(make_cache):
+    cache = make_cache()
+    await cache.set("k", 1)  # the cache now belongs to this loop
+    report = await asyncio.to_thread(health.readiness_report, SeamOnly(cache), 5.0)
+    assert report["status"] == "healthy" and "checked_on" not in report
+    assert (await cache.get_stats()).operations == {"set": 1}  # the check counted nothing

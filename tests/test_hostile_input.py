@@ -190,7 +190,7 @@ def test_any_tag_invalidates_exactly_its_keys(hostile_cache, loop, tags):
 _STATSD_LINE = re.compile(r"^[A-Za-z0-9_.\-/]+:-?[0-9.e+-]+\|(c|g|h|ms)(\|@[0-9.e-]+)?(\|#[^|\n]*)?$")
 
 
-#: Application metric names that land on a built-in's family (the guide's health monitor uses some).
+#: Application metric names that land on a built-in's family (docs/monitoring.md's health monitor uses some).
 _BUILT_IN_NAMES = sorted({name.removeprefix("yokedcache.") for name in sc.BUILT_IN_UNITS}
                          | {"cache.size_bytes", "cache.operation_duration_seconds"})  # fmt: skip
 

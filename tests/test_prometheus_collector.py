@@ -248,7 +248,7 @@ async def test_concurrent_scrapes_each_get_one_whole_exposition():
 
 
 async def test_application_metric_named_like_a_built_in_keeps_both_valid(caplog):
-    """The guide's health monitor pushes cache.hit_rate; under namespace="myapp" that name is taken."""
+    """docs/monitoring.md's health monitor pushes cache.hit_rate; under namespace="myapp" that name is taken."""
     collector = PrometheusCollector(namespace="myapp", port=0)
     metrics = CacheMetrics([collector])
     cache = YokedCache(CacheConfig(metrics=metrics))

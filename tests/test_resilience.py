@@ -13,7 +13,7 @@ from collections import Counter
 
 import pytest
 
-from yokedcache import CacheConfig, YokedCache
+from yokedcache import CacheConfig, YokedCache, health
 from yokedcache.backends.base import RESERVED_CONNECTIONS
 from yokedcache.errors import CacheConnectionError, CacheTimeoutError, CircuitOpenError
 from yokedcache.resilience import CLOSED, HALF_OPEN, OPEN, Admission, CircuitBreaker, Guard
@@ -321,7 +321,8 @@ async def test_hung_redis_gives_timeouts_not_hangs(fail_open):
         else:
             with pytest.raises(CacheTimeoutError) as info:
                 await asyncio.wait_for(cache.get("k"), timeout=5)
-            assert isinstance(info.value, ConnectionError)  # the guide's `except ConnectionError` works
+            # docs/monitoring.md, 'Error Rate Monitoring': its `except ConnectionError` works
+            assert isinstance(info.value, ConnectionError)
         assert cache.telemetry.counters.errors == {("get", "TimeoutError"): 1}  # the deadline of ours
     finally:
         await asyncio.wait_for(cache.close(), timeout=5)
@@ -494,7 +495,7 @@ async def test_readyz_for_a_memory_cache_and_after_close():
         status, body = await asyncio.to_thread(fetch)
         assert body["status"] == "healthy" and body["backend"]["kind"] == "memory"
         with pytest.raises(RuntimeError, match="await detailed_health_check"):
-            cache.telemetry.readiness()  # would block its own loop
+            health.readiness_report(cache, 2.0)  # what /readyz runs: it would block its own loop
         await cache.close()
     finally:
         metrics.shutdown()

@@ -24,11 +24,24 @@ costs a few microseconds and never raises.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from typing import NamedTuple
 from urllib.parse import parse_qs, unquote
 
-__all__ = ["REDIS_SCHEMES", "SentinelTarget", "check_redis_url", "parse_sentinel_url", "redact_url", "url_error"]
+__all__ = [
+    "REDIS_SCHEMES",
+    "REDIS_URL_ENV",
+    "SentinelTarget",
+    "check_redis_url",
+    "env_redis_url",
+    "parse_sentinel_url",
+    "redact_url",
+    "url_error",
+]
+
+#: The environment variable that names the Redis to use when no URL is given.
+REDIS_URL_ENV = "YOKEDCACHE_REDIS_URL"
 
 REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "redis+sentinel", "rediss+sentinel")
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
@@ -150,6 +163,15 @@ def redact_url(url: object) -> str:
         return "<unparseable url>"
 
 
+def env_redis_url() -> str | None:
+    """``$YOKEDCACHE_REDIS_URL`` as given (``None`` when unset or empty), not yet validated.
+
+    Not validated here because each reader names the setting differently in its errors: the
+    CLI passes it on as ``redis_url``, ``CacheConfig`` reports it by the variable's name.
+    """
+    return os.environ.get(REDIS_URL_ENV) or None
+
+
 # -- validation -------------------------------------------------------------------------------
 def _host_port(item: str, field: str, shown: str) -> tuple[str, int | None]:
     """``(host, port)`` of one ``host[:port]`` item; the error names the part that is wrong."""
@@ -233,30 +255,9 @@ def parse_sentinel_url(url: str, field: str = "redis_url") -> SentinelTarget:
     """Read ``redis+sentinel://[user:password@]host:port[,host:port...]/service[/db][?...]``."""
     shown = redact_url(url)
     p = _split(url)
-    sentinels = []
-    for item in p.hosts.split(","):
-        host, port = _host_port(item, field, shown)
-        if not host or port is None:
-            raise ValueError(f"{field}: sentinel addresses must be host:port, got {shown!r}")
-        sentinels.append((host, port))
-    path = [s for s in p.path.split("/") if s]
-    if not path:
-        raise ValueError(f"{field}: name the sentinel service, e.g. redis+sentinel://host:26379/mymaster/0, "
-                         f"got {shown!r}")  # fmt: skip
-    if len(path) > 2:
-        raise ValueError(f"{field}: the path is /service/db, got {shown!r}")
-    db = path[1] if len(path) > 1 else "0"
-    if not (db.isascii() and db.isdigit()):
-        raise ValueError(f"{field}: database must be a number, got {shown!r}")
-    query: dict[str, str] = {}
-    if p.query:
-        for position, (key, values) in enumerate(parse_qs(p.query, keep_blank_values=True).items(), 1):
-            if key not in SENTINEL_QUERY:
-                # the name is not echoed: a raw '&' in a password would make its tail look like one
-                takes = ", ".join(SENTINEL_QUERY)
-                raise ValueError(f"{field}: query parameter #{position} is not one a Sentinel URL takes ({takes}; "
-                                 f"write '&' in a password as %26), got {shown!r}")  # fmt: skip
-            query[key] = values[0]
+    sentinels = [_sentinel_address(item, field, shown) for item in p.hosts.split(",")]
+    service, db = _sentinel_path(p.path, field, shown)
+    query = _sentinel_query(p.query, field, shown)
     username = password = None
     if p.userinfo is not None:
         user, colon, secret = p.userinfo.partition(":")
@@ -264,13 +265,48 @@ def parse_sentinel_url(url: str, field: str = "redis_url") -> SentinelTarget:
         password = unquote(secret) if colon and secret else None
     return SentinelTarget(
         sentinels,
-        unquote(path[0]),
-        int(db),
+        service,
+        db,
         username or query.get("username") or None,
         password or query.get("password") or None,
         query.get("sentinel_username") or None,
         query.get("sentinel_password") or None,
     )
+
+
+def _sentinel_address(item: str, field: str, shown: str) -> tuple[str, int]:
+    host, port = _host_port(item, field, shown)
+    if not host or port is None:
+        raise ValueError(f"{field}: sentinel addresses must be host:port, got {shown!r}")
+    return host, port
+
+
+def _sentinel_path(path: str, field: str, shown: str) -> tuple[str, int]:
+    """``(service, db)`` of ``/service[/db]``."""
+    parts = [s for s in path.split("/") if s]
+    if not parts:
+        raise ValueError(f"{field}: name the sentinel service, e.g. redis+sentinel://host:26379/mymaster/0, "
+                         f"got {shown!r}")  # fmt: skip
+    if len(parts) > 2:
+        raise ValueError(f"{field}: the path is /service/db, got {shown!r}")
+    db = parts[1] if len(parts) > 1 else "0"
+    if not (db.isascii() and db.isdigit()):
+        raise ValueError(f"{field}: database must be a number, got {shown!r}")
+    return unquote(parts[0]), int(db)
+
+
+def _sentinel_query(query: str | None, field: str, shown: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+    if not query:
+        return found
+    for position, (key, values) in enumerate(parse_qs(query, keep_blank_values=True).items(), 1):
+        if key not in SENTINEL_QUERY:
+            # the name is not echoed: a raw '&' in a password would make its tail look like one
+            takes = ", ".join(SENTINEL_QUERY)
+            raise ValueError(f"{field}: query parameter #{position} is not one a Sentinel URL takes ({takes}; "
+                             f"write '&' in a password as %26), got {shown!r}")  # fmt: skip
+        found[key] = values[0]
+    return found
 
 
 _UNEXPECTED_KWARG = re.compile(r"unexpected keyword argument '([^']*)'")

@@ -1,15 +1,16 @@
-"""``yokedcache bench``: the guide's 'Performance Benchmarking', done right.
+"""``yokedcache bench``: docs/monitoring.md, 'Performance Benchmarking', done right.
 
 - warm-up before measuring; each operation timed with ``perf_counter``;
-- throughput is operations / wall time (the guide divided by the two slowest single operations,
-  which overstates throughput by two to three orders of magnitude);
+- throughput is operations / wall time (docs/monitoring.md divides by the two slowest single
+  operations, which overstates throughput by two to three orders of magnitude);
 - mean, p50, p95, p99 per operation; ``--concurrency`` tasks share the load;
 - in the same run, the same operations through a baseline with no cache layer: a bare dict for
   the memory backend, raw ``redis.asyncio`` on the cache's own connection pool for Redis, so the
   ratio is the cost of yokedcache alone;
 - ``--json FILE`` writes every figure for CI or comparison.
 
-The measuring helpers here are shared with ``benchmarks/overhead.py``.
+The benchmark scripts reuse :func:`machine`; the tight-loop helpers only they use live in
+``benchmarks/_measure.py``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import platform
 import statistics
@@ -26,6 +26,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from .percentiles import percentile
 
 Op = Callable[[int], Awaitable[object]]
 
@@ -43,12 +45,6 @@ class Result:
     @property
     def throughput(self) -> float:
         return self.ops / self.seconds if self.seconds else 0.0
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return 0.0
-    return sorted_values[min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))]
 
 
 async def run_timed(op: Op, ops: int, concurrency: int = 1, progress: Callable[[int], None] | None = None,
@@ -91,55 +87,6 @@ async def run_interleaved(ops: dict[str, Op], count: int, concurrency: int = 1, 
         p50, p95, p99 = (percentile(values, q) for q in (0.50, 0.95, 0.99))
         results[name] = Result(name, len(values), walls[name], statistics.fmean(values), p50, p95, p99)
     return results
-
-
-def per_op_loop(fn: Callable[[str], Awaitable[object]], keys: list[str],
-                settle: Callable[[], object] | None = None) -> Callable[[int], Awaitable[float]]:  # fmt: skip
-    """A tight loop of ``n`` calls (no per-call timing): the mean cost per call, for overhead ratios.
-
-    ``settle`` runs inside the timed region after the calls: work the calls queued (a cache's
-    deferred duration records) is paid for by the loop that caused it.
-    """
-
-    async def run(n: int) -> float:
-        started = time.perf_counter()
-        for i in range(n):
-            await fn(keys[i % len(keys)])
-        if settle is not None:
-            settle()
-        return (time.perf_counter() - started) / n
-
-    return run
-
-
-async def interleaved_medians(loops: dict[str, Callable[[int], Awaitable[float]]], rounds: int,
-                              ops: int) -> dict[str, float]:  # fmt: skip
-    """Median per-call cost of each loop over ``rounds`` interleaved rounds (drift hits all alike)."""
-    samples = await _interleaved(loops, rounds, ops)
-    return {name: statistics.median(values) for name, values in samples.items()}
-
-
-async def interleaved_ratios(loops: dict[str, Callable[[int], Awaitable[float]]], baseline: str, rounds: int,
-                             ops: int) -> tuple[dict[str, float], dict[str, float]]:  # fmt: skip
-    """(median cost, median ratio to ``baseline``) per loop; each ratio compares runs of the same round,
-    which cancels the slow drift of a shared machine better than a ratio of medians."""
-    samples = await _interleaved(loops, rounds, ops)
-    base = samples[baseline]
-    costs = {name: statistics.median(values) for name, values in samples.items()}
-    ratios = {name: statistics.median(v / b for v, b in zip(values, base, strict=True))
-              for name, values in samples.items()}  # fmt: skip
-    return costs, ratios
-
-
-async def _interleaved(loops: dict[str, Callable[[int], Awaitable[float]]], rounds: int,
-                       ops: int) -> dict[str, list[float]]:  # fmt: skip
-    samples: dict[str, list[float]] = {name: [] for name in loops}
-    for loop in loops.values():  # warm-up
-        await loop(max(ops // 10, 100))
-    for _ in range(rounds):
-        for name, loop in loops.items():
-            samples[name].append(await loop(ops))
-    return samples
 
 
 def machine() -> str:

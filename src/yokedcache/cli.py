@@ -11,13 +11,12 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ._urls import redact_url
+from ._urls import env_redis_url, redact_url
 from ._version import __version__
 from .config import CacheConfig
 
@@ -29,7 +28,7 @@ class UserError(Exception):
 
 
 def _redis_url(args: argparse.Namespace) -> str | None:
-    return args.redis_url or os.environ.get("YOKEDCACHE_REDIS_URL") or None
+    return args.redis_url or env_redis_url()
 
 
 async def redis_failed(cache: Any, url: str) -> UserError:

@@ -6,49 +6,45 @@ odd behaviour under load.
 
 from __future__ import annotations
 
-import math
-import os
-import re
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from ._urls import check_redis_url
+from . import validation
+from ._urls import REDIS_URL_ENV, env_redis_url, redact_url
 from .serializers import Serializer
 
 if TYPE_CHECKING:
     from .backends.base import Backend
 
-__all__ = ["CacheConfig"]
+__all__ = ["CacheConfig", "MetricsSource"]
 
 _BACKEND_NAMES = ("memory", "redis")
-_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
+_FLAGS = ("enable_metrics", "fail_open", "capture_keys", "circuit_breaker_enabled", "stats_exact_keys",
+          "db_client_metrics", "auto_pipeline")  # fmt: skip
+_SECONDS = ("connect_timeout", "operation_timeout", "circuit_recovery_timeout", "stats_refresh_interval",
+            "health_check_timeout", "close_timeout")  # fmt: skip
 
 #: Longest accepted TTL: ~317 years (Redis keeps expiry times in milliseconds since the epoch).
 MAX_TTL = 1e10
 
 
 def _positive(name: str, value: object, *, allow_none: bool = False, integer: bool = False) -> None:
-    if value is None and allow_none:
-        return
     kind = "int" if integer else "number"
-    if integer and (isinstance(value, bool) or not isinstance(value, int)):
-        raise TypeError(f"{name}: expected an int{' or None' if allow_none else ''}, got {type(value).__name__}")
-    if not _is_number(value):
-        raise TypeError(f"{name}: expected a {kind}{' or None' if allow_none else ''}, got {type(value).__name__}")
-    if not (math.isfinite(value) and value > 0):  # type: ignore[arg-type]
-        raise ValueError(f"{name}: must be a positive finite {kind}, got {value!r}")
+    validation.number(name, value, rule=f"must be a positive finite {kind}",
+                      kind=f"{'an int' if integer else 'a number'}{' or None' if allow_none else ''}",
+                      integer=integer, minimum=0, allow_zero=False, finite=True, allow_none=allow_none)  # fmt: skip
 
 
-def _boolean(name: str, value: object, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if not isinstance(value, bool):
-        raise TypeError(f"{name}: expected a bool{' or None' if allow_none else ''}, got {type(value).__name__}")
+@runtime_checkable
+class MetricsSource(Protocol):
+    """What the cache uses of ``CacheConfig.metrics``: the providers to record into.
+
+    :class:`yokedcache.monitoring.CacheMetrics` is one. Declared here rather than importing it:
+    the monitoring package sits above this module and imports it.
+    """
+
+    meter_provider: Any
+    tracer_provider: Any
 
 
 @dataclass
@@ -66,7 +62,7 @@ class CacheConfig:
     name: str | None = None
     backend: str | Backend | None = None
     #: A :class:`yokedcache.monitoring.CacheMetrics`: record into its collectors.
-    metrics: Any = None
+    metrics: MetricsSource | None = None
     enable_metrics: bool = True
     #: ``None`` = on for Redis (CLIENT spans), off for the memory backend.
     enable_tracing: bool | None = None
@@ -112,80 +108,75 @@ class CacheConfig:
     auto_pipeline: bool = True
 
     def __post_init__(self) -> None:
-        if self.redis_url is not None:
-            check_redis_url(self.redis_url, "redis_url")
-        if self.name is not None:
-            if not isinstance(self.name, str):
-                raise TypeError(f"name: expected a str, got {type(self.name).__name__}")
-            if not _NAME.fullmatch(self.name):
-                raise ValueError(
-                    f"name: 1-64 letters, digits or . _ - : (a fixed label, never data), got {self.name!r}"
-                )
-        if self.backend is not None:
-            if isinstance(self.backend, str):
-                if self.backend not in _BACKEND_NAMES:
-                    raise ValueError(f"backend: expected 'memory', 'redis' or a Backend instance, got {self.backend!r}")
-            else:
-                from .backends.base import Backend
-
-                if not isinstance(self.backend, Backend):
-                    raise TypeError(
-                        f"backend: expected 'memory', 'redis' or a Backend instance, got {type(self.backend).__name__}"
-                    )
-        if self.backend == "memory" and self.redis_url is not None:
-            raise ValueError("backend: 'memory' conflicts with redis_url; give one or the other")
-        if self.metrics is not None:
-            from .monitoring.metrics import CacheMetrics
-
-            if not isinstance(self.metrics, CacheMetrics):
-                raise TypeError(f"metrics: expected a CacheMetrics, got {type(self.metrics).__name__}")
-        for name in ("enable_metrics", "fail_open", "capture_keys", "circuit_breaker_enabled", "stats_exact_keys",
-                     "db_client_metrics", "auto_pipeline"):  # fmt: skip
-            _boolean(name, getattr(self, name))
-        _boolean("enable_tracing", self.enable_tracing, allow_none=True)
+        # The order of the checks is the order of the errors a config with several mistakes
+        # raises first; it is kept as it always was.
+        self._check_target()
+        for name in _FLAGS:
+            validation.boolean(name, getattr(self, name))
+        validation.boolean("enable_tracing", self.enable_tracing, allow_none=True)
         _positive("metrics_retention_days", self.metrics_retention_days)
-        if not isinstance(self.key_prefix, str):
-            raise TypeError(f"key_prefix: expected a str, got {type(self.key_prefix).__name__}")
+        validation.string("key_prefix", self.key_prefix)
         if any(ch in self.key_prefix for ch in "\r\n\x00"):
             raise ValueError("key_prefix: must not contain NUL or newline characters")
+        self._check_limits()
+        self._check_providers()
+        self._check_resilience()
+        self._check_serializer()
+
+    def _check_target(self) -> None:
+        """Where the data goes and what reads it: URL, name, backend, metrics."""
+        if self.redis_url is not None:
+            validation.redis_url("redis_url", self.redis_url)
+        if self.name is not None:
+            validation.cache_name("name", self.name)
+        self._check_backend()
+        if self.metrics is not None and not isinstance(self.metrics, MetricsSource):
+            raise TypeError(f"metrics: expected a CacheMetrics, got {type(self.metrics).__name__}")
+
+    def _check_backend(self) -> None:
+        if isinstance(self.backend, str) and self.backend not in _BACKEND_NAMES:
+            raise ValueError(f"backend: expected 'memory', 'redis' or a Backend instance, got {self.backend!r}")
+        if self.backend is not None and not isinstance(self.backend, str):
+            from .backends.base import Backend
+
+            if not isinstance(self.backend, Backend):
+                raise TypeError(
+                    f"backend: expected 'memory', 'redis' or a Backend instance, got {type(self.backend).__name__}"
+                )
+        if self.backend == "memory" and self.redis_url is not None:
+            raise ValueError("backend: 'memory' conflicts with redis_url; give one or the other")
+
+    def _check_limits(self) -> None:
         _positive("default_ttl", self.default_ttl, allow_none=True)
-        if self.default_ttl is not None and self.default_ttl > MAX_TTL:
-            raise ValueError(f"default_ttl: must be at most {MAX_TTL:.0e} seconds, got {self.default_ttl!r}")
+        validation.number("default_ttl", self.default_ttl, rule=f"must be at most {MAX_TTL:.0e} seconds",
+                          maximum=MAX_TTL, allow_none=True)  # fmt: skip
         _positive("max_memory_bytes", self.max_memory_bytes, allow_none=True, integer=True)
         _positive("max_keys", self.max_keys, allow_none=True, integer=True)
         _positive("max_connections", self.max_connections, integer=True)
-        for name in (
-            "connect_timeout",
-            "operation_timeout",
-            "circuit_recovery_timeout",
-            "stats_refresh_interval",
-            "health_check_timeout",
-            "close_timeout",
-        ):
+        for name in _SECONDS:
             _positive(name, getattr(self, name))
-        if not _is_number(self.degraded_error_rate):
-            raise TypeError(f"degraded_error_rate: expected a number, got {type(self.degraded_error_rate).__name__}")
-        if not 0 < self.degraded_error_rate <= 1:
-            raise ValueError(f"degraded_error_rate: must be in (0, 1], got {self.degraded_error_rate!r}")
+        validation.number("degraded_error_rate", self.degraded_error_rate, rule="must be in (0, 1]", kind="a number",
+                          minimum=0, maximum=1, allow_zero=False)  # fmt: skip
+
+    def _check_providers(self) -> None:
         # A wrong object here would only fail at the first operation, far from the typo.
         for name, method in (("meter_provider", "get_meter"), ("tracer_provider", "get_tracer")):
             value = getattr(self, name)
             if value is not None and not callable(getattr(value, method, None)):
                 raise TypeError(f"{name}: expected an OpenTelemetry {name.replace('_', ' ')} "
                                 f"(with .{method}()), got {type(value).__name__}")  # fmt: skip
+
+    def _check_resilience(self) -> None:
         _positive("circuit_failure_threshold", self.circuit_failure_threshold, integer=True)
         _positive("stats_exact_cpu_budget", self.stats_exact_cpu_budget)
-        if self.stats_exact_cpu_budget > 1:
-            budget = self.stats_exact_cpu_budget
-            raise ValueError(f"stats_exact_cpu_budget: must be at most 1 (one core), got {budget!r}")
-        if isinstance(self.retry_attempts, bool) or not isinstance(self.retry_attempts, int):
-            raise TypeError(f"retry_attempts: expected an int, got {type(self.retry_attempts).__name__}")
-        if not 0 <= self.retry_attempts <= 10:
-            raise ValueError(f"retry_attempts: must be between 0 and 10, got {self.retry_attempts}")
-        if not _is_number(self.retry_backoff):
-            raise TypeError(f"retry_backoff: expected a number, got {type(self.retry_backoff).__name__}")
-        if not (math.isfinite(self.retry_backoff) and 0 <= self.retry_backoff <= 10):
-            raise ValueError(f"retry_backoff: must be between 0 and 10 seconds, got {self.retry_backoff!r}")
+        validation.number("stats_exact_cpu_budget", self.stats_exact_cpu_budget,
+                          rule="must be at most 1 (one core)", maximum=1)  # fmt: skip
+        validation.number("retry_attempts", self.retry_attempts, rule="must be between 0 and 10", kind="an int",
+                          integer=True, minimum=0, maximum=10)  # fmt: skip
+        validation.number("retry_backoff", self.retry_backoff, rule="must be between 0 and 10 seconds",
+                          kind="a number", minimum=0, maximum=10, finite=True)  # fmt: skip
+
+    def _check_serializer(self) -> None:
         if not isinstance(self.serializer, (str, Serializer)):
             raise TypeError(
                 f"serializer: expected 'json', 'pickle' or a Serializer, got {type(self.serializer).__name__}"
@@ -199,17 +190,15 @@ class CacheConfig:
             return None
         if self.redis_url is not None:
             return self.redis_url
-        env = os.environ.get("YOKEDCACHE_REDIS_URL")
-        if env:
-            return check_redis_url(env, "YOKEDCACHE_REDIS_URL")
+        env = env_redis_url()
+        if env is not None:
+            return validation.redis_url(REDIS_URL_ENV, env)
         if self.backend == "redis":
             return "redis://localhost:6379/0"
         return None
 
     def __repr__(self) -> str:
         # dataclass' repr would print redis_url verbatim, password included.
-        from ._urls import redact_url
-
         parts = []
         for f in fields(self):
             value = getattr(self, f.name)

@@ -10,19 +10,72 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import math
 import time
 from collections import deque
+from collections.abc import Awaitable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from .percentiles import percentile
 from .telemetry.semconv import error_type
 
 if TYPE_CHECKING:
     from .backends.base import Backend, Usage
-    from .cache import YokedCache
+    from .resilience import CircuitBreaker
+    from .telemetry.instrumentation import Instrumentation
+    from .telemetry.observers import StateReading
+    from .window import CounterWindow
 
 HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
+
+
+class HealthSettings(Protocol):
+    """The settings a check reads (``CacheConfig`` has them)."""
+
+    @property
+    def health_check_timeout(self) -> float: ...
+
+    @property
+    def degraded_error_rate(self) -> float: ...
+
+
+class HealthSource(Protocol):
+    """What a check needs of a cache: ``YokedCache`` provides it.
+
+    Declared here, next to its only user, so this module depends on no cache class: the facade
+    imports health, never the reverse, and a check cannot come to rely on the cache's private
+    state. Everything a check does to the cache (adopt an event loop, ping, record the verdict)
+    goes through these members.
+    """
+
+    backend: Backend
+    breaker: CircuitBreaker | None
+    telemetry: Instrumentation
+    rates: CounterWindow
+    #: The newest backend failure: (monotonic time, reason in words, server error code).
+    last_failure: tuple[float, str, str | None] | None
+
+    @property
+    def config(self) -> HealthSettings: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    @property
+    def event_loop(self) -> asyncio.AbstractEventLoop | None: ...
+
+    def probe(self) -> Awaitable[None]: ...
+
+    def record_probe(self, ok: bool) -> None: ...
+
+    def pool_stats(self) -> dict[str, Any] | None: ...
+
+    def state(self) -> StateReading: ...
+
+    def twin_backend(self) -> Backend | None: ...
 
 
 @dataclass(frozen=True)
@@ -109,14 +162,7 @@ class ComprehensiveMetrics:
         return asdict(self)
 
 
-def _quantile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return 0.0
-    index = min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))
-    return sorted_values[index]
-
-
-def comprehensive_metrics(cache: YokedCache, window: float = 60.0) -> ComprehensiveMetrics:
+def comprehensive_metrics(cache: HealthSource, window: float = 60.0) -> ComprehensiveMetrics:
     counters = cache.telemetry.counters
     total = counters.total_calls
     recent = list(cache.telemetry.recent)
@@ -131,9 +177,9 @@ def comprehensive_metrics(cache: YokedCache, window: float = 60.0) -> Comprehens
         avg_response_time=total_duration / total if total else 0.0,
         total_operations=total,
         error_rate=counters.error_total / total if total else 0.0,
-        p50_response_time=_quantile(durations, 0.50),
-        p95_response_time=_quantile(durations, 0.95),
-        p99_response_time=_quantile(durations, 0.99),
+        p50_response_time=percentile(durations, 0.50),
+        p95_response_time=percentile(durations, 0.95),
+        p99_response_time=percentile(durations, 0.99),
         operations_per_second=calls_in_window / span if span > 0 else 0.0,
         window_seconds=window,
         timestamp=time.time(),
@@ -141,20 +187,18 @@ def comprehensive_metrics(cache: YokedCache, window: float = 60.0) -> Comprehens
 
 
 async def _ping(
-    cache: YokedCache, timeout: float, backend: Backend | None = None
+    cache: HealthSource, timeout: float, backend: Backend | None = None
 ) -> tuple[bool, float | None, str | None]:
     """Ping the backend directly (not through the breaker); never waits past ``timeout``.
 
     ``backend``: a throwaway twin of the cache's backend, for a check before the cache's own
     event loop exists (its connections must not be bound to the checker's loop).
     """
-    if cache._closed:
+    if cache.closed:
         return False, None, "cache is closed"
     if backend is None:
         backend = cache.backend
-        if cache._loop is None:
-            cache._loop = asyncio.get_running_loop()
-        ping = cache._side_call(backend.ping)  # the reserved lane: never an operation's connection
+        ping = cache.probe()  # the reserved lane: never an operation's connection
     else:
         ping = backend.ping()
     started = time.perf_counter()
@@ -162,26 +206,24 @@ async def _ping(
     done, _ = await asyncio.wait({task}, timeout=timeout)
     if not done:
         task.cancel()  # do not await: redis-py may absorb the cancellation mid-read
-        cache._record_probe(False)
+        cache.record_probe(False)
         return False, None, f"timed out after {timeout:g}s"
     exc = task.exception()
-    cache._record_probe(exc is None)
+    cache.record_probe(exc is None)
     if exc is not None:
         return False, None, describe_failure(backend, exc)
     return True, time.perf_counter() - started, None
 
 
-async def is_healthy(cache: YokedCache) -> bool:
+async def is_healthy(cache: HealthSource) -> bool:
     ok, _, _ = await _ping(cache, cache.config.health_check_timeout)
     return ok
 
 
-async def detailed_health_check(cache: YokedCache, *, probe: Backend | None = None) -> dict[str, Any]:
+async def detailed_health_check(cache: HealthSource, *, probe: Backend | None = None) -> dict[str, Any]:
     ok, latency, problem = await _ping(cache, cache.config.health_check_timeout, probe)
     breaker = cache.breaker.snapshot() if cache.breaker is not None else {"state": "disabled"}
-    pool = cache.backend.pool_stats()
-    if pool is not None and cache._guard is not None:
-        pool["waiting"] = cache._guard.waiting  # calls queued for a connection
+    pool = cache.pool_stats()
     perf = comprehensive_metrics(cache).to_dict()
     reasons: list[str] = []
     if not ok:
@@ -215,7 +257,7 @@ async def detailed_health_check(cache: YokedCache, *, probe: Backend | None = No
     }
 
 
-def _degraded_reasons(cache: YokedCache, breaker: dict[str, Any], pool: dict[str, Any] | None) -> list[str]:
+def _degraded_reasons(cache: HealthSource, breaker: dict[str, Any], pool: dict[str, Any] | None) -> list[str]:
     reasons: list[str] = []
     failing = _recent_failures(cache)
     if failing is not None:
@@ -227,7 +269,7 @@ def _degraded_reasons(cache: YokedCache, breaker: dict[str, Any], pool: dict[str
     return reasons
 
 
-def current_health(cache: YokedCache) -> tuple[str, list[str]]:
+def current_health(cache: HealthSource) -> tuple[str, list[str]]:
     """Status and reasons from what the cache already knows, with no I/O (the status page).
 
     :func:`detailed_health_check` pings, which takes a round trip and up to
@@ -236,7 +278,7 @@ def current_health(cache: YokedCache) -> tuple[str, list[str]]:
     (the exported ``yokedcache_cache_health`` gauge is then 0 too), degraded for the same
     reasons as the detailed check (a half-open breaker among them), in the same words.
     """
-    if cache._closed:
+    if cache.closed:
         return UNHEALTHY, ["cache is closed"]
     breaker = cache.breaker.snapshot() if cache.breaker is not None else {"state": "disabled"}
     last = cache.last_failure
@@ -248,7 +290,7 @@ def current_health(cache: YokedCache) -> tuple[str, list[str]]:
         if breaker.get("consecutive_failures"):
             n = breaker["consecutive_failures"]
             return UNHEALTHY, [f"backend failing: {why or 'error'} ({n} in a row)"]
-        if not cache._state_reading().healthy:  # closed, nothing failing: the last ping failed
+        if not cache.state().healthy:  # closed, nothing failing: the last ping failed
             return UNHEALTHY, [f"background ping failed{f' (last error: {why})' if why else ''}"]
     reasons = _degraded_reasons(cache, breaker, cache.backend.pool_stats())
     return (DEGRADED if reasons else HEALTHY), reasons
@@ -262,7 +304,7 @@ def describe_failure(backend: Backend, exc: BaseException) -> str:
     return f"{failure.reason} ({failure.code})" if failure.code else failure.reason
 
 
-def _recent_failures(cache: YokedCache, window: float = 60.0) -> str | None:
+def _recent_failures(cache: HealthSource, window: float = 60.0) -> str | None:
     """A reason to call the cache degraded: operations failing above the configured share."""
     last = cache.last_failure
     if last is None or time.monotonic() - last[0] > 10.0:  # nothing failed lately: over
@@ -275,28 +317,29 @@ def _recent_failures(cache: YokedCache, window: float = 60.0) -> str | None:
     return f"{errors} of {calls} operations failed in the last {elapsed:.0f}s: {why}"
 
 
-def _unhealthy(cache: YokedCache, reason: str) -> dict[str, Any]:
+def _unhealthy(cache: HealthSource, reason: str) -> dict[str, Any]:
     return {"name": cache.name, "status": UNHEALTHY, "reasons": [reason], "backend": {"kind": cache.backend.info.kind},
             "checked_at": time.time()}  # fmt: skip
 
 
-def readiness_report(cache: YokedCache, timeout: float) -> dict[str, Any]:
+def readiness_report(cache: HealthSource, timeout: float) -> dict[str, Any]:
     """The detailed check, run from another thread (an HTTP probe) on the cache's own loop.
 
     The cache's connections belong to its event loop, so the check is scheduled there; a loop
     too busy to answer within ``timeout`` is itself a reason not to take traffic.
     """
-    if cache._closed:
+    if cache.closed:
         return _unhealthy(cache, "cache is closed")
-    loop = cache._loop
+    loop = cache.event_loop
     if loop is None or loop.is_closed() or not loop.is_running():
         if not cache.backend.loop_bound:  # nothing loop-bound: check it right here
             return asyncio.run(detailed_health_check(cache))
-        if cache.config.backend is not None and not isinstance(cache.config.backend, str):
+        twin = cache.twin_backend()
+        if twin is None:
             return _unhealthy(cache, "not started: no running event loop has used this cache yet")
         # No operation yet (a pod waiting for its first request must still become ready): ping
         # through a twin backend on a private loop, so the cache's pool stays unbound.
-        return asyncio.run(_check_before_first_use(cache))
+        return asyncio.run(_check_before_first_use(cache, twin))
     try:
         running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
     except RuntimeError:
@@ -311,8 +354,7 @@ def readiness_report(cache: YokedCache, timeout: float) -> dict[str, Any]:
         return _unhealthy(cache, f"event loop did not run the health check within {timeout:g}s")
 
 
-async def _check_before_first_use(cache: YokedCache) -> dict[str, Any]:
-    twin = cache._make_backend(cache.config)
+async def _check_before_first_use(cache: HealthSource, twin: Backend) -> dict[str, Any]:
     try:
         report = await detailed_health_check(cache, probe=twin)
     finally:
@@ -341,7 +383,3 @@ class MetricsHistory:
 
     def add(self, snapshot: ComprehensiveMetrics) -> None:
         self.snapshots.append(snapshot)
-
-    def since(self, seconds: float) -> list[ComprehensiveMetrics]:
-        cutoff = time.time() - seconds
-        return [s for s in self.snapshots if s.timestamp >= cutoff]

@@ -30,6 +30,7 @@ require("opentelemetry.instrumentation.instrumentor", "instrumentor")
 
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # noqa: E402
 
+from . import validation  # noqa: E402
 from .telemetry import switch  # noqa: E402
 
 __all__ = ["YokedCacheInstrumentor"]
@@ -51,8 +52,7 @@ class YokedCacheInstrumentor(BaseInstrumentor):
             if hook is not None and not callable(hook):
                 raise TypeError(f"{name}: expected a callable, got {type(hook).__name__}")
         capture_keys = kwargs.get("capture_keys", False)
-        if not isinstance(capture_keys, bool):
-            raise TypeError(f"capture_keys: expected a bool, got {type(capture_keys).__name__}")
+        validation.boolean("capture_keys", capture_keys)
         self._before = switch.explicit()  # uninstrument() puts this back
         switch.configure(
             enabled=True,

@@ -312,36 +312,13 @@ class Guard:
                     finally:
                         if slots is not None:
                             slots.leave()  # before any retry back-off below
-                except Exception as exc:
-                    failure = self.classify(exc)
-                    if failure is None:
-                        if breaker is not None:
-                            breaker.release(trial)
+                except BaseException as exc:
+                    delay = self._after_failure(exc, trial, attempt)  # a typed error raises there
+                    if delay is None:
                         raise
-                    if failure.kind == REJECTED:
-                        if breaker is not None:  # the server answered: it is up
-                            breaker.success(trial)
-                        raise _translate(failure, exc) from exc
-                    if failure.kind == MISCONFIGURED:  # not an outage: no retry, no breaker
-                        if breaker is not None:
-                            breaker.release(trial)
-                        raise _translate(failure, exc) from exc
-                    if breaker is not None and (trial or _first_report(exc)):
-                        breaker.failure(trial, exc, failure.reason)
-                    if (
-                        failure.kind == TRANSIENT
-                        and attempt < self.retry_attempts
-                        and (breaker is None or breaker.retry_allowed())
-                    ):
-                        attempt += 1
-                        delay = self.retry_backoff * (2 ** (attempt - 1))
-                        await asyncio.sleep(delay * random.uniform(0.5, 1.5))
-                        continue
-                    raise _translate(failure, exc) from exc
-                except BaseException:
-                    if breaker is not None:
-                        breaker.release(trial)
-                    raise
+                    attempt += 1
+                    await asyncio.sleep(delay)
+                    continue
                 if breaker is not None:
                     if trial or breaker.consecutive_failures:
                         breaker.success(trial)
@@ -356,6 +333,33 @@ class Guard:
             self.in_flight -= 1
             if self._idle is not None and self.in_flight == 0:
                 self._idle.set()
+
+    def _after_failure(self, exc: BaseException, trial: bool, attempt: int) -> float | None:
+        """What a failed attempt means: the back-off before a retry, or None to re-raise ``exc``
+        untouched (a cancellation, or anything the classifier does not know); a backend
+        failure that is not retried raises its typed error from here.
+
+        Apart from :meth:`call` so that the success path stays one short coroutine.
+        """
+        breaker = self.breaker
+        failure = self.classify(exc) if isinstance(exc, Exception) else None
+        if failure is None:  # the call ended without a verdict on the backend's health
+            if breaker is not None:
+                breaker.release(trial)
+            return None
+        if failure.kind == REJECTED:
+            if breaker is not None:  # the server answered: it is up
+                breaker.success(trial)
+            raise _translate(failure, exc) from exc
+        if failure.kind == MISCONFIGURED:  # not an outage: no retry, no breaker
+            if breaker is not None:
+                breaker.release(trial)
+            raise _translate(failure, exc) from exc
+        if breaker is not None and (trial or _first_report(exc)):
+            breaker.failure(trial, exc, failure.reason)
+        if failure.kind == TRANSIENT and attempt < self.retry_attempts and (breaker is None or breaker.retry_allowed()):
+            return self.retry_backoff * (2**attempt) * random.uniform(0.5, 1.5)
+        raise _translate(failure, exc) from exc
 
 
 _timeout: Any = getattr(asyncio, "timeout", None)  # Python >= 3.11: ~3.7 µs, against wait_for's ~12 µs

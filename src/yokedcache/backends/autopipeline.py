@@ -47,6 +47,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from .. import validation
 from ._connections import hang_up
 from .base import BatchObserver
 
@@ -191,8 +192,7 @@ class AutoPipeliner:
     transactional_writes = True
 
     def __init__(self, backend: RedisBackend, *, max_batches: int = DEFAULT_MAX_BATCHES) -> None:
-        if isinstance(max_batches, bool) or not isinstance(max_batches, int) or max_batches < 1:
-            raise ValueError(f"max_batches: must be a positive int, got {max_batches!r}")
+        validation.number("max_batches", max_batches, rule="must be a positive int", integer=True, minimum=1)
         self._backend = backend
         self.max_batches = max_batches
         self.observer: BatchObserver | None = None

@@ -16,6 +16,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 
+from .. import validation
 from .._glob import compile_glob
 from .base import Backend, BackendInfo, Usage
 
@@ -68,10 +69,8 @@ class MemoryBackend(Backend):
 
     def __init__(self, max_keys: int | None = None, max_memory_bytes: int | None = None) -> None:
         for name, value in (("max_keys", max_keys), ("max_memory_bytes", max_memory_bytes)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise TypeError(f"{name}: expected an int or None, got {type(value).__name__}")
-            if value is not None and value <= 0:
-                raise ValueError(f"{name}: must be positive, got {value}")
+            validation.number(name, value, rule="must be positive", kind="an int or None", integer=True, minimum=0,
+                              allow_zero=False, allow_none=True)  # fmt: skip
         self.max_keys = max_keys
         self.max_memory_bytes = max_memory_bytes
         self.info = BackendInfo(kind="memory")

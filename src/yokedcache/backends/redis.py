@@ -13,14 +13,14 @@ Design choices:
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .. import validation
 from .._extras import require
-from .._urls import check_redis_url, redact_url, url_error
+from .._urls import check_redis_url, env_redis_url, redact_url, url_error
 from . import redis_usage
 from ._connections import hang_up
 from .base import RESERVED_CONNECTIONS, Backend, BackendInfo, BatchObserver, Failure, Usage
@@ -89,18 +89,17 @@ class RedisBackend(Backend):
         **connection_kwargs: Any,
     ) -> None:
         require("redis.asyncio", "redis")
-        url = redis_url if redis_url is not None else os.environ.get("YOKEDCACHE_REDIS_URL", DEFAULT_URL)
+        url = redis_url if redis_url is not None else (env_redis_url() or DEFAULT_URL)
         check_redis_url(url)
         if self.schemes and url.split("://", 1)[0] not in self.schemes:
             shown = redact_url(url)
             raise ValueError(f"redis_url: a {self.flavour} URL starts with {self.schemes[0]}://, got {shown!r}")
-        if isinstance(max_connections, bool) or not isinstance(max_connections, int) or max_connections < 1:
-            raise ValueError(f"max_connections: must be a positive int, got {max_connections!r}")
-        for name, value in (("socket_timeout", socket_timeout), ("connect_timeout", connect_timeout)):
-            if value is None and name == "socket_timeout":  # the facade's per-operation deadline instead
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ValueError(f"{name}: must be a positive number of seconds, got {value!r}")
+        validation.number("max_connections", max_connections, rule="must be a positive int", integer=True, minimum=1)
+        # socket_timeout=None: the facade's per-operation deadline instead
+        validation.number("socket_timeout", socket_timeout, rule="must be a positive number of seconds", minimum=0,
+                          allow_zero=False, allow_none=True)  # fmt: skip
+        validation.number("connect_timeout", connect_timeout, rule="must be a positive number of seconds", minimum=0,
+                          allow_zero=False)  # fmt: skip
 
         self.max_connections: int = max_connections
         self.redacted_url = redact_url(url)
@@ -164,8 +163,7 @@ class RedisBackend(Backend):
         :mod:`.autopipeline`): a lone command still goes out at once, commands issued together
         share one round trip. Its methods replace this instance's own, as
         :attr:`Backend.pipeliner` declares."""
-        if not isinstance(enabled, bool):
-            raise TypeError(f"auto_pipeline: expected a bool, got {type(enabled).__name__}")
+        validation.boolean("auto_pipeline", enabled)
         self.auto_pipeline = enabled
         self.pipeliner: AutoPipeliner | None = None
         if enabled:
@@ -378,8 +376,8 @@ class RedisBackend(Backend):
         it runs may or may not be counted, as SCAN guarantees; duplicates SCAN can return during
         a rehash are counted twice (rare).
         """
-        if isinstance(cpu_budget, bool) or not isinstance(cpu_budget, (int, float)) or not 0 < cpu_budget <= 1:
-            raise ValueError(f"cpu_budget: must be a number in (0, 1], got {cpu_budget!r}")
+        validation.number("cpu_budget", cpu_budget, rule="must be a number in (0, 1]", minimum=0, maximum=1,
+                          allow_zero=False)  # fmt: skip
         count = 0
         for target in await self._scan_targets():
             cursor: Any = 0

@@ -26,7 +26,7 @@ import inspect
 import logging
 import math
 import threading
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from typing import Any
 
 from .._extras import require
@@ -44,6 +44,7 @@ from opentelemetry.sdk.metrics import (  # noqa: E402
 from opentelemetry.sdk.metrics.export import (  # noqa: E402
     AggregationTemporality,
     Gauge,
+    Metric,
     MetricExporter,
     MetricExportResult,
     MetricsData,
@@ -55,7 +56,13 @@ from ..telemetry.semconv import documented_name  # noqa: E402
 
 log = logging.getLogger("yokedcache.exporters")
 
-DELTA = {
+#: One collector call: ``(method, metric name, value, tags, extra)`` (see ``CollectorExporter._calls``).
+Call = tuple[str, str, Any, dict[str, str], Any]
+
+#: Per instrument kind, the temporality the bridge asks for: deltas where a collector wants
+#: "since the last flush" (counts, histograms), cumulative where the value is a level
+#: (up-down counters and gauges, whose delta would be meaningless to a StatsD gauge).
+PREFERRED_TEMPORALITY = {
     Counter: AggregationTemporality.DELTA,
     UpDownCounter: AggregationTemporality.CUMULATIVE,
     Histogram: AggregationTemporality.DELTA,
@@ -81,7 +88,7 @@ def bucket_representatives(
     return out
 
 
-class _Sink:
+class _Recipient:
     """A collector plus what the bridge learned about its method signatures."""
 
     def __init__(self, collector: Any) -> None:
@@ -99,6 +106,32 @@ class _Sink:
         self.errors = 0
 
 
+def _tags(point: Any) -> dict[str, str]:
+    return {k: str(v) for k, v in (point.attributes or {}).items()}
+
+
+def _metric_calls(metric: Metric, timing_names: Container[str]) -> Iterator[Call]:
+    """The collector calls for one metric of a flush (see ``CollectorExporter._calls``)."""
+    name = documented_name(metric.name)
+    data = metric.data
+    if isinstance(data, Sum):
+        for p in data.data_points:
+            if not data.is_monotonic:
+                yield "gauge", name, p.value, _tags(p), None
+            elif p.value:
+                yield "increment", name, p.value, _tags(p), None
+    elif isinstance(data, Gauge):
+        for p in data.data_points:
+            if not (isinstance(p.value, float) and not math.isfinite(p.value)):
+                yield "gauge", name, p.value, _tags(p), None
+    elif isinstance(data, HistogramData):
+        kind = "timing" if metric.name in timing_names else "histogram"
+        for p in data.data_points:
+            if p.count:
+                buckets = bucket_representatives(p.bucket_counts, p.explicit_bounds, p.sum, p.min, p.max)
+                yield kind, name, buckets, _tags(p), metric.unit or ""
+
+
 def _accepts(fn: Any, param: str) -> bool:
     try:
         params = inspect.signature(fn).parameters
@@ -113,8 +146,8 @@ class CollectorExporter(MetricExporter):
     def __init__(
         self, collectors: Iterable[Any], timeout: float = 5.0, timing_names: Container[str] = frozenset()
     ) -> None:
-        super().__init__(preferred_temporality=DELTA)
-        self._sinks = [_Sink(c) for c in collectors]
+        super().__init__(preferred_temporality=PREFERRED_TEMPORALITY)
+        self._recipients = [_Recipient(c) for c in collectors]
         #: Histograms recorded through ``CacheMetrics.timing`` (delivered via ``timing``).
         self._timing_names = timing_names
         self._timeout = timeout
@@ -123,18 +156,16 @@ class CollectorExporter(MetricExporter):
         self._loop_lock = threading.Lock()
         #: Calls that raised, per collector class name (visible in health output).
         self.failures: dict[str, int] = {}
-        self.exports = 0
 
     @property
     def collectors(self) -> list[Any]:
-        return [s.collector for s in self._sinks]
+        return [r.collector for r in self._recipients]
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
         calls = list(self._calls(metrics_data, self._timing_names))
         ok = True
-        for sink in self._sinks:
-            ok &= self._run(self._deliver(sink, calls))
-        self.exports += 1
+        for recipient in self._recipients:
+            ok &= self._run(self._deliver(recipient, calls))
         return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
 
     def _run(self, coro: Any) -> Any:
@@ -153,8 +184,8 @@ class CollectorExporter(MetricExporter):
             future.cancel()
             return False
 
-    async def _deliver(self, sink: _Sink, calls: list[tuple[str, str, Any, dict[str, str], Any]]) -> bool:
-        collector = sink.collector
+    async def _deliver(self, recipient: _Recipient, calls: list[Call]) -> bool:
+        collector = recipient.collector
         failed = 0
         first: BaseException | None = None
 
@@ -163,10 +194,10 @@ class CollectorExporter(MetricExporter):
             if kind not in ("histogram", "timing"):
                 await method(name, value, tags)
                 return
-            if sink.distribution is not None:  # value: [(representative, count)], extra: the unit
-                await sink.distribution(name, value, tags, unit=extra)
+            if recipient.distribution is not None:  # value: [(representative, count)], extra: the unit
+                await recipient.distribution(name, value, tags, unit=extra)
                 return
-            takes_count = sink.histogram_takes_count if kind == "histogram" else sink.timing_takes_count
+            takes_count = recipient.histogram_takes_count if kind == "histogram" else recipient.timing_takes_count
             for representative, count in value:
                 if takes_count:
                     await method(name, representative, tags, count=count)
@@ -193,58 +224,34 @@ class CollectorExporter(MetricExporter):
             failed += 1
             first = first or exc
         if failed:
-            sink.errors += failed
-            self.failures[sink.name] = self.failures.get(sink.name, 0) + failed
+            recipient.errors += failed
+            self.failures[recipient.name] = self.failures.get(recipient.name, 0) + failed
             log.warning("collector %s failed %d call(s) this flush: %s: %s",
-                        sink.name, failed, type(first).__name__, first)  # fmt: skip
+                        recipient.name, failed, type(first).__name__, first)  # fmt: skip
         return not failed
 
     @staticmethod
-    def _calls(
-        metrics_data: MetricsData, timing_names: Container[str]
-    ) -> Iterable[tuple[str, str, Any, dict[str, str], Any]]:
+    def _calls(metrics_data: MetricsData, timing_names: Container[str]) -> Iterable[Call]:
         """``(method, name, value, tags, extra)``; for histograms ``value`` is the list of
         ``(representative, count)`` per filled bucket and ``extra`` the instrument's unit."""
         for rm in metrics_data.resource_metrics:
             for sm in rm.scope_metrics:
                 for metric in sm.metrics:
-                    name = documented_name(metric.name)
-                    data = metric.data
-                    if isinstance(data, Sum):
-                        for p in data.data_points:
-                            tags = {k: str(v) for k, v in (p.attributes or {}).items()}
-                            if data.is_monotonic:
-                                if p.value:
-                                    yield "increment", name, p.value, tags, None
-                            else:
-                                yield "gauge", name, p.value, tags, None
-                    elif isinstance(data, Gauge):
-                        for p in data.data_points:
-                            if isinstance(p.value, float) and not math.isfinite(p.value):
-                                continue
-                            yield "gauge", name, p.value, {k: str(v) for k, v in (p.attributes or {}).items()}, None
-                    elif isinstance(data, HistogramData):
-                        kind = "timing" if metric.name in timing_names else "histogram"
-                        for p in data.data_points:
-                            if not p.count:
-                                continue
-                            tags = {k: str(v) for k, v in (p.attributes or {}).items()}
-                            buckets = bucket_representatives(p.bucket_counts, p.explicit_bounds, p.sum, p.min, p.max)
-                            yield kind, name, buckets, tags, metric.unit or ""
+                    yield from _metric_calls(metric, timing_names)
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         return True
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        for sink in self._sinks:
-            close = getattr(sink.collector, "close", None)
+        for recipient in self._recipients:
+            close = getattr(recipient.collector, "close", None)
             if callable(close):
                 try:
                     result = close()
                     if inspect.isawaitable(result):
                         self._run(result)
                 except Exception as exc:
-                    log.warning("collector %s failed to close: %s", sink.name, exc)
+                    log.warning("collector %s failed to close: %s", recipient.name, exc)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             if self._thread is not None:

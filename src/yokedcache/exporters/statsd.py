@@ -43,6 +43,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+from .. import validation
 from .._extras import require
 from ..telemetry.semconv import CACHE_NAME
 from .bridge import CollectorExporter
@@ -141,20 +142,17 @@ class StatsDSink:
         require("statsd", "statsd")
         if not isinstance(host, str) or not host:
             raise TypeError(f"host: expected a non-empty str, got {host!r}")
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-            raise ValueError(f"port: expected an int between 1 and 65535, got {port!r}")
-        if prefix is not None and not isinstance(prefix, str):
-            raise TypeError(f"prefix: expected a str or None, got {type(prefix).__name__}")
-        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float)) or not 0 < sample_rate <= 1:
-            raise ValueError(f"sample_rate: expected a number in (0, 1], got {sample_rate!r}")
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-            raise ValueError(f"timeout: expected a positive number of seconds, got {timeout!r}")
-        if not isinstance(use_tags, bool):
-            raise TypeError(f"use_tags: expected a bool, got {type(use_tags).__name__}")
-        if isinstance(max_udp_size, bool) or not isinstance(max_udp_size, int) or not 64 <= max_udp_size <= 65000:
-            raise ValueError(f"max_udp_size: expected an int between 64 and 65000, got {max_udp_size!r}")
-        if isinstance(max_samples, bool) or not isinstance(max_samples, int) or not 1 <= max_samples <= 10_000:
-            raise ValueError(f"max_samples: expected an int between 1 and 10000, got {max_samples!r}")
+        validation.port("port", port)
+        validation.string("prefix", prefix, allow_none=True)
+        validation.number("sample_rate", sample_rate, rule="expected a number in (0, 1]", minimum=0, maximum=1,
+                          allow_zero=False)  # fmt: skip
+        validation.number("timeout", timeout, rule="expected a positive number of seconds", minimum=0,
+                          allow_zero=False)  # fmt: skip
+        validation.boolean("use_tags", use_tags)
+        validation.number("max_udp_size", max_udp_size, rule="expected an int between 64 and 65000", integer=True,
+                          minimum=64, maximum=65000)  # fmt: skip
+        validation.number("max_samples", max_samples, rule="expected an int between 1 and 10000", integer=True,
+                          minimum=1, maximum=10_000)  # fmt: skip
         self.host, self.port = host, port
         self.prefix = sanitize_name(prefix) if prefix else ""
         #: Accepted for compatibility. Lines are aggregated per flush and always sent at rate 1,
@@ -233,9 +231,6 @@ class StatsDSink:
             self._samples(metric, value, counts, type_, scale, tags)
 
     # -- transport ------------------------------------------------------------------------
-    def pending_lines(self) -> int:
-        return len(self._lines)
-
     def _datagrams(self, lines: list[str]) -> list[str]:
         out: list[str] = []
         current = ""

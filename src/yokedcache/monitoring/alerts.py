@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from .. import validation
 from ..telemetry.semconv import BREAKER_STATE_VALUES
 from .notifiers import EmailNotifier, NotificationError, SMTPSettings, WebhookNotifier
 
@@ -128,11 +129,12 @@ class _Sender:
 
 
 def _number(name: str, value: object, minimum: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    # Not validation.number's split shape: a NaN or an infinity is a TypeError here, and the
+    # message shows the value rather than its type. Kept as it always was (tests/test_validation.py).
+    if not (validation.is_number(value) and math.isfinite(value)):  # type: ignore[arg-type]
         raise TypeError(f"{name}: expected a finite number, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name}: must be >= {minimum:g}, got {value!r}")
-    return float(value)
+    validation.number(name, value, rule=f"must be >= {minimum or 0:g}", minimum=minimum)
+    return float(value)  # type: ignore[arg-type]
 
 
 class AlertManager:
@@ -156,8 +158,7 @@ class AlertManager:
         self.webhook_timeout = _number("webhook_timeout", webhook_timeout, 0.01)
         #: At interpreter exit, how long notifications already on their way may still take.
         self.shutdown_timeout = _number("shutdown_timeout", shutdown_timeout, 0)
-        if isinstance(webhook_retries, bool) or not isinstance(webhook_retries, int) or webhook_retries < 0:
-            raise ValueError(f"webhook_retries: expected an int >= 0, got {webhook_retries!r}")
+        validation.number("webhook_retries", webhook_retries, rule="expected an int >= 0", integer=True, minimum=0)
         self.webhook_retries = webhook_retries
         if smtp is not None and not isinstance(smtp, SMTPSettings):
             raise TypeError(f"smtp: expected SMTPSettings, got {type(smtp).__name__}")
@@ -206,15 +207,7 @@ class AlertManager:
         if webhook_url is not None:
             notifiers.append(WebhookNotifier(webhook_url, self.webhook_timeout, self.webhook_retries))
         if email_recipients is not None:
-            if isinstance(email_recipients, str):
-                email_recipients = [email_recipients]
-            if not email_recipients or not all(isinstance(r, str) and "@" in r for r in email_recipients):
-                raise ValueError("email_recipients: expected a list of e-mail addresses")
-            smtp = self.smtp or SMTPSettings.from_env()
-            if smtp is None:
-                log.warning("alert %s: no mail server configured yet; its e-mails fail until smtp= is passed "
-                            "or YOKEDCACHE_SMTP_HOST is set", name)  # fmt: skip
-            notifiers.append(EmailNotifier(list(email_recipients), smtp))
+            notifiers.append(self._email_notifier(name, email_recipients))
         rule = AlertRule(
             name=name,
             metric=metric,
@@ -228,6 +221,17 @@ class AlertManager:
         with self._lock:
             self.rules[name] = rule
         return rule
+
+    def _email_notifier(self, name: str, recipients: str | list[str]) -> EmailNotifier:
+        if isinstance(recipients, str):
+            recipients = [recipients]
+        if not recipients or not all(isinstance(r, str) and "@" in r for r in recipients):
+            raise ValueError("email_recipients: expected a list of e-mail addresses")
+        smtp = self.smtp or SMTPSettings.from_env()
+        if smtp is None:
+            log.warning("alert %s: no mail server configured yet; its e-mails fail until smtp= is passed "
+                        "or YOKEDCACHE_SMTP_HOST is set", name)  # fmt: skip
+        return EmailNotifier(list(recipients), smtp)
 
     def remove_alert(self, name: str) -> None:
         with self._lock:

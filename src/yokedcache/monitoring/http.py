@@ -23,9 +23,13 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..health import DEGRADED, HEALTHY, worst_status
+from .. import validation
+from ..health import DEGRADED, HEALTHY, readiness_report, worst_status
+
+if TYPE_CHECKING:
+    from ..health import HealthSource
 
 log = logging.getLogger("yokedcache.monitoring.http")
 
@@ -40,7 +44,7 @@ def json_response(status: int, payload: Any) -> tuple[int, str, bytes]:
 
 
 class ReadinessRoute:
-    """``/readyz``: the detailed health check of every cache ``source()`` returns, as JSON.
+    """``/readyz``: the detailed health check of every cache reporting to ``source()``, as JSON.
 
     200 when every cache is healthy or degraded, 503 otherwise (or when no cache reports).
     One cache answers its own report; several answer ``{"status": worst, "caches": [...]}``.
@@ -64,13 +68,20 @@ class ReadinessRoute:
             return answer
 
     def _check(self) -> tuple[int, str, bytes]:
-        members = [m for m in self._source() if getattr(m, "readiness", None) is not None]
-        if not members:
+        caches = [cache for cache in map(_owner, self._source()) if cache is not None]
+        if not caches:
             return json_response(503, {"status": "unhealthy", "reasons": ["no cache reports to this server"]})
-        reports = [m.readiness() for m in members]
+        # the check gives up after health_check_timeout; the loop gets one more second to run it
+        reports = [readiness_report(cache, cache.config.health_check_timeout + 1.0) for cache in caches]
         status = worst_status([r["status"] for r in reports])
         payload = reports[0] if len(reports) == 1 else {"status": status, "caches": reports}
         return json_response(200 if status in (HEALTHY, DEGRADED) else 503, payload)
+
+
+def _owner(member: Any) -> HealthSource | None:
+    """The cache behind a reporting member (its telemetry holds it weakly), or None once collected."""
+    owner = getattr(member, "owner", None)
+    return owner() if owner is not None else None
 
 
 #: Seconds one request may take in all: waiting for it, reading it, answering it.
@@ -231,14 +242,9 @@ class MetricsServer:
     """
 
     def __init__(self, addr: str = "127.0.0.1", port: int = 9464, *, request_timeout: float = REQUEST_TIMEOUT) -> None:
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
-            raise ValueError(f"port: expected an int between 0 and 65535, got {port!r}")
-        if (
-            isinstance(request_timeout, bool)
-            or not isinstance(request_timeout, (int, float))
-            or not 0 < request_timeout < float("inf")
-        ):
-            raise ValueError(f"request_timeout: expected a positive number of seconds, got {request_timeout!r}")
+        validation.port("port", port, allow_zero=True)
+        validation.number("request_timeout", request_timeout, rule="expected a positive number of seconds",
+                          minimum=0, allow_zero=False, finite=True)  # fmt: skip
         try:
             self._httpd = _Server((addr, port), _Handler)
         except OSError as exc:

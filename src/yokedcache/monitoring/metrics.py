@@ -23,8 +23,6 @@ from __future__ import annotations
 import atexit
 import itertools
 import logging
-import math
-import re
 import time
 import uuid
 from collections import OrderedDict
@@ -32,9 +30,10 @@ from typing import Any
 
 from opentelemetry.metrics import NoOpMeterProvider
 
+from .. import validation
+
 log = logging.getLogger("yokedcache.monitoring")
 
-_INSTRUMENT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_./\-]{0,254}")  # fullmatch: "$" would admit a final "\n"
 OVERFLOW_TAGS = {"otel.metric.overflow": "true"}
 
 
@@ -55,21 +54,6 @@ class NoOpCollector:
 
     async def timing(self, metric: str, value: float, tags: dict[str, Any] | None = None) -> None:
         return None
-
-
-#: Label names Prometheus gives a meaning of its own: a histogram's ``le`` would collide with
-#: the bucket label (the exposition then fails to parse), ``quantile`` is a summary's.
-_RESERVED_TAGS = {"le": "a histogram's bucket bound", "quantile": "a summary's quantile"}
-
-
-def _check_tag_name(tag: str) -> None:
-    """Reject tag names no collector can export faithfully, as bad metric names are rejected."""
-    if not tag:
-        raise ValueError("tags: a tag name must not be empty")
-    if tag in _RESERVED_TAGS:
-        raise ValueError(f"tags: {tag!r} is reserved by Prometheus for {_RESERVED_TAGS[tag]}; rename the tag")
-    if tag.startswith("__"):
-        raise ValueError(f"tags: {tag!r} starts with '__', which Prometheus reserves for internal labels")
 
 
 def _is_user_collector(obj: Any) -> bool:
@@ -95,31 +79,7 @@ class CacheMetrics:
         self.max_timers = max_timers
         #: Names of histograms recorded through ``timing`` (the bridge delivers them as timings).
         self.timing_names: set[str] = set()
-        readers: list[Any] = []
-        span_processors: list[Any] = []
-        self._owned: list[Any] = []
-        for collector in self.collectors:
-            if isinstance(collector, NoOpCollector):
-                continue
-            if callable(getattr(collector, "metric_reader", None)):
-                reader = collector.metric_reader(timing_names=self.timing_names)
-                if reader is not None:
-                    readers.append(reader)
-                processor = getattr(collector, "span_processor", None)
-                if callable(processor) and (p := processor()) is not None:
-                    span_processors.append(p)
-            elif _is_user_collector(collector):
-                from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-
-                from ..exporters.bridge import CollectorExporter
-
-                exporter = CollectorExporter([collector], timing_names=self.timing_names)
-                readers.append(PeriodicExportingMetricReader(exporter, export_interval_millis=export_interval * 1000))
-            else:
-                raise TypeError(
-                    f"collectors: {type(collector).__name__} is neither a built-in collector nor an object with "
-                    "async increment/gauge/histogram/timing methods"
-                )
+        readers, span_processors = _sdk_components(self.collectors, self.timing_names, export_interval)
         self.tracer_provider: Any = None
         if readers:
             from .._extras import require
@@ -162,11 +122,7 @@ class CacheMetrics:
         found = self._instruments.get((kind, name))
         if found is not None:
             return found
-        if not isinstance(name, str) or not _INSTRUMENT_NAME.fullmatch(name):
-            raise ValueError(
-                f"metric: {name!r} is not a valid name (a letter, then letters, digits, '_', '.', '-' or '/', "
-                "at most 255 characters)"
-            )
+        validation.instrument_name(name)
         if kind == "counter":
             inst = self._meter.create_counter(name)
         elif kind == "gauge":
@@ -190,7 +146,7 @@ class CacheMetrics:
         if key in seen:
             return clean
         for tag in clean:  # checked once per new tag set, like a metric name once per instrument
-            _check_tag_name(tag)
+            validation.tag_name(tag)
         if len(seen) >= self.max_tag_sets:
             if name not in self._overflow_warned:
                 self._overflow_warned.add(name)
@@ -202,9 +158,8 @@ class CacheMetrics:
 
     @staticmethod
     def _number(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"value: expected a number, got {type(value).__name__}")
-        return value
+        validation.number("value", value, kind="a number")
+        return value  # type: ignore[no-any-return]
 
     async def increment(self, metric: str, value: float = 1, tags: dict[str, Any] | None = None) -> None:
         value = self._number(value)
@@ -299,9 +254,38 @@ class CacheMetrics:
             log.debug("telemetry shutdown at exit failed", exc_info=True)
 
 
+def _sdk_components(
+    collectors: list[Any], timing_names: set[str], export_interval: float
+) -> tuple[list[Any], list[Any]]:
+    """``(metric readers, span processors)`` the collectors contribute to the providers."""
+    readers: list[Any] = []
+    span_processors: list[Any] = []
+    for collector in collectors:
+        if isinstance(collector, NoOpCollector):
+            continue
+        if callable(getattr(collector, "metric_reader", None)):
+            reader = collector.metric_reader(timing_names=timing_names)
+            if reader is not None:
+                readers.append(reader)
+            processor = getattr(collector, "span_processor", None)
+            if callable(processor) and (p := processor()) is not None:
+                span_processors.append(p)
+        elif _is_user_collector(collector):
+            from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+            from ..exporters.bridge import CollectorExporter
+
+            exporter = CollectorExporter([collector], timing_names=timing_names)
+            readers.append(PeriodicExportingMetricReader(exporter, export_interval_millis=export_interval * 1000))
+        else:
+            raise TypeError(
+                f"collectors: {type(collector).__name__} is neither a built-in collector nor an object with "
+                "async increment/gauge/histogram/timing methods"
+            )
+    return readers, span_processors
+
+
 def _check_shutdown_timeout(value: Any, name: str = "shutdown_timeout") -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name}: expected a number of seconds, got {type(value).__name__}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name}: expected a positive, finite number of seconds, got {value!r}")
+    validation.number(name, value, rule="expected a positive, finite number of seconds", kind="a number of seconds",
+                      minimum=0, allow_zero=False, finite=True)  # fmt: skip
     return float(value)

@@ -24,6 +24,7 @@ from email.message import EmailMessage
 from typing import Any
 from urllib.parse import urlsplit
 
+from .. import validation
 from .deadline import TotalDeadline
 
 __all__ = ["EmailNotifier", "NotificationError", "SMTPSettings", "WebhookNotifier", "safe_url"]
@@ -154,8 +155,7 @@ class SMTPSettings:
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
             raise ValueError("smtp host: expected a host name")
-        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 < self.port < 65536:
-            raise ValueError(f"smtp port: expected 1-65535, got {self.port!r}")
+        validation.port("smtp port", self.port, rule="expected 1-65535")
         if self.security not in SECURITY_MODES:
             raise ValueError(f"smtp security: expected one of {SECURITY_MODES}, got {self.security!r}")
 

@@ -13,9 +13,25 @@ import os
 import re
 from typing import Any
 
+from .. import validation
 from .._extras import require
 
 _PROTOCOLS = ("grpc", "http/protobuf")
+
+
+def _env_protocol() -> str:
+    """The protocol the standard variables choose (the metrics-specific one first), else gRPC."""
+    env = os.environ
+    return env.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc"
+
+
+def _http_endpoints(endpoint: str | None) -> tuple[str | None, str | None]:
+    """``(metrics URL, traces URL)`` for OTLP/HTTP: a base URL gets each signal's path appended
+    (what the OTel exporters do with ``OTEL_EXPORTER_OTLP_ENDPOINT``, but not with ``endpoint=``)."""
+    base = endpoint.rstrip("/") if endpoint else None
+    metric_endpoint = f"{base}/v1/metrics" if base and not base.endswith("/v1/metrics") else base
+    trace_endpoint = f"{base}/v1/traces" if base and not base.endswith("/v1/traces") else None
+    return metric_endpoint, trace_endpoint
 
 
 class OTLPCollector:
@@ -29,25 +45,14 @@ class OTLPCollector:
         insecure: bool | None = None,
         timeout: float | None = None,
     ) -> None:
-        protocol = (
-            protocol
-            or os.environ.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL")
-            or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-            or "grpc"
-        )
+        protocol = protocol or _env_protocol()
         if protocol not in _PROTOCOLS:
             raise ValueError(f"protocol: expected one of {_PROTOCOLS}, got {protocol!r}")
-        if export_interval is not None and (
-            isinstance(export_interval, bool) or not isinstance(export_interval, (int, float)) or export_interval <= 0
-        ):
-            raise ValueError(f"export_interval: expected a positive number of seconds, got {export_interval!r}")
+        validation.number("export_interval", export_interval, rule="expected a positive number of seconds",
+                          minimum=0, allow_zero=False, allow_none=True)  # fmt: skip
         self.protocol = protocol
         self.endpoint = endpoint
-        kwargs: dict[str, Any] = {}
-        if headers is not None:
-            kwargs["headers"] = headers
-        if timeout is not None:
-            kwargs["timeout"] = timeout
+        kwargs: dict[str, Any] = {k: v for k, v in (("headers", headers), ("timeout", timeout)) if v is not None}
         if protocol == "grpc":
             mod = require("opentelemetry.exporter.otlp.proto.grpc.metric_exporter", "otlp")
             trace_mod = require("opentelemetry.exporter.otlp.proto.grpc.trace_exporter", "otlp")
@@ -57,9 +62,7 @@ class OTLPCollector:
         else:
             mod = require("opentelemetry.exporter.otlp.proto.http.metric_exporter", "otlp")
             trace_mod = require("opentelemetry.exporter.otlp.proto.http.trace_exporter", "otlp")
-            base = endpoint.rstrip("/") if endpoint else None
-            metric_endpoint = f"{base}/v1/metrics" if base and not base.endswith("/v1/metrics") else base
-            trace_endpoint = f"{base}/v1/traces" if base and not base.endswith("/v1/traces") else None
+            metric_endpoint, trace_endpoint = _http_endpoints(endpoint)
         self.metric_exporter = mod.OTLPMetricExporter(endpoint=metric_endpoint, **kwargs)
         self.span_exporter = trace_mod.OTLPSpanExporter(endpoint=trace_endpoint, **kwargs) if traces else None
         self._export_interval = export_interval

@@ -18,6 +18,7 @@ import threading
 from dataclasses import replace
 from typing import Any
 
+from .. import validation
 from .._extras import require
 
 require("opentelemetry.exporter.prometheus", "prometheus")
@@ -31,9 +32,6 @@ from ..telemetry.semconv import BUILT_IN_UNITS  # noqa: E402
 from .http import MetricsServer, ReadinessRoute  # noqa: E402
 
 log = logging.getLogger("yokedcache.monitoring")
-
-_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")  # names and label keys; fullmatch: "$" would admit a final "\n"
-
 
 _BUILT_IN = "yokedcache."
 _UNIT_SUFFIX = {"By": "bytes", "s": "seconds"}  # the units our instruments and the shim use
@@ -52,7 +50,7 @@ _TAKEN = frozenset(_family(name[len(_BUILT_IN) :], unit) for name, unit in BUILT
 
 def _rename(data: MetricsData, prefix: str, labels: dict[str, str], warned: set[str]) -> MetricsData:
     """Built-in ``yokedcache.x`` becomes ``<prefix>.x`` and an application's ``y`` becomes
-    ``<prefix>.y`` -- unless that lands in a built-in's family (the guide's health monitor pushes
+    ``<prefix>.y`` -- unless that lands in a built-in's family (docs/monitoring.md's health monitor pushes
     ``cache.hit_rate`` and ``cache.size_bytes``): two families of one name make Prometheus reject
     the whole scrape, so the application's becomes ``<prefix>.app.y``, with one warning."""
     resource_metrics = []
@@ -176,16 +174,9 @@ class PrometheusCollector:
         addr: str = "127.0.0.1",
         status_page: bool = True,
     ) -> None:
-        if not isinstance(namespace, str) or not _NAME.fullmatch(namespace):
-            raise ValueError(f"namespace: must match [a-zA-Z_][a-zA-Z0-9_]*, got {namespace!r}")
-        if subsystem is not None and (not isinstance(subsystem, str) or not _NAME.fullmatch(subsystem)):
-            raise ValueError(f"subsystem: must match [a-zA-Z_][a-zA-Z0-9_]*, got {subsystem!r}")
-        labels = dict(labels or {})
-        for key, value in labels.items():
-            if not isinstance(key, str) or not _NAME.fullmatch(key) or key.startswith("__"):
-                raise ValueError(f"labels: {key!r} is not a valid Prometheus label name")
-            if not isinstance(value, str):
-                raise TypeError(f"labels: value of {key!r} must be a str, got {type(value).__name__}")
+        validation.prometheus_name("namespace", namespace)
+        validation.prometheus_name("subsystem", subsystem, allow_none=True)
+        labels = validation.label_names("labels", dict(labels or {}))
         if registry is not None and not isinstance(registry, CollectorRegistry):
             raise TypeError(f"registry: expected a prometheus_client CollectorRegistry, got {type(registry).__name__}")
         self.namespace = namespace

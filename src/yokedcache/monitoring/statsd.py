@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
+from .. import validation
 from .._extras import require
 
 # Both before the bridge's own check (which would name [sdk]): one message, naming [statsd].
@@ -42,13 +42,8 @@ class StatsDCollector(StatsDSink):
         )
         # NaN fails every comparison and inf makes the first export wait forever: either way
         # nothing would ever be sent, so both are rejected here.
-        if (
-            isinstance(flush_interval, bool)
-            or not isinstance(flush_interval, (int, float))
-            or not math.isfinite(flush_interval)
-            or flush_interval <= 0
-        ):
-            raise ValueError(f"flush_interval: expected a positive, finite number of seconds, got {flush_interval!r}")
+        validation.number("flush_interval", flush_interval, rule="expected a positive, finite number of seconds",
+                          minimum=0, allow_zero=False, finite=True)  # fmt: skip
         self.flush_interval = float(flush_interval)
         self.exporter: Any = None
 

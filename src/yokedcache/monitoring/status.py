@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..health import DEGRADED, HEALTHY, UNHEALTHY, current_health, worst_status
+from ..percentiles import percentile
 from ..telemetry.observers import MAX_CACHE_NAMES, OTHER_NAME
 from ..telemetry.semconv import OPERATIONS
 
@@ -45,13 +46,10 @@ TICK_SECONDS = 1.0
 WATCHED_SECONDS = 10.0
 
 _BREAKER_ORDER = {"closed": 0, "half_open": 1, "open": 2}
+#: The ``totals`` of a cache group, in the order ``/status.json`` lists them.
+_TOTALS = ("operations", "gets", "hits", "misses", "sets", "deletes", "invalidations", "errors", "cancellations")
 #: What the page shows of a firing alert (the notification payload minus the cache's address).
 _ALERT_FIELDS = ("alert", "severity", "metric", "value", "threshold", "comparison", "timestamp", "description")
-
-
-def _quantile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank quantile (the one ``get_comprehensive_metrics`` uses)."""
-    return sorted_values[min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))]
 
 
 def _r(value: float | None, digits: int) -> float | None:
@@ -136,7 +134,7 @@ class StatusBoard:
                     series = self._p99[group.name] = deque(maxlen=self.chart_seconds + 1)
                 if durations:
                     durations.sort()
-                    series.append((now, round(_quantile(durations, 0.99), 9)))
+                    series.append((now, round(percentile(durations, 0.99), 9)))
                 else:
                     series.append((now, None))
             self._seen = seen
@@ -172,86 +170,54 @@ class StatusBoard:
         from .alerts import firing_for
 
         caches = group.caches
-        statuses, reasons = [], []
-        breakers, pools, usages, alerts = [], [], [], []
-        totals = dict.fromkeys(
-            ("operations", "gets", "hits", "misses", "sets", "deletes", "invalidations", "errors", "cancellations"), 0
-        )
-        errors: dict[tuple[str, str], int] = {}
-        w_ops = w_errors = w_hits = w_misses = 0
-        ops_per_second = 0.0
-        elapsed_max = 0.0
-        uptime = 0.0
-        for cache in caches:
-            status, why = current_health(cache)
-            statuses.append(status)
-            reasons.extend(r for r in why if r not in reasons)
-            if cache.breaker is not None:
-                breakers.append(cache.breaker)
-            pool = cache.backend.pool_stats()
-            if pool is not None:
-                pools.append(pool)
-            usage = cache._current_usage()
-            if usage is not None:
-                usages.append(usage)
-            alerts.extend(firing_for(cache))
-            c = cache.telemetry.counters
-            totals["operations"] += c.total_calls
-            totals["gets"] += c.hits + c.misses
-            totals["hits"] += c.hits
-            totals["misses"] += c.misses
-            totals["sets"] += c.sets
-            totals["deletes"] += c.deletes
-            totals["invalidations"] += c.invalidations
-            totals["cancellations"] += c.cancellations
-            for key, count in list(c.errors.items()):
-                errors[key] = errors.get(key, 0) + count
-                totals["errors"] += count
-            uptime = max(uptime, time.monotonic() - c.started_monotonic)
-            elapsed, (d_ops, d_errors, d_hits, d_misses) = cache.rates.delta(self.window)
-            elapsed_max = max(elapsed_max, elapsed)
-            w_ops, w_errors, w_hits, w_misses = w_ops + d_ops, w_errors + d_errors, w_hits + d_hits, w_misses + d_misses
-            if elapsed > 0:
-                ops_per_second += d_ops / elapsed
-        made = self._latency.get(group.name)
-        if made is not None and mono - made[0] <= 1.5 * TICK_SECONDS:
-            latency = made[1]
-        else:  # nobody watched a moment ago (or the tick is late): make them now
-            latency = self._latency_rows(caches, time.perf_counter())
+        totals, errors, uptime = _totals(caches)
         gets = totals["gets"]
         doc: dict[str, Any] = {
             "name": group.name,
             "backend": "+".join(sorted({c.backend.info.kind for c in caches})),
             "instances": len(caches),
-            "health": {"status": worst_status(statuses), "reasons": reasons},
-            "breaker": (
-                {
-                    "state": max((b.state for b in breakers), key=lambda s: _BREAKER_ORDER.get(s, 2)),
-                    "opens": sum(b.opens for b in breakers),
-                }
-                if breakers
-                else None
-            ),
+            "health": _health(caches),
+            "breaker": _breaker([c.breaker for c in caches if c.breaker is not None]),
             "uptime_seconds": round(uptime, 3),
-            "window": {
-                "seconds": round(elapsed_max, 3),
-                "operations": w_ops,
-                "operations_per_second": round(ops_per_second, 3),
-                "hit_rate": _r(w_hits / (w_hits + w_misses), 6) if w_hits + w_misses else None,
-                "errors": w_errors,
-                "error_ratio": _r(w_errors / w_ops, 6) if w_ops else None,
-            },
+            "window": self._window(caches),
             "hit_rate_since_start": _r(totals["hits"] / gets, 6) if gets else None,
             "totals": totals,
-            "latency": latency,
-            "errors": [{"operation": op, "error_type": etype, "count": n} for (op, etype), n in sorted(errors.items())],
-            "pool": _pool(pools),
-            "usage": _usage(usages, wall),
-            "alerts": [{k: a.get(k) for k in _ALERT_FIELDS} for a in alerts],
+            "latency": self._latency_for(group, mono),
+            "errors": errors,
+            "pool": _pool([p for p in (c.backend.pool_stats() for c in caches) if p is not None]),
+            "usage": _usage([u for u in (c._current_usage() for c in caches) if u is not None], wall),
+            "alerts": [{k: a.get(k) for k in _ALERT_FIELDS} for c in caches for a in firing_for(c)],
         }
         if chart_seconds > 0:
             doc["charts"] = self._charts(group, chart_seconds, mono, wall)
         return doc
+
+    def _latency_for(self, group: _Group, mono: float) -> list[dict[str, Any]]:
+        made = self._latency.get(group.name)
+        if made is not None and mono - made[0] <= 1.5 * TICK_SECONDS:
+            return made[1]
+        # nobody watched a moment ago (or the tick is late): make them now
+        return self._latency_rows(group.caches, time.perf_counter())
+
+    def _window(self, caches: list[YokedCache]) -> dict[str, Any]:
+        """Rates over the last ``window`` seconds: counter differences, summed over the caches."""
+        ops = errors = hits = misses = 0
+        ops_per_second = 0.0
+        elapsed_max = 0.0
+        for cache in caches:
+            elapsed, (d_ops, d_errors, d_hits, d_misses) = cache.rates.delta(self.window)
+            elapsed_max = max(elapsed_max, elapsed)
+            ops, errors, hits, misses = ops + d_ops, errors + d_errors, hits + d_hits, misses + d_misses
+            if elapsed > 0:
+                ops_per_second += d_ops / elapsed
+        return {
+            "seconds": round(elapsed_max, 3),
+            "operations": ops,
+            "operations_per_second": round(ops_per_second, 3),
+            "hit_rate": _r(hits / (hits + misses), 6) if hits + misses else None,
+            "errors": errors,
+            "error_ratio": _r(errors / ops, 6) if ops else None,
+        }
 
     def _latency_rows(self, caches: list[YokedCache], now_perf: float) -> list[dict[str, Any]]:
         """p50/p95/p99 per operation over the caches' recent operations inside the window."""
@@ -266,9 +232,9 @@ class StatusBoard:
                 rows.append({
                     "operation": op,
                     "count": len(values),
-                    "p50_seconds": round(_quantile(values, 0.50), 9),
-                    "p95_seconds": round(_quantile(values, 0.95), 9),
-                    "p99_seconds": round(_quantile(values, 0.99), 9),
+                    "p50_seconds": round(percentile(values, 0.50), 9),
+                    "p95_seconds": round(percentile(values, 0.95), 9),
+                    "p99_seconds": round(percentile(values, 0.99), 9),
                 })  # fmt: skip
         return rows
 
@@ -323,6 +289,48 @@ def _durations_by_operation(recent: Iterable[tuple[float, float, str]], since: f
     for op in set(operations):
         found = into.setdefault(op, [])
         found.extend(itertools.compress(durations, map(operator.eq, itertools.repeat(op), operations)))
+
+
+def _health(caches: list[YokedCache]) -> dict[str, Any]:
+    """The worst status of the caches, with every distinct reason once."""
+    statuses, reasons = [], []
+    for cache in caches:
+        status, why = current_health(cache)
+        statuses.append(status)
+        reasons.extend(r for r in why if r not in reasons)
+    return {"status": worst_status(statuses), "reasons": reasons}
+
+
+def _breaker(breakers: list[Any]) -> dict[str, Any] | None:
+    if not breakers:
+        return None
+    return {
+        "state": max((b.state for b in breakers), key=lambda s: _BREAKER_ORDER.get(s, 2)),
+        "opens": sum(b.opens for b in breakers),
+    }
+
+
+def _totals(caches: list[YokedCache]) -> tuple[dict[str, int], list[dict[str, Any]], float]:
+    """``(totals since start, error counts by operation and error type, uptime in seconds)``."""
+    totals = dict.fromkeys(_TOTALS, 0)
+    errors: dict[tuple[str, str], int] = {}
+    uptime = 0.0
+    for cache in caches:
+        c = cache.telemetry.counters
+        totals["operations"] += c.total_calls
+        totals["gets"] += c.hits + c.misses
+        totals["hits"] += c.hits
+        totals["misses"] += c.misses
+        totals["sets"] += c.sets
+        totals["deletes"] += c.deletes
+        totals["invalidations"] += c.invalidations
+        totals["cancellations"] += c.cancellations
+        for key, count in list(c.errors.items()):
+            errors[key] = errors.get(key, 0) + count
+            totals["errors"] += count
+        uptime = max(uptime, time.monotonic() - c.started_monotonic)
+    rows = [{"operation": op, "error_type": etype, "count": n} for (op, etype), n in sorted(errors.items())]
+    return totals, rows, uptime
 
 
 def _pool(pools: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -28,7 +28,6 @@ class CacheCounters:
         "misses",
         "sets",
         "started_monotonic",
-        "started_wall",
     )
 
     def __init__(self) -> None:
@@ -44,7 +43,6 @@ class CacheCounters:
         self.duration_sum: dict[str, float] = dict.fromkeys(OPERATIONS, 0.0)
         self.errors: dict[tuple[str, str], int] = {}
         self.started_monotonic = time.monotonic()
-        self.started_wall = time.time()
 
     def add_error(self, operation: str, error_type: str) -> None:
         key = (operation, error_type)

@@ -26,7 +26,7 @@ from ..backends.base import BackendInfo, Usage
 from ..errors import CacheCommandError, CacheUnavailableError, original_error
 from . import semconv as sc
 from . import switch
-from .counters import CacheCounters
+from .counters import MAX_ERROR_TYPES, OTHER_ERROR, CacheCounters
 from .observers import ObservedCaches, StateReading, observed_caches
 
 try:  # the API has carried this key for years; keep a fallback for very old/new layouts
@@ -62,7 +62,6 @@ class Instrumentation:
         usage: Callable[[], Usage | None] = lambda: None,
         evictions: Callable[[], int | None] = lambda: None,
         state: Callable[[], StateReading | None] = lambda: None,
-        readiness: Callable[[], dict[str, Any]] | None = None,
         owner: Callable[[], Any] | None = None,
         recent_window: int = 2048,
     ) -> None:
@@ -72,9 +71,8 @@ class Instrumentation:
         self.usage = usage
         self.evictions = evictions
         self.state = state
-        #: Runs the cache's detailed health check from another thread (for ``/readyz``).
-        self.readiness = readiness
-        #: A weak reference to the cache, for the status page (which reads what the cache keeps).
+        #: A weak reference to the cache, for the status page and ``/readyz`` (which read what
+        #: the cache keeps and run its health checks).
         self.owner = owner
         self.capture_keys = capture_keys
         self._db_client_metrics = db_client_metrics
@@ -389,8 +387,8 @@ class Instrumentation:
         if self._histogram is not None:
             attrs = self._error_attrs.get((op, etype))
             if attrs is None:
-                if len(self._error_attrs) >= 64:
-                    etype = "_OTHER"
+                if len(self._error_attrs) >= MAX_ERROR_TYPES:  # the counters' cap, so both fold alike
+                    etype = OTHER_ERROR
                 attrs = self._error_attrs.setdefault(
                     (op, etype), {sc.CACHE_NAME: self.name, sc.ATTR_OPERATION: op, sc.ATTR_ERROR_TYPE: etype}
                 )
