@@ -104,22 +104,36 @@ def telemetry() -> Iterator[Telemetry]:
     tp.shutdown()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "minimal"])
 def backend_kind(request: pytest.FixtureRequest) -> str:
+    """The built-in backends, and "minimal": tests/test_backend_contract.py's DictBackend, which
+    implements only the abstract members of the backend contract."""
     return str(request.param)
 
 
 @pytest.fixture
-async def make_cache(backend_kind: str, request: pytest.FixtureRequest, telemetry: Telemetry):
+def backend_settings(backend_kind: str, request: pytest.FixtureRequest) -> dict[str, object]:
+    """``CacheConfig`` settings that select the parametrised backend. Every cache of a test shares
+    one store, as caches on one Redis do (the memory backend is one store per cache)."""
+    if backend_kind == "redis":
+        return {"redis_url": request.getfixturevalue("redis_url")}
+    if backend_kind == "minimal":
+        from .test_backend_contract import DictBackend
+
+        return {"backend": DictBackend()}
+    return {}
+
+
+@pytest.fixture
+async def make_cache(backend_settings: dict[str, object], telemetry: Telemetry):
     """Factory for caches on the parametrised backend, all closed at teardown."""
     created: list[YokedCache] = []
-    url = request.getfixturevalue("redis_url") if backend_kind == "redis" else None
 
     def make(**kw: object) -> YokedCache:
         kw.setdefault("meter_provider", telemetry.meter_provider)
         kw.setdefault("tracer_provider", telemetry.tracer_provider)
-        if url is not None and "backend" not in kw:
-            kw.setdefault("redis_url", url)
+        if "backend" not in kw:
+            kw = {**backend_settings, **kw}
         cache = YokedCache(CacheConfig(**kw))  # type: ignore[arg-type]
         created.append(cache)
         return cache

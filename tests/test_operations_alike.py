@@ -14,7 +14,7 @@ import pytest
 from opentelemetry.trace import StatusCode
 
 from yokedcache import CacheConfig, YokedCache
-from yokedcache.backends.base import BackendInfo, Usage
+from yokedcache.backends.base import Backend, BackendInfo, Usage
 from yokedcache.errors import CacheConnectionError
 from yokedcache.telemetry import semconv as sc
 
@@ -36,7 +36,7 @@ OPERATIONS: list[Operation] = [
 IDS = [op for op, _, _ in OPERATIONS]
 
 
-class BrokenBackend:
+class BrokenBackend(Backend):
     """Every data call raises a backend error (``down``) or waits forever (``hung``)."""
 
     info = BackendInfo(kind="broken")

@@ -35,14 +35,13 @@ async def traffic(cache: YokedCache) -> None:
 
 
 @pytest.fixture
-async def served(backend_kind, request):
+async def served(backend_settings):
     made = []
 
     async def make(**collector_kw):
         collector = PrometheusCollector(port=0, **collector_kw)
         metrics = CacheMetrics([collector])
-        url = request.getfixturevalue("redis_url") if backend_kind == "redis" else None
-        cache = YokedCache(CacheConfig(metrics=metrics, redis_url=url))
+        cache = YokedCache(CacheConfig(metrics=metrics, **backend_settings))
         made.append((cache, metrics))
         await traffic(cache)
         await cache.refresh_usage()

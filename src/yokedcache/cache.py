@@ -105,7 +105,7 @@ async def _background_work(ref: weakref.ReferenceType[YokedCache], stop: asyncio
     if cache is None or cache._closed:
         return
     exact: asyncio.Task[None] | None = None
-    if cache.config.stats_exact_keys and hasattr(cache.backend, "count_keys"):
+    if cache.config.stats_exact_keys and cache.backend.current_usage() is None:
         exact = cache._exact_counter = loop.create_task(_count_keys_forever(ref, stop))
     next_usage = next_snapshot = loop.time()
     del cache
@@ -116,7 +116,7 @@ async def _background_work(ref: weakref.ReferenceType[YokedCache], stop: asyncio
                 return
             now = loop.time()
             due: list[float] = []
-            if cache.backend.info.system is not None:
+            if cache.backend.current_usage() is None:  # measuring takes I/O: keep a recent answer
                 if now >= next_usage:
                     # Reuse a sample another cache or process shared within half an interval.
                     await cache._refresh_usage(max_age=cache.config.stats_refresh_interval / 2)
@@ -144,10 +144,10 @@ async def _count_keys_forever(ref: weakref.ReferenceType[YokedCache], stop: asyn
         cache = ref()
         if cache is None or cache._closed:
             return
-        backend: Any = cache.backend
+        backend = cache.backend
         pattern = escape_glob(cache._prefix) + "*"
         budget, interval = cache.config.stats_exact_cpu_budget, cache.config.stats_refresh_interval
-        generation = getattr(backend, "invalidations", None)
+        generation = backend.invalidations
         started = loop.time()
         try:  # the reserved lane, without its deadline: a paced count takes as long as it takes
             count = functools.partial(backend.count_keys, pattern, cpu_budget=budget)
@@ -222,7 +222,8 @@ class YokedCache:
 
         #: Built from the config (so it can be rebuilt for another event loop), or handed to us.
         self._owns_backend = config.backend is None or isinstance(config.backend, str)
-        classify = getattr(self.backend, "classify_error", None)
+        # A remote backend's calls go through the guard, which asks it what each exception means.
+        classify = self.backend.classify_error if self.backend.remote else None
         breaker = (
             CircuitBreaker(config.circuit_failure_threshold, config.circuit_recovery_timeout)
             if config.circuit_breaker_enabled and classify is not None
@@ -232,7 +233,7 @@ class YokedCache:
         self._background: set[asyncio.Task[None]] = set()
         if breaker is not None:
             breaker.listeners.append(self._on_breaker_change)
-        limit = getattr(self.backend, "max_connections", None)
+        limit = self.backend.max_connections
         self._guard = (
             Guard(
                 classify,
@@ -268,7 +269,7 @@ class YokedCache:
             self._loop = asyncio.get_running_loop()
         #: Connections belong to an event loop (Redis), so every operation checks it is on that loop;
         #: the memory backend's dict does not (benchmarks/overhead.py target 3b: 60 ns of ~1.6 µs).
-        self._loop_bound = self.backend.info.system is not None
+        self._loop_bound = self.backend.loop_bound
         #: The loop every per-loop piece (connections, background task) is ready for; any other
         #: value -- None after close(), a new loop -- sends the next operation through _prepare.
         self._bound_loop: asyncio.AbstractEventLoop | None = None
@@ -276,7 +277,7 @@ class YokedCache:
         self._ping_failed_at: int | None = None
         self._refresher: asyncio.Task[None] | None = None
         self._stop: asyncio.Event | None = None
-        self._needs_refresher = not isinstance(self.backend, MemoryBackend)
+        self._needs_refresher = self.backend.current_usage() is None
         meter_provider = config.metrics.meter_provider if config.metrics is not None else config.meter_provider
         tracer_provider = config.tracer_provider
         if tracer_provider is None and config.metrics is not None:
@@ -288,11 +289,11 @@ class YokedCache:
             meter_provider=meter_provider,
             tracer_provider=tracer_provider,
             metrics_enabled=config.enable_metrics,
-            tracing_enabled=config.enable_tracing if config.enable_tracing is not None else info.system is not None,
+            tracing_enabled=config.enable_tracing if config.enable_tracing is not None else self.backend.remote,
             capture_keys=config.capture_keys,
             db_client_metrics=config.db_client_metrics,
             usage=self._current_usage,
-            evictions=lambda: getattr(self.backend, "evictions", None),
+            evictions=lambda: self.backend.evictions,
             state=self.state,
             owner=weakref.ref(self),
         )
@@ -301,12 +302,7 @@ class YokedCache:
         self._closed = False
         #: Operations, errors and hits over a sliding window (ops/s, error rate, health).
         self.rates = CounterWindow(self._totals)
-        # Hot-path shortcuts: a backend that can answer synchronously (memory) is called without
-        # a coroutine per operation; others are called through the guard (breaker + retries).
-        self._get_nowait = getattr(self.backend, "get_nowait", None)
-        self._set_nowait = getattr(self.backend, "set_nowait", None)
-        self._backend_get = self.backend.get
-        self._backend_set = self.backend.set
+        self._bind_backend()
 
     @staticmethod
     def _make_backend(config: CacheConfig) -> Backend:
@@ -333,6 +329,17 @@ class YokedCache:
             )
         return MemoryBackend(max_keys=config.max_keys, max_memory_bytes=config.max_memory_bytes)
 
+    def _bind_backend(self) -> None:
+        """Hot-path shortcuts, bound once per backend: one that can answer synchronously
+        (``supports_nowait``: memory) is called without a coroutine per operation; others are
+        called through the guard (breaker + retries)."""
+        backend = self.backend
+        nowait = backend.supports_nowait
+        self._get_nowait: Callable[[str], bytes | None] | None = backend.get_nowait if nowait else None
+        self._set_nowait: Callable[..., None] | None = backend.set_nowait if nowait else None
+        self._backend_get = backend.get
+        self._backend_set = backend.set
+
     @property
     def name(self) -> str:
         """``cache.name`` on this cache's metrics and spans (``CacheConfig.name`` or the backend kind)."""
@@ -344,10 +351,8 @@ class YokedCache:
         queues in order and puts the same deadline on each round trip itself (admitting
         max_connections calls at once would only cap its batches, and a deadline per caller
         would count one hung batch as many failures)."""
-        observe = getattr(self.backend, "observe_batches", None)
-        if observe is not None:
-            observe(self.telemetry)
-        pipeliner = getattr(self.backend, "pipeliner", None)
+        self.backend.observe_batches(self.telemetry)
+        pipeliner = self.backend.pipeliner
         if self._guard is not None:
             self._guard.self_admitting = pipeliner
             if pipeliner is not None and self._guard.timeout is not None:  # the deadline, per round trip
@@ -377,7 +382,7 @@ class YokedCache:
         own loop if it still runs, or left to the collector if it is gone.
         """
         old_loop, old_backend = self._loop, self.backend
-        if not self._owns_backend and old_backend.info.system is not None:
+        if not self._owns_backend and old_backend.loop_bound:
             raise RuntimeError(
                 "this cache's backend was created outside the cache and holds connections of another "
                 "event loop; give the cache a redis_url (it then reconnects per loop) or create it "
@@ -389,10 +394,9 @@ class YokedCache:
                 old_loop.call_soon_threadsafe(self._refresher.cancel)
             self._refresher = None
             self._stop = None
-        if self._owns_backend and old_backend.info.system is not None:
+        if self._owns_backend and old_backend.loop_bound:
             self.backend = self._make_backend(self.config)
-            self._backend_get = self.backend.get
-            self._backend_set = self.backend.set
+            self._bind_backend()
             self._observe_batches()
             self._release_elsewhere(old_backend, old_loop)
         if self._guard is not None:
@@ -534,14 +538,15 @@ class YokedCache:
         the bytes are scaled to it, as long as no invalidation of ours happened since it began.
         """
         backend = self.backend
-        if isinstance(backend, MemoryBackend):
-            return backend.snapshot()
+        live = backend.current_usage()
+        if live is not None:
+            return live
         usage = self._usage
         exact = self._exact_keys
         if usage is None or exact is None or usage.method == "exact":
             return usage
         keys, generation, measured_at = exact
-        if generation != getattr(backend, "invalidations", None):
+        if generation != backend.invalidations:
             return usage
         per_key = usage.bytes / usage.keys if usage.keys else 0.0
         return replace(
@@ -590,17 +595,14 @@ class YokedCache:
         return await self._refresh_usage(max_age=0.0)
 
     async def _refresh_usage(self, max_age: float) -> Usage | None:
-        backend: Any = self.backend
-        generation = getattr(backend, "invalidations", None)
+        backend = self.backend
+        generation = backend.invalidations
         sets = self.telemetry.counters.sets
         if self._usage is not None and generation != self._usage_generation:
             max_age = 0.0  # we invalidated since: a shared pre-invalidation sample is stale
         try:
-            estimate = getattr(backend, "estimate_usage", None)
-            if estimate is not None:
-                self._usage = await self._side_call(functools.partial(estimate, self._prefix, max_age=max_age))
-            else:
-                self._usage = await self._side_call(backend.usage, escape_glob(self._prefix) + "*")
+            estimate = functools.partial(backend.estimate_usage, self._prefix, max_age=max_age)
+            self._usage = await self._side_call(estimate)
         except Exception as exc:  # a failed refresh keeps the last known figures
             log.debug("usage refresh failed: %s", type(exc).__name__)
             self.record_probe(False)
@@ -885,7 +887,7 @@ class YokedCache:
         c = self.telemetry.counters
         if (
             usage is None
-            or getattr(self.backend, "invalidations", None) != self._usage_generation
+            or self.backend.invalidations != self._usage_generation
             # drawn while this cache's first writes were still on the wire: it predates them
             or (self._usage_sets == 0 and c.sets > 0)
         ):
@@ -966,9 +968,7 @@ class YokedCache:
         if loop is not None and loop.is_running():
             asyncio.run_coroutine_threadsafe(backend.close(), loop)
             return
-        abandon = getattr(backend, "abandon_connections", None)
-        if abandon is not None:
-            abandon()
+        backend.abandon_connections()
 
     def _call_on_own_loop(self, fn: Any) -> None:
         loop = self._loop
@@ -989,7 +989,7 @@ class YokedCache:
             self._guard.closed = True
         with contextlib.suppress(Exception):
             self.telemetry.close()
-        if self.backend.info.system is not None:
+        if self.backend.loop_bound:
             backend, loop = self.backend, self._loop
             if loop is not None and not loop.is_closed():
                 self._call_on_own_loop(lambda: _close_in_background(backend))

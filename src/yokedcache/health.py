@@ -248,7 +248,7 @@ async def detailed_health_check(cache: HealthSource, *, probe: Backend | None = 
             "db": info.db,
             "url": info.extra.get("url"),
         },
-        "redis_connected": ok if info.kind == "redis" else None,
+        "redis_connected": ok if cache.backend.remote else None,
         "ping_latency_seconds": latency,
         "connection_pool": pool,
         "circuit_breaker": breaker,
@@ -298,8 +298,7 @@ def current_health(cache: HealthSource) -> tuple[str, list[str]]:
 
 def describe_failure(backend: Backend, exc: BaseException) -> str:
     """Words for why a backend call failed ("authentication failed (WRONGPASS)"), never a secret."""
-    classify = getattr(backend, "classify_error", None)
-    failure = classify(exc) if classify is not None else None
+    failure = backend.classify_error(exc)
     if failure is None:
         return error_type(exc)
     return f"{failure.reason} ({failure.code})" if failure.code else failure.reason
@@ -333,7 +332,7 @@ def readiness_report(cache: HealthSource, timeout: float) -> dict[str, Any]:
         return _unhealthy(cache, "cache is closed")
     loop = cache.event_loop
     if loop is None or loop.is_closed() or not loop.is_running():
-        if cache.backend.info.kind == "memory":  # nothing loop-bound: check it right here
+        if not cache.backend.loop_bound:  # nothing loop-bound: check it right here
             return asyncio.run(detailed_health_check(cache))
         twin = cache.twin_backend()
         if twin is None:

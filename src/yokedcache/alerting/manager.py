@@ -297,7 +297,7 @@ class AlertManager:
         return out
 
     def _eviction_rate(self) -> float | None:
-        evictions = getattr(self.cache.backend, "evictions", None)
+        evictions = self.cache.backend.evictions
         if evictions is None:
             return None
         now, last = time.monotonic(), self._last_evictions
@@ -308,7 +308,7 @@ class AlertManager:
 
     def _redis_connected(self) -> float | None:
         cache = self.cache
-        if cache.backend.info.kind != "redis":
+        if not cache.backend.remote:
             return None
         loop = cache._loop
         if loop is None or loop.is_closed() or not loop.is_running():

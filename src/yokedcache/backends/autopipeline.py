@@ -34,11 +34,9 @@ batch (the cache's instrumentation records the batch-size histogram and the PIPE
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 if sys.version_info >= (3, 11):
     from asyncio import timeout as _timeout
@@ -50,6 +48,11 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .. import validation
+from ._connections import hang_up
+from .base import BatchObserver
+
+if TYPE_CHECKING:
+    from .redis import RedisBackend
 
 __all__ = ["AutoPipeliner", "BatchObserver", "ClusterAutoPipeliner"]
 
@@ -62,20 +65,6 @@ Parse = Callable[[list[Any]], Any]
 #: One caller's operation: its commands, how to turn their replies into its result, its future,
 #: and what the observer captured when it was queued (the operation's span, or None).
 Entry = tuple[Sequence[Command], Parse, "asyncio.Future[Any]", Any]
-
-
-class BatchObserver(Protocol):
-    """Told about every batch; implemented by the cache's instrumentation."""
-
-    def pipeline_context(self) -> Any:
-        """Called when an operation is queued (in the caller's context): e.g. its current span."""
-        ...
-
-    def pipeline_started(self, operations: int, commands: int, contexts: list[Any]) -> Any:
-        """A batch leaves; returns a token handed back to :meth:`pipeline_finished`."""
-        ...
-
-    def pipeline_finished(self, token: Any, error: BaseException | None) -> None: ...
 
 
 def _reply(replies: list[Any]) -> Any:
@@ -202,12 +191,12 @@ class AutoPipeliner:
     #: Writes with tags (and set_many) are MULTI/EXEC units: atomic, as without pipelining.
     transactional_writes = True
 
-    def __init__(self, backend: Any, *, max_batches: int = DEFAULT_MAX_BATCHES) -> None:
+    def __init__(self, backend: RedisBackend, *, max_batches: int = DEFAULT_MAX_BATCHES) -> None:
         validation.number("max_batches", max_batches, rule="must be a positive int", integer=True, minimum=1)
         self._backend = backend
         self.max_batches = max_batches
         self.observer: BatchObserver | None = None
-        pool = getattr(backend, "_pool", None)
+        pool = backend._pool  # None on a cluster: a pool per node
         #: One deadline per round trip (batch or lone), in seconds. The cache sets its
         #: operation_timeout here; a backend used alone keeps its pool's socket timeout.
         self.timeout: float | None = pool.connection_kwargs.get("socket_timeout") if pool is not None else None
@@ -434,12 +423,7 @@ class AutoPipeliner:
 
     def abandon_connections(self) -> None:
         """Shut down every batch socket without its event loop (see RedisBackend)."""
-        for connection in self._connections:
-            writer = getattr(connection, "_writer", None)
-            sock = writer.get_extra_info("socket") if writer is not None else None
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+        hang_up(self._connections)
 
     async def close(self) -> None:
         """Let batches in flight finish (the cache drained its callers first), then hang up."""

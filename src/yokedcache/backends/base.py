@@ -2,13 +2,23 @@
 
 Backends store opaque bytes under fully-qualified keys; naming, serialisation, telemetry and
 resilience all live above them, so a backend is small enough to reason about (and to write).
+
+Everything the facade, the health checks and the alert evaluator ask of a backend is declared on
+:class:`Backend`: the storage operations only the store can implement are abstract; every other
+member has a default that means "this backend does not have that" (no fast path, no pool, no
+evictions counted, no outage to survive). A new backend overrides what it has and nothing else;
+``tests/test_backend_contract.py`` runs the cache's behaviour suite on one that implements only
+the abstract members.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
+
+from .._glob import escape_glob
 
 __all__ = [
     "MISCONFIGURED",
@@ -18,8 +28,10 @@ __all__ = [
     "UNAVAILABLE",
     "Backend",
     "BackendInfo",
+    "BatchObserver",
     "DatabaseUsage",
     "Failure",
+    "Pipeliner",
     "Usage",
 ]
 
@@ -91,7 +103,9 @@ class Usage:
 
 @dataclass(frozen=True)
 class BackendInfo:
-    """Static facts about where a backend stores data (for spans, health and logs; no secrets)."""
+    """Static facts about where a backend stores data, for spans, health output and logs (no
+    secrets). They are data to report: what the facade does follows :class:`Backend`'s declared
+    capabilities, never these strings."""
 
     kind: str  # "memory" or "redis"
     system: str | None = None  # the database system, e.g. "redis"
@@ -101,51 +115,167 @@ class BackendInfo:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-@runtime_checkable
-class Backend(Protocol):
+class BatchObserver(Protocol):
+    """Told about every auto-pipelined batch; implemented by the cache's instrumentation
+    (``telemetry/instrumentation.py``), so the backend needs to know nothing of telemetry."""
+
+    def pipeline_context(self) -> Any:
+        """Called when an operation is queued (in the caller's context): e.g. its current span."""
+        ...
+
+    def pipeline_started(self, operations: int, commands: int, spans: list[Any]) -> Any:
+        """A batch leaves; ``spans`` holds what :meth:`pipeline_context` returned for each of its
+        operations. Returns a token handed back to :meth:`pipeline_finished`."""
+        ...
+
+    def pipeline_finished(self, token: Any, error: BaseException | None) -> None: ...
+
+
+class Pipeliner(Protocol):
+    """What the facade sets on a backend's auto-pipeliner (``backends/autopipeline.py``)."""
+
+    #: One deadline per round trip, in seconds: the facade sets its ``operation_timeout`` here,
+    #: because the guard does not time pipelined calls one by one.
+    timeout: float | None
+
+
+class Backend(ABC):
     """Async storage of bytes. ``ttl`` is in seconds (``None`` = no expiry).
 
-    ``tags`` and ``tag_keys`` are fully-qualified tag-set names chosen by the facade.
+    ``tags`` and ``tag_keys`` are fully-qualified tag-set names chosen by the facade. A subclass
+    sets :attr:`info` in ``__init__`` and implements the abstract methods; the class attributes
+    and the other methods are capabilities, declared here with the defaults of a store that lacks
+    them. ``get``, ``set``, ``get_many``, ``set_many``, ``delete`` and ``exists`` may return any
+    awaitable rather than be coroutine functions: redis-py's own command, or a pipeliner's future,
+    saves a coroutine frame on the hot path (``benchmarks/overhead.py`` target 1).
     """
 
+    #: Where the data lives. Every subclass sets it in ``__init__``.
     info: BackendInfo
 
-    async def get(self, key: str) -> bytes | None: ...
+    #: Calls cross a network to a server. They can fail the way an outage does, so the facade
+    #: puts each through its guard (admission, deadline, retries, circuit breaker) and asks
+    #: :meth:`classify_error` what each exception means; and a span costs little beside a round
+    #: trip, so tracing is on by default. False: an in-process store, whose exceptions pass
+    #: straight through and whose spans are opt-in (one would cost more than the lookup).
+    remote: bool = False
+    #: Its connections (sockets, futures) belong to the event loop that opened them. The facade
+    #: then checks each operation's loop, rebuilds a backend it built itself for a new loop,
+    #: refuses to move one it was handed, and closes it on its own loop. False: any loop will do,
+    #: and the facade skips the per-operation check (``benchmarks/overhead.py`` target 3b).
+    loop_bound: bool = False
+    #: :meth:`get_nowait` and :meth:`set_nowait` answer without awaiting: the facade's get and
+    #: set call them instead of :meth:`get` and :meth:`set`, with no coroutine per operation.
+    supports_nowait: bool = False
+    #: The facade admits at most this many operations at once (the pool has
+    #: :data:`RESERVED_CONNECTIONS` more for side work); ``None``: no admission limit.
+    max_connections: int | None = None
+    #: Entries evicted to stay within bounds since start (the evictions counter and the eviction
+    #: rate alert read it); ``None``: this backend does not evict, or cannot tell.
+    evictions: int | None = None
+    #: Bumped by every invalidation, so usage measured before one is known to be stale and is
+    #: measured again; ``None``: not counted (measured usage then goes stale only with age).
+    invalidations: int | None = None
+    #: An auto-pipeliner whose ``get``, ``set``, ``get_many``, ``set_many``, ``delete`` and
+    #: ``exists`` this backend installed on itself in place of its own methods (same signatures).
+    #: The guard neither admits nor times their calls: the pipeliner bounds its connections and
+    #: puts a deadline on each round trip. ``None``: no pipelining.
+    pipeliner: Pipeliner | None = None
 
-    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]: ...
+    # -- storage: what only the store can do --------------------------------------------------
+    @abstractmethod
+    def get(self, key: str) -> Awaitable[bytes | None]: ...
 
-    async def set(self, key: str, value: bytes, ttl: float | None, tags: Sequence[str] = ()) -> None: ...
+    @abstractmethod
+    def set(self, key: str, value: bytes, ttl: float | None, tags: Sequence[str] = ()) -> Awaitable[None]: ...
 
-    async def set_many(
-        self, items: Sequence[tuple[str, bytes]], ttl: float | None, tags: Sequence[str] = ()
-    ) -> None: ...
+    @abstractmethod
+    def delete(self, keys: Sequence[str]) -> Awaitable[int]:
+        """Delete ``keys``; return how many existed."""
 
-    async def delete(self, keys: Sequence[str]) -> int: ...
-
-    async def exists(self, key: str) -> bool: ...
-
+    @abstractmethod
     async def invalidate_pattern(self, pattern: str) -> int:
-        """Delete every key matching a Redis glob ``pattern``; return how many were deleted."""
-        ...
+        """Delete every key matching a Redis glob ``pattern`` (``yokedcache._glob`` matches one
+        exactly as Redis does); return how many were deleted."""
 
+    @abstractmethod
     async def invalidate_tags(self, tag_keys: Sequence[str]) -> int:
         """Delete every key recorded under these tag sets, and the sets; return keys deleted."""
-        ...
 
-    async def ping(self) -> None:
-        """Round-trip to the store; raise if it cannot be reached."""
-        ...
-
+    @abstractmethod
     async def usage(self, pattern: str) -> Usage:
         """Count keys/bytes matching ``pattern``. May be expensive: callers cache the answer."""
-        ...
+
+    # -- storage with defaults: one call per key, for stores without a batch command ---------
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return [await self.get(key) for key in keys]
+
+    async def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float | None, tags: Sequence[str] = ()) -> None:
+        """Store every item. Atomic where the store can make it so (Redis: one MULTI); this
+        default writes them one after another."""
+        for key, value in items:
+            await self.set(key, value, ttl, tags)
+
+    async def exists(self, key: str) -> bool:
+        return await self.get(key) is not None
+
+    # -- the synchronous fast path (``supports_nowait``) ------------------------------------
+    def get_nowait(self, key: str) -> bytes | None:
+        """:meth:`get`, answered without awaiting; only called when ``supports_nowait``."""
+        raise NotImplementedError(f"{type(self).__name__} has no synchronous get")
+
+    def set_nowait(self, key: str, value: bytes, ttl: float | None, tags: Sequence[str] = ()) -> None:
+        """:meth:`set`, done without awaiting; only called when ``supports_nowait``."""
+        raise NotImplementedError(f"{type(self).__name__} has no synchronous set")
+
+    # -- failures ---------------------------------------------------------------------------
+    def classify_error(self, exc: BaseException) -> Failure | None:
+        """What an exception raised by this backend means for the cache (retry it, open the
+        breaker, or just fail the one operation); ``None``: not a backend failure, so it passes
+        through untouched. Only asked when ``remote``."""
+        return None
+
+    # -- statistics -------------------------------------------------------------------------
+    def current_usage(self) -> Usage | None:
+        """Figures known without I/O (metric callbacks ask from the reader's thread). ``None``:
+        measuring takes I/O, so the facade measures in the background with
+        :meth:`estimate_usage` and serves the last answer."""
+        return None
+
+    async def estimate_usage(self, prefix: str, *, max_age: float = 0.0) -> Usage:
+        """Keys and bytes under the literal ``prefix``, as cheaply as the store allows.
+
+        ``max_age`` > 0 lets a backend reuse a measurement shared within that many seconds. This
+        default counts with :meth:`usage`, which a store that can sample overrides."""
+        return await self.usage(escape_glob(prefix) + "*")
+
+    async def count_keys(self, pattern: str, *, cpu_budget: float = 1.0) -> int:
+        """Keys matching ``pattern``, counted exactly (``stats_exact_keys``) at most at
+        ``cpu_budget`` of a core. This default counts with :meth:`usage`, unpaced."""
+        return (await self.usage(pattern)).keys
+
+    # -- connections --------------------------------------------------------------------------
+    async def ping(self) -> None:
+        """Round-trip to the store; raise if it cannot be reached (nothing to reach: return)."""
+        return None
 
     def pool_stats(self) -> dict[str, Any] | None:
-        """Connection-pool figures (max, in_use, idle, created) or ``None`` where there is no pool."""
-        ...
+        """Connection-pool figures (max_connections, in_use, idle, created, utilization) or
+        ``None`` where there is no pool."""
+        return None
 
     async def drop_idle_connections(self) -> None:
         """Close pooled connections nobody is using (they are suspect once the server went away)."""
-        ...
+        return None
 
-    async def close(self) -> None: ...
+    def abandon_connections(self) -> None:
+        """Hang up every connection without the event loop that owns them (it is closed)."""
+        return None
+
+    def observe_batches(self, observer: BatchObserver) -> None:
+        """Tell ``observer`` about every auto-pipelined batch (a backend that pipelines)."""
+        return None
+
+    async def close(self) -> None:
+        """Release everything this backend holds; the facade calls nothing on it afterwards."""
+        return None

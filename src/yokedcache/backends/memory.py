@@ -15,11 +15,10 @@ import sys
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
 
 from .. import validation
 from .._glob import compile_glob
-from .base import BackendInfo, Usage
+from .base import Backend, BackendInfo, Usage
 
 __all__ = ["ENTRY_OVERHEAD", "EXPIRY_OVERHEAD", "TAG_MEMBERSHIP_OVERHEAD", "MemoryBackend", "entry_size"]
 
@@ -59,8 +58,14 @@ class _Entry:
         self.tags = tags
 
 
-class MemoryBackend:
-    """LRU dictionary bounded by ``max_keys`` and ``max_memory_bytes`` (``None`` = unbounded)."""
+class MemoryBackend(Backend):
+    """LRU dictionary bounded by ``max_keys`` and ``max_memory_bytes`` (``None`` = unbounded).
+
+    Neither remote nor bound to an event loop; its figures are known at any moment
+    (:meth:`current_usage`), so the facade runs no background refresh for it.
+    """
+
+    supports_nowait = True
 
     def __init__(self, max_keys: int | None = None, max_memory_bytes: int | None = None) -> None:
         for name, value in (("max_keys", max_keys), ("max_memory_bytes", max_memory_bytes)):
@@ -73,7 +78,7 @@ class MemoryBackend:
         self._tags: dict[str, set[str]] = {}
         self._expiry_heap: list[tuple[float, str]] = []
         self._bytes = 0
-        self.evictions = 0
+        self.evictions: int = 0
         self.expirations = 0
         self._clock = time.monotonic
 
@@ -160,7 +165,7 @@ class MemoryBackend:
         self._store(key, value, ttl, frozenset(tags) if tags else _NO_TAGS, now)
         self._evict()
 
-    # -- Backend protocol -----------------------------------------------------------------
+    # -- the Backend contract -------------------------------------------------------------
     async def get(self, key: str) -> bytes | None:
         return self.get_nowait(key)
 
@@ -203,9 +208,6 @@ class MemoryBackend:
             victims |= self._tags.get(tag, set())
         return await self.delete(list(victims))
 
-    async def ping(self) -> None:
-        return None
-
     async def usage(self, pattern: str) -> Usage:
         if pattern == "*":
             return Usage(len(self._data), self._bytes)
@@ -221,11 +223,8 @@ class MemoryBackend:
         """Current totals without awaiting: safe to call from a metrics callback thread."""
         return Usage(len(self._data), self._bytes)
 
-    def pool_stats(self) -> dict[str, Any] | None:
-        return None
-
-    async def drop_idle_connections(self) -> None:
-        return None
+    def current_usage(self) -> Usage:
+        return self.snapshot()
 
     async def close(self) -> None:
         self._data.clear()

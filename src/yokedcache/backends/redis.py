@@ -1,4 +1,4 @@
-"""The Redis backend, on ``redis.asyncio`` with a bounded, blocking connection pool.
+"""The Redis backend, on ``redis.asyncio`` with a bounded connection pool.
 
 Design choices:
 - a GET hit is one round trip (no TOUCH, no EXISTS first);
@@ -13,18 +13,21 @@ Design choices:
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 import time
 from collections.abc import Awaitable, Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from .. import validation
 from .._extras import require
 from .._urls import check_redis_url, env_redis_url, redact_url, url_error
 from . import redis_usage
-from .base import RESERVED_CONNECTIONS, BackendInfo, Failure, Usage
+from ._connections import hang_up
+from .base import RESERVED_CONNECTIONS, Backend, BackendInfo, BatchObserver, Failure, Usage
 from .redis_errors import classify_redis_error
+
+if TYPE_CHECKING:
+    from .autopipeline import AutoPipeliner
 
 __all__ = ["RedisBackend"]
 
@@ -38,12 +41,41 @@ class BackendClosedError(RuntimeError):
     """The backend was closed: a long invalidation or count stops instead of reconnecting."""
 
 
-class RedisBackend:
+@dataclass(frozen=True)
+class Opened:
+    """What one Redis flavour builds from its URL (see :meth:`RedisBackend._open`)."""
+
+    client: Any
+    #: The connection pool, or ``None`` where the client keeps one per node (Cluster).
+    pool: Any
+    host: str | None
+    port: int | None
+    db: str
+    #: Facts of this flavour for :attr:`BackendInfo.extra`, beside the URL and TLS.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def no_retries() -> Any:
+    """redis-py's own retries, switched off: retrying is the facade's job, above the breaker."""
+    retry_mod = require("redis.asyncio.retry", "redis")
+    backoff = require("redis.backoff", "redis")
+    return retry_mod.Retry(backoff.NoBackoff(), 0)
+
+
+class RedisBackend(Backend):
     """Redis storage. ``redis_url`` may carry a password and ``rediss://`` for TLS.
 
     Without ``redis_url`` the ``YOKEDCACHE_REDIS_URL`` environment variable is used, then
-    ``redis://localhost:6379/0``.
+    ``redis://localhost:6379/0``. The Cluster and Sentinel flavours are this class with another
+    :meth:`_open` (how the client is built) and the few commands that differ.
     """
+
+    remote = True
+    loop_bound = True
+    #: The URL schemes a flavour serves, and its name where a URL of another is refused. ``()``:
+    #: whatever redis-py reads (the facade picks the flavour by scheme: cache.py _make_backend).
+    schemes: tuple[str, ...] = ()
+    flavour = "Redis"
 
     def __init__(
         self,
@@ -56,12 +88,12 @@ class RedisBackend:
         auto_pipeline: bool = True,
         **connection_kwargs: Any,
     ) -> None:
-        aioredis = require("redis.asyncio", "redis")
-        retry_mod = require("redis.asyncio.retry", "redis")
-        backoff = require("redis.backoff", "redis")
-
+        require("redis.asyncio", "redis")
         url = redis_url if redis_url is not None else (env_redis_url() or DEFAULT_URL)
         check_redis_url(url)
+        if self.schemes and url.split("://", 1)[0] not in self.schemes:
+            shown = redact_url(url)
+            raise ValueError(f"redis_url: a {self.flavour} URL starts with {self.schemes[0]}://, got {shown!r}")
         validation.number("max_connections", max_connections, rule="must be a positive int", integer=True, minimum=1)
         # socket_timeout=None: the facade's per-operation deadline instead
         validation.number("socket_timeout", socket_timeout, rule="must be a positive number of seconds", minimum=0,
@@ -69,84 +101,94 @@ class RedisBackend:
         validation.number("connect_timeout", connect_timeout, rule="must be a positive number of seconds", minimum=0,
                           allow_zero=False)  # fmt: skip
 
-        self._url = url
-        self.max_connections = max_connections
+        self.max_connections: int = max_connections
         self.redacted_url = redact_url(url)
         self._scan_count = scan_count
+        self._closed = False
+        #: Bumped by every invalidation: statistics measured before it are stale.
+        self.invalidations: int = 0
+        self._estimate_sha: str | None = None
+        opened = self._open(url, socket_timeout, connect_timeout, connection_kwargs)
+        self._client, self._pool = opened.client, opened.pool
+        self.info = BackendInfo(
+            kind="redis",
+            system="redis",
+            host=opened.host,
+            port=opened.port,
+            db=opened.db,
+            extra={"url": self.redacted_url, "tls": url.startswith("rediss"), **opened.extra},
+        )
+        self._install_auto_pipeline(auto_pipeline)
+
+    def _open(
+        self, url: str, socket_timeout: float | None, connect_timeout: float, connection_kwargs: dict[str, Any]
+    ) -> Opened:
+        """Build the client for ``url``: the one place where the flavours differ in set-up."""
+        aioredis = require("redis.asyncio", "redis")
         try:
             # A plain pool, not redis-py's BlockingConnectionPool: its condition variable costs
             # 7 µs more per command (get+release 14.0 vs 7.2 µs, NOTES.md §6), and it is not
             # needed: the facade admits at most max_connections operations (first come, first
             # served) and RESERVED_CONNECTIONS side calls, so the pool is never asked for more.
-            self._pool = aioredis.ConnectionPool.from_url(
+            pool = aioredis.ConnectionPool.from_url(
                 url,
-                max_connections=max_connections + RESERVED_CONNECTIONS,
+                max_connections=self.max_connections + RESERVED_CONNECTIONS,
                 socket_timeout=socket_timeout,
                 socket_connect_timeout=connect_timeout,
-                retry=retry_mod.Retry(backoff.NoBackoff(), 0),
+                retry=no_retries(),
                 **connection_kwargs,
             )
             # Build (not connect) one connection now: a misspelt query parameter raises here, not
             # as a TypeError on every later command.
-            self._pool.connection_class(**self._pool.connection_kwargs)
+            pool.connection_class(**pool.connection_kwargs)
         except (ValueError, TypeError) as exc:
             raise url_error(exc, url) from None
-        self._client = aioredis.Redis(connection_pool=self._pool)
-        # GET is the hot path: hand out redis-py's own method (it returns the command's
-        # coroutine) instead of wrapping it in one more coroutine of ours.
-        self.get = self._client.get
-        self._init_state()
-
-        kw = self._pool.connection_kwargs
+        kw = pool.connection_kwargs
         host = kw.get("host") or kw.get("path")
-        self.info = BackendInfo(
-            kind="redis",
-            system="redis",
+        return Opened(
+            client=aioredis.Redis(connection_pool=pool),
+            pool=pool,
             host=str(host) if host else None,
             port=int(kw["port"]) if kw.get("port") is not None else None,
             db=str(kw.get("db", 0)),
-            extra={"url": self.redacted_url, "tls": url.startswith("rediss://")},
         )
-        self._install_auto_pipeline(auto_pipeline)
 
-    def _install_auto_pipeline(self, enabled: bool, cluster: bool = False) -> None:
+    def _new_pipeliner(self) -> AutoPipeliner:
+        from .autopipeline import AutoPipeliner
+
+        return AutoPipeliner(self)
+
+    def _install_auto_pipeline(self, enabled: bool) -> None:
         """Route GET/SET/DELETE/EXISTS/get_many/set_many through an auto-pipeliner (see
         :mod:`.autopipeline`): a lone command still goes out at once, commands issued together
-        share one round trip."""
+        share one round trip. Its methods replace this instance's own, as
+        :attr:`Backend.pipeliner` declares."""
         validation.boolean("auto_pipeline", enabled)
         self.auto_pipeline = enabled
-        self.pipeliner: Any = None
+        self.pipeliner: AutoPipeliner | None = None
         if enabled:
-            from .autopipeline import AutoPipeliner, ClusterAutoPipeliner
-
-            p = self.pipeliner = (ClusterAutoPipeliner if cluster else AutoPipeliner)(self)
+            p = self.pipeliner = self._new_pipeliner()
             self.get, self.set, self.set_many = p.get, p.set, p.set_many  # type: ignore[method-assign]
             self.delete, self.exists, self.get_many = p.delete, p.exists, p.get_many  # type: ignore[method-assign]
 
-    def observe_batches(self, observer: Any) -> None:
+    def observe_batches(self, observer: BatchObserver) -> None:
         """Tell ``observer`` (the cache's instrumentation) about every auto-pipelined batch."""
         if self.pipeliner is not None:
             self.pipeliner.observer = observer
 
-    @staticmethod
-    def classify_error(exc: BaseException) -> Failure | None:
+    def classify_error(self, exc: BaseException) -> Failure | None:
         """What a redis-py exception means for the cache (see :mod:`.redis_errors`)."""
         return classify_redis_error(exc)
-
-    def _init_state(self) -> None:
-        """State every Redis flavour shares (called by each ``__init__``)."""
-        self._closed = False
-        #: Bumped by every invalidation: statistics measured before it are stale.
-        self.invalidations = 0
-        self._estimate_sha: str | None = None
 
     @property
     def client(self) -> Any:
         """The underlying ``redis.asyncio.Redis`` (shares this backend's pool)."""
         return self._client
 
-    async def get(self, key: str) -> bytes | None:
-        return await self._client.get(key)  # type: ignore[no-any-return]
+    def get(self, key: str) -> Awaitable[bytes | None]:
+        # Not a coroutine of ours: redis-py's own command awaitable, one frame less on the hot
+        # path (benchmarks/overhead.py target 1). The facade binds it once (cache.py __init__).
+        return self._client.get(key)  # type: ignore[no-any-return]
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
@@ -178,8 +220,7 @@ class RedisBackend:
                 pipe.expire(tag, seconds, gt=True)
 
     def set(self, key: str, value: bytes, ttl: float | None, tags: Sequence[str] = ()) -> Awaitable[Any]:
-        # Not a coroutine of ours: an untagged SET hands out redis-py's own command awaitable,
-        # one frame less on the hot path (benchmarks/overhead.py target 1), as get does.
+        # As get: an untagged SET hands out redis-py's own command awaitable.
         if not tags:
             if ttl is None:
                 return self._client.set(key, value)  # type: ignore[no-any-return]
@@ -392,22 +433,16 @@ class RedisBackend:
         if self.pipeliner is not None:
             self.pipeliner.abandon_connections()
         pool = self._pool
-        if pool is None:
-            return
-        conns = list(getattr(pool, "_available_connections", ())) + list(getattr(pool, "_in_use_connections", ()))
-        for conn in conns:
-            writer = getattr(conn, "_writer", None)
-            sock = writer.get_extra_info("socket") if writer is not None else None
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+        if pool is not None:
+            hang_up([*getattr(pool, "_available_connections", ()), *getattr(pool, "_in_use_connections", ())])
 
     async def close(self) -> None:
         self._closed = True  # a running invalidation or count stops before its next command
         if self.pipeliner is not None:
             await self.pipeliner.close()
         await self._client.aclose()
-        await self._pool.disconnect()
+        if self._pool is not None:  # the Cluster's pools are per node: aclose() closed them
+            await self._pool.disconnect()
 
     def __repr__(self) -> str:
         return f"RedisBackend({self.redacted_url!r}, max_connections={self.max_connections})"

@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .. import validation
 from .._extras import require
-from .._urls import check_redis_url, redact_url, url_error
+from .._urls import url_error
 from . import redis_usage
-from .base import MISCONFIGURED, BackendInfo, DatabaseUsage, Failure, Usage
-from .redis import RedisBackend
+from .base import MISCONFIGURED, DatabaseUsage, Failure, Usage
+from .redis import Opened, RedisBackend
 from .redis_errors import classify_redis_error
+
+if TYPE_CHECKING:
+    from .autopipeline import AutoPipeliner
 
 __all__ = ["RedisClusterBackend"]
 
@@ -38,59 +40,37 @@ def is_cluster_url(url: str) -> bool:
 
 
 class RedisClusterBackend(RedisBackend):
-    """The Redis backend on ``redis.asyncio.cluster.RedisCluster``."""
+    """The Redis backend on ``redis.asyncio.cluster.RedisCluster``.
 
-    def __init__(
-        self,
-        redis_url: str,
-        *,
-        max_connections: int = 50,
-        socket_timeout: float | None = 1.0,
-        connect_timeout: float = 1.0,
-        scan_count: int = 1000,
-        auto_pipeline: bool = True,
-        **connection_kwargs: Any,
-    ) -> None:
+    ``max_connections`` is per node for redis-py; the facade admits that many calls in all.
+    """
+
+    schemes = CLUSTER_SCHEMES
+    flavour = "cluster"
+
+    def _open(
+        self, url: str, socket_timeout: float | None, connect_timeout: float, connection_kwargs: dict[str, Any]
+    ) -> Opened:
         cluster = require("redis.asyncio.cluster", "redis")
-        check_redis_url(redis_url)
-        if not is_cluster_url(redis_url):
-            raise ValueError(f"redis_url: a cluster URL starts with redis+cluster://, got {redact_url(redis_url)!r}")
-        validation.number("max_connections", max_connections, rule="must be a positive int", integer=True, minimum=1)
-        self._url = redis_url
-        self.max_connections = max_connections
-        self.redacted_url = redact_url(redis_url)
-        self._scan_count = scan_count
-        self._cluster_mod = cluster
-        plain = redis_url.replace("+cluster", "", 1)
         try:
-            self._client = cluster.RedisCluster.from_url(
-                plain,
-                max_connections=max_connections,  # per node; the facade admits max_connections calls in all
+            client = cluster.RedisCluster.from_url(
+                url.replace("+cluster", "", 1),
+                max_connections=self.max_connections,
                 socket_timeout=socket_timeout,
                 socket_connect_timeout=connect_timeout,
                 **connection_kwargs,
             )
         except (ValueError, TypeError, require("redis.exceptions", "redis").RedisClusterException) as exc:
-            raise url_error(exc, redis_url) from None
-        self._pool = None
-        self._init_state()
-        self.get = self._client.get
-        node = self._client.get_default_node() or self._client.startup_nodes[0]
-        self.info = BackendInfo(
-            kind="redis",
-            system="redis",
-            host=str(node.host),
-            port=int(node.port),
-            db="0",
-            extra={
-                "url": self.redacted_url,
-                "tls": redis_url.startswith("rediss"),
-                "cluster": True,
-                # keys and their tag sets live in different slots: writes are pipelines, not MULTI
-                "commands": {"set_many": "PIPELINE", "set_tagged": "PIPELINE"},
-            },
-        )
-        self._install_auto_pipeline(auto_pipeline, cluster=True)
+            raise url_error(exc, url) from None
+        node = client.get_default_node() or client.startup_nodes[0]
+        # Keys and their tag sets live in different slots: writes are pipelines, not MULTI.
+        commands = {"set_many": "PIPELINE", "set_tagged": "PIPELINE"}
+        return Opened(client, None, str(node.host), int(node.port), "0", {"cluster": True, "commands": commands})
+
+    def _new_pipeliner(self) -> AutoPipeliner:
+        from .autopipeline import ClusterAutoPipeliner
+
+        return ClusterAutoPipeliner(self)
 
     def classify_error(self, exc: BaseException) -> Failure | None:
         """As for a single server, and a node without cluster mode is a configuration error that
@@ -160,7 +140,7 @@ class RedisClusterBackend(RedisBackend):
         return redis_usage.combine(samples_, database)
 
     async def ping(self) -> None:
-        await self._client.ping(target_nodes=self._cluster_mod.RedisCluster.PRIMARIES)
+        await self._client.ping(target_nodes=self._client.PRIMARIES)
 
     def _nodes(self) -> list[Any]:
         try:
@@ -188,11 +168,6 @@ class RedisClusterBackend(RedisBackend):
     async def drop_idle_connections(self) -> None:
         for node in self._nodes():
             await asyncio.gather(*(c.disconnect() for c in tuple(node._free)), return_exceptions=True)
-
-    async def close(self) -> None:
-        if self.pipeliner is not None:
-            await self.pipeliner.close()
-        await self._client.aclose()
 
     def __repr__(self) -> str:
         return f"RedisClusterBackend({self.redacted_url!r}, max_connections={self.max_connections})"

@@ -23,23 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import socket
-from typing import Any
+from collections.abc import Callable
 
 from .base import MISCONFIGURED, REJECTED, TRANSIENT, UNAVAILABLE, Failure
 
 __all__ = ["classify_redis_error"]
-
-_exc: Any = None
-
-
-def _exceptions() -> Any:
-    global _exc
-    if _exc is None:
-        import redis.exceptions
-
-        _exc = redis.exceptions
-    return _exc
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -88,53 +78,84 @@ def _code(exc: BaseException) -> str | None:
     return first if first.isalpha() and first.isupper() and len(first) <= 20 else None
 
 
+def _fixed(kind: str, reason: str, code: str | None = None) -> Callable[[BaseException], Failure]:
+    """A rule whose answer does not depend on the exception's text."""
+    failure = Failure(kind, reason, code)
+    return lambda _exc: failure
+
+
+def _authentication(exc: BaseException) -> Failure:
+    return Failure(UNAVAILABLE, "authentication failed", _code(exc) or "WRONGPASS")
+
+
+def _authorization(exc: BaseException) -> Failure:
+    return Failure(UNAVAILABLE, "not authorized", _code(exc))
+
+
+def _connection(exc: BaseException) -> Failure:
+    reason = _connection_reason(exc)
+    return Failure(UNAVAILABLE if reason.startswith("too many clients") else TRANSIENT, reason)
+
+
+def _refusal(exc: BaseException) -> Failure:
+    code = _code(exc)
+    if code == "BUSY":
+        return Failure(UNAVAILABLE, "server busy running a script", "BUSY")
+    if code == "WRONGTYPE":
+        return Failure(REJECTED, "wrong type of value stored under the key", code)
+    return Failure(REJECTED, "command refused by the server", code)
+
+
+def _cluster(exc: BaseException) -> Failure:
+    text = str(exc).lower()
+    if "not enabled" in text or "cluster mode" in text or "cluster support disabled" in text:
+        return Failure(MISCONFIGURED, "not a cluster node (cluster mode is not enabled)")
+    return Failure(UNAVAILABLE, "cluster unavailable")
+
+
+def _redis_error(exc: BaseException) -> Failure:
+    return Failure(REJECTED, "redis error", _code(exc))
+
+
+def _socket(exc: BaseException) -> Failure:
+    return Failure(TRANSIENT, _connection_reason(exc))
+
+
+Rule = tuple[tuple[type[BaseException], ...], Callable[[BaseException], Failure]]
+
+
+@functools.cache
+def _table() -> tuple[Rule, ...]:
+    """The policy as (exception classes, answer) rows, first match wins: subclasses come before
+    their bases (AuthenticationError is a ConnectionError, READONLY a ResponseError). Built on
+    first use, because redis-py is imported only when a Redis backend exists."""
+    import redis.exceptions as e
+
+    return (
+        ((e.AuthenticationError, e.AuthenticationWrongNumberOfArgsError), _authentication),
+        ((e.AuthorizationError,), _authorization),
+        ((e.BusyLoadingError,), _fixed(UNAVAILABLE, "server is loading its dataset", "LOADING")),
+        ((e.ReadOnlyError,), _fixed(UNAVAILABLE, "read-only replica", "READONLY")),
+        ((e.MasterDownError,), _fixed(UNAVAILABLE, "primary down", "MASTERDOWN")),
+        ((e.ClusterDownError,), _fixed(UNAVAILABLE, "cluster down", "CLUSTERDOWN")),
+        ((e.TryAgainError,), _fixed(TRANSIENT, "cluster resharding (try again)", "TRYAGAIN")),
+        ((e.MaxConnectionsError,), _fixed(TRANSIENT, "connection pool exhausted")),
+        ((e.ConnectionError, e.TimeoutError), _connection),
+        ((e.OutOfMemoryError,), _fixed(REJECTED, "out of memory (maxmemory reached)", "OOM")),
+        ((e.NoPermissionError,), _fixed(REJECTED, "command not permitted (ACL)", "NOPERM")),
+        ((e.NoScriptError,), _fixed(REJECTED, "script not loaded", "NOSCRIPT")),
+        ((e.ResponseError,), _refusal),
+        ((e.RedisClusterException,), _cluster),
+        ((e.ClusterError,), _fixed(UNAVAILABLE, "cluster unavailable")),
+        ((e.InvalidResponse,), _fixed(TRANSIENT, "invalid reply (protocol error)")),
+        ((e.RedisError,), _redis_error),
+        ((OSError, asyncio.TimeoutError), _socket),
+    )
+
+
 def classify_redis_error(exc: BaseException) -> Failure | None:
     """Map a redis-py (or socket) exception to a :class:`Failure`; ``None`` if it is not one."""
-    e = _exceptions()
-    if isinstance(exc, (e.AuthenticationError, e.AuthenticationWrongNumberOfArgsError)):
-        return Failure(UNAVAILABLE, "authentication failed", _code(exc) or "WRONGPASS")
-    if isinstance(exc, e.AuthorizationError):
-        return Failure(UNAVAILABLE, "not authorized", _code(exc))
-    if isinstance(exc, e.BusyLoadingError):
-        return Failure(UNAVAILABLE, "server is loading its dataset", "LOADING")
-    if isinstance(exc, e.ReadOnlyError):
-        return Failure(UNAVAILABLE, "read-only replica", "READONLY")
-    if isinstance(exc, e.MasterDownError):
-        return Failure(UNAVAILABLE, "primary down", "MASTERDOWN")
-    if isinstance(exc, e.ClusterDownError):
-        return Failure(UNAVAILABLE, "cluster down", "CLUSTERDOWN")
-    if isinstance(exc, e.TryAgainError):
-        return Failure(TRANSIENT, "cluster resharding (try again)", "TRYAGAIN")
-    if isinstance(exc, e.MaxConnectionsError):
-        return Failure(TRANSIENT, "connection pool exhausted")
-    if isinstance(exc, (e.ConnectionError, e.TimeoutError)):
-        reason = _connection_reason(exc)
-        kind = UNAVAILABLE if reason.startswith("too many clients") else TRANSIENT
-        return Failure(kind, reason)
-    if isinstance(exc, e.OutOfMemoryError):
-        return Failure(REJECTED, "out of memory (maxmemory reached)", "OOM")
-    if isinstance(exc, e.NoPermissionError):
-        return Failure(REJECTED, "command not permitted (ACL)", "NOPERM")
-    if isinstance(exc, e.NoScriptError):
-        return Failure(REJECTED, "script not loaded", "NOSCRIPT")
-    if isinstance(exc, e.ResponseError):
-        code = _code(exc)
-        if code == "BUSY":
-            return Failure(UNAVAILABLE, "server busy running a script", "BUSY")
-        if code == "WRONGTYPE":
-            return Failure(REJECTED, "wrong type of value stored under the key", code)
-        return Failure(REJECTED, "command refused by the server", code)
-    if isinstance(exc, e.RedisClusterException):
-        text = str(exc).lower()
-        if "not enabled" in text or "cluster mode" in text or "cluster support disabled" in text:
-            return Failure(MISCONFIGURED, "not a cluster node (cluster mode is not enabled)")
-        return Failure(UNAVAILABLE, "cluster unavailable")
-    if isinstance(exc, e.ClusterError):
-        return Failure(UNAVAILABLE, "cluster unavailable")
-    if isinstance(exc, e.InvalidResponse):
-        return Failure(TRANSIENT, "invalid reply (protocol error)")
-    if isinstance(exc, e.RedisError):
-        return Failure(REJECTED, "redis error", _code(exc))
-    if isinstance(exc, (OSError, asyncio.TimeoutError)):
-        return Failure(TRANSIENT, _connection_reason(exc))
+    for classes, answer in _table():
+        if isinstance(exc, classes):
+            return answer(exc)
     return None
