@@ -28,7 +28,7 @@ from time import perf_counter
 from yokedcache import CacheConfig, YokedCache
 from yokedcache.bench import machine
 from yokedcache.monitoring import CacheMetrics, PrometheusCollector
-from yokedcache.monitoring.status_page import StatusRoute
+from yokedcache.server.status_page import StatusRoute
 from yokedcache.window import CounterWindow
 
 

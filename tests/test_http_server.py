@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 
 from yokedcache.monitoring import PrometheusCollector
-from yokedcache.monitoring.http import LISTEN_BACKLOG, MetricsServer, _Handler, _Server
+from yokedcache.server.http import LISTEN_BACKLOG, MetricsServer, _Handler, _Server
 
 
 def _closed_by_server(sock: socket.socket) -> bool:

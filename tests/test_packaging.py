@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,12 @@ def test_the_wheel_installs_with_and_without_extras_in_a_fresh_venv(tmp_path):
     built = _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", dist, ROOT)
     assert built.returncode == 0, built.stderr
     (wheel,) = dist.glob("yokedcache_otel-*.whl")
+    # Files that are not Python ship too: the status page (server/status_page.html), py.typed.
+    shipped = set(zipfile.ZipFile(wheel).namelist())
+    package = ROOT / "src" / "yokedcache"
+    data = {p.relative_to(package.parent).as_posix() for p in package.rglob("*")
+            if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts}  # fmt: skip
+    assert "yokedcache/server/status_page.html" in data and data <= shipped, data - shipped
 
     venv.create(tmp_path / "venv", with_pip=True)
     bindir = tmp_path / "venv" / "bin"

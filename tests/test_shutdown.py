@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from yokedcache.monitoring.notifiers import EmailNotifier, NotificationError, SMTPSettings, WebhookNotifier
+from yokedcache.alerting.notifiers import EmailNotifier, NotificationError, SMTPSettings, WebhookNotifier
 
 
 class HostilePeer:

@@ -23,7 +23,7 @@ import pytest
 
 from yokedcache import CacheConfig, YokedCache
 from yokedcache.monitoring import AlertManager, CacheMetrics, PrometheusCollector
-from yokedcache.monitoring.status import CHART_SECONDS, SCHEMA_VERSION, StatusBoard
+from yokedcache.server.status import CHART_SECONDS, SCHEMA_VERSION, StatusBoard
 from yokedcache.window import CounterWindow
 
 from .redis_server import free_port

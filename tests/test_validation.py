@@ -16,16 +16,16 @@ from typing import Any
 import pytest
 
 from yokedcache import CacheConfig, YokedCache, validation
+from yokedcache.alerting.manager import AlertManager
+from yokedcache.alerting.notifiers import SMTPSettings
 from yokedcache.backends import MemoryBackend
 from yokedcache.backends.redis import RedisBackend
+from yokedcache.exporters.otlp import OTLPCollector
 from yokedcache.exporters.statsd import StatsDSink
 from yokedcache.instrumentor import YokedCacheInstrumentor
 from yokedcache.monitoring import CacheMetrics, StatsDCollector
-from yokedcache.monitoring.alerts import AlertManager
-from yokedcache.monitoring.http import MetricsServer
-from yokedcache.monitoring.notifiers import SMTPSettings
-from yokedcache.monitoring.otlp import OTLPCollector
 from yokedcache.percentiles import percentile
+from yokedcache.server.http import MetricsServer
 
 NAN, INF = float("nan"), float("inf")
 NOWHERE = "redis://localhost:1/0"  # never connected: every check runs before any I/O

@@ -134,12 +134,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
+    from ._cli_common import UserError, build_cache, build_config, redis_failed, redis_url
     from ._extras import install_hint
-    from .cli import UserError, _cache, _config, _redis_url
 
     if args.ops < 1 or args.concurrency < 1 or args.warmup < 0:
         raise UserError("--ops and --concurrency must be >= 1, --warmup >= 0")
-    url = _redis_url(args)
+    url = redis_url(args)
     provider: Any = None
     if not args.no_metrics:
         try:
@@ -149,14 +149,13 @@ async def run(args: argparse.Namespace) -> int:
         except ImportError:
             raise UserError(f"metrics on needs: {install_hint('prometheus')} (or pass --no-metrics)") from None
         provider = MeterProvider(metric_readers=[PrometheusMetricReader(registry=CollectorRegistry())])
-    config = _config(redis_url=url, meter_provider=provider, enable_metrics=not args.no_metrics,
+    config = build_config(redis_url=url, meter_provider=provider, enable_metrics=not args.no_metrics,
                      enable_tracing=False, key_prefix="yokedcache-bench:", default_ttl=300)  # fmt: skip
-    cache = _cache(config)
+    cache = build_cache(config)
     raw_client: Any = None
     try:
         if url is not None:
             from ._urls import redact_url
-            from .cli import redis_failed
 
             if not await cache.health_check():
                 raise await redis_failed(cache, url)

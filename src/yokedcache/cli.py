@@ -16,42 +16,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ._urls import env_redis_url, redact_url
+from ._cli_common import UserError, build_cache, build_config, redis_failed, redis_url
+from ._urls import redact_url
 from ._version import __version__
-from .config import CacheConfig
 
 EXIT_BY_STATUS = {"healthy": 0, "degraded": 1, "unhealthy": 2}
-
-
-class UserError(Exception):
-    """A problem the user can fix; printed without a traceback."""
-
-
-def _redis_url(args: argparse.Namespace) -> str | None:
-    return args.redis_url or env_redis_url()
-
-
-async def redis_failed(cache: Any, url: str) -> UserError:
-    """The error for a Redis that failed its ping, in the words ``health`` uses for it."""
-    reasons = (await cache.detailed_health_check())["reasons"]
-    return UserError(f"Redis at {redact_url(url)} failed: {'; '.join(reasons) or 'no answer'}")
-
-
-def _config(**kwargs: Any) -> CacheConfig:
-    try:
-        return CacheConfig(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise UserError(str(exc)) from None
-
-
-def _cache(config: CacheConfig) -> Any:
-    """The cache for ``config``; a URL the backend rejects (redis-py's checks) is a usage error."""
-    from . import YokedCache
-
-    try:
-        return YokedCache(config)
-    except (TypeError, ValueError) as exc:  # messages name the setting and never hold a password
-        raise UserError(str(exc)) from None
 
 
 # -- demo -----------------------------------------------------------------------------------
@@ -59,10 +28,10 @@ async def _demo(args: argparse.Namespace) -> int:
     from .demo import NEXT_STEPS, LiveView, Workload
     from .monitoring import AlertManager, CacheMetrics, PrometheusCollector
 
-    url = _redis_url(args)
+    url = redis_url(args)
     if url is not None:
         # a bad URL fails here, before a port is taken (building a cache connects nothing)
-        await _cache(_config(redis_url=url, enable_metrics=False, enable_tracing=False)).close()
+        await build_cache(build_config(redis_url=url, enable_metrics=False, enable_tracing=False)).close()
     try:
         collectors: list[Any] = [PrometheusCollector(port=args.port, addr=args.addr)]
     except OSError as exc:
@@ -73,14 +42,14 @@ async def _demo(args: argparse.Namespace) -> int:
         collectors.append(OTLPCollector(endpoint=args.otlp_endpoint, protocol=args.otlp_protocol, insecure=True,
                                         export_interval=5))  # fmt: skip
     metrics = CacheMetrics(collectors)
-    config = _config(
+    config = build_config(
         redis_url=url,
         metrics=metrics,
         key_prefix="yokedcache-demo:",
         stats_refresh_interval=2,
         enable_tracing=True if args.otlp_endpoint else None,
     )
-    cache = _cache(config)
+    cache = build_cache(config)
     alerts = AlertManager(cache, interval=1.0, window=10.0)
     try:
         if url is not None and not await cache.health_check():
@@ -126,9 +95,9 @@ async def _demo(args: argparse.Namespace) -> int:
 
 # -- health and stats ---------------------------------------------------------------------
 async def _health(args: argparse.Namespace) -> int:
-    config = _config(redis_url=_redis_url(args), name=args.name, health_check_timeout=args.timeout,
+    config = build_config(redis_url=redis_url(args), name=args.name, health_check_timeout=args.timeout,
                      enable_metrics=False, enable_tracing=False)  # fmt: skip
-    async with _cache(config) as cache:
+    async with build_cache(config) as cache:
         report = await cache.detailed_health_check()
     if args.json:
         print(json.dumps(report, indent=2, default=str))
@@ -151,10 +120,10 @@ async def _health(args: argparse.Namespace) -> int:
 
 async def _stats(args: argparse.Namespace) -> int:
 
-    url = _redis_url(args)
-    config = _config(redis_url=url, name=args.name, key_prefix=args.key_prefix, enable_metrics=False,
+    url = redis_url(args)
+    config = build_config(redis_url=url, name=args.name, key_prefix=args.key_prefix, enable_metrics=False,
                      enable_tracing=False)  # fmt: skip
-    async with _cache(config) as cache:
+    async with build_cache(config) as cache:
         if url is not None and not await cache.health_check():
             raise await redis_failed(cache, url)
         await cache.refresh_usage()

@@ -1,1 +1,12 @@
-"""OpenTelemetry metric exporters written for yokedcache (the SDK is required here)."""
+"""OpenTelemetry SDK readers and exporters: how recorded metrics reach a peer.
+
+Apart from ``telemetry/``, which records through the OpenTelemetry API only, because everything
+here needs the SDK (an optional extra): the core install imports none of it
+(``tests/test_import_graph.py``).
+
+- ``bridge.py``: one ``MetricExporter`` feeding push-style collectors (StatsD, user collectors);
+- ``statsd.py``: StatsD lines, the sink that sends them, and ``OTEL_METRICS_EXPORTER=statsd``;
+- ``prometheus.py``: the Prometheus reader with yokedcache's renaming, one scrape at a time;
+- ``otlp.py``: ``OTLPCollector``, the OTLP metric and span exporters it builds;
+- ``shutdown.py``: the deadline on shutting the providers down (no SDK import of its own).
+"""

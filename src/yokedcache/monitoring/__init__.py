@@ -1,19 +1,22 @@
 """The documented monitoring API, on top of the OpenTelemetry core.
 
-Collectors that need optional packages are imported on first use, so ``from
-yokedcache.monitoring import CacheMetrics`` works with the core install alone.
+Only what the documentation teaches lives here -- ``CacheMetrics`` and its collectors -- or
+is re-exported from here (``AlertManager`` and ``SMTPSettings`` from ``yokedcache.alerting``,
+``OTLPCollector`` from ``yokedcache.exporters.otlp``), so that those import paths keep working
+while readers and exporters live in ``yokedcache.exporters`` and the HTTP server in
+``yokedcache.server``. Collectors that need optional packages are imported on first use, so
+``from yokedcache.monitoring import CacheMetrics`` works with the core install alone.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .alerts import AlertManager
+from ..alerting import AlertManager, SMTPSettings
 from .metrics import CacheMetrics, NoOpCollector
-from .notifiers import SMTPSettings
 
 if TYPE_CHECKING:
-    from .otlp import OTLPCollector
+    from ..exporters.otlp import OTLPCollector
     from .prometheus import PrometheusCollector
     from .statsd import StatsDCollector
 
@@ -30,7 +33,7 @@ __all__ = [
 _LAZY = {
     "PrometheusCollector": ".prometheus",
     "StatsDCollector": ".statsd",
-    "OTLPCollector": ".otlp",
+    "OTLPCollector": "..exporters.otlp",
 }
 
 

@@ -15,7 +15,7 @@ with a warning logged once per metric.
 
 Shutdown (``shutdown()``, or at interpreter exit when the application never calls it) takes at
 most ``shutdown_timeout`` seconds (1 s) plus a short grace, whatever the exporters' peers do:
-see ``shutdown.py``.
+see ``exporters/shutdown.py``.
 """
 
 from __future__ import annotations
@@ -229,7 +229,7 @@ class CacheMetrics:
             for close in closes:
                 close()
             return
-        from .shutdown import bounded_shutdown, sdk_threads
+        from ..exporters.shutdown import bounded_shutdown, sdk_threads
 
         steps = [lambda: self.meter_provider.shutdown(timeout_millis=timeout * 1000)]
         if self.tracer_provider is not None:

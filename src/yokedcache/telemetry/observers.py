@@ -12,14 +12,15 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from . import semconv as sc
+from .counters import CacheCounters
 
 if TYPE_CHECKING:
-    from .instrumentation import Instrumentation
+    from ..backends.base import Usage
 
 
 @dataclass(frozen=True)
@@ -35,34 +36,60 @@ class StateReading:
     pool_pending: int = 0  # operations waiting for a connection
 
 
-class _Totals:
-    """Counter values of caches (of one name) that stopped reporting."""
+class Observed(Protocol):
+    """What the callbacks read of one cache: ``Instrumentation`` (``instrumentation.py``).
 
-    __slots__ = (
-        "breaker_opens", "cancellations", "deletes", "errors", "evictions", "hits", "invalidations", "misses", "sets",
-    )  # fmt: skip
-    _SUMMED = ("hits", "misses", "sets", "deletes", "invalidations", "cancellations", "evictions", "breaker_opens")
+    A protocol, not an import of that class: instrumentation.py registers its caches here, and
+    importing it back would make the two modules a cycle (``tests/test_import_graph.py``).
+    """
+
+    name: str
+    counters: CacheCounters
+    usage: Callable[[], Usage | None]
+    evictions: Callable[[], int | None]
+    state: Callable[[], StateReading | None]
+
+    def flush(self, limit: int | None = None) -> int: ...
+
+
+def _opens_of(member: Observed) -> int:
+    state = member.state()
+    return state.breaker_opens if state is not None else 0
+
+
+#: Monotonic counts a cache reports from elsewhere than its ``CacheCounters`` (the backend, the
+#: breaker), by the name its counter's callback reads them under.
+_COUNTED_ELSEWHERE: dict[str, Callable[[Observed], int]] = {
+    "evictions": lambda member: member.evictions() or 0,
+    "breaker_opens": _opens_of,
+}
+
+
+class _Totals:
+    """Counter values of caches (of one name) that stopped reporting.
+
+    Which counts: every name in ``CacheCounters.COUNTS`` and ``_COUNTED_ELSEWHERE``, read from
+    those two tables, never listed here; a count added to either is kept when a cache closes.
+    """
+
+    __slots__ = ("counts", "errors")
 
     def __init__(self) -> None:
-        self.hits = self.misses = self.sets = self.deletes = self.invalidations = self.cancellations = 0
-        self.evictions = self.breaker_opens = 0
+        self.counts: dict[str, int] = dict.fromkeys((*CacheCounters.COUNTS, *_COUNTED_ELSEWHERE), 0)
         self.errors: dict[tuple[str, str], int] = {}
 
     @classmethod
-    def of(cls, member: Instrumentation) -> _Totals:
+    def of(cls, member: Observed) -> _Totals:
         t = cls()
         c = member.counters
-        t.hits, t.misses, t.sets, t.deletes, t.invalidations = c.hits, c.misses, c.sets, c.deletes, c.invalidations
-        t.cancellations = c.cancellations
+        t.counts = {name: getattr(c, name) for name in CacheCounters.COUNTS}
+        t.counts.update((name, read(member)) for name, read in _COUNTED_ELSEWHERE.items())
         t.errors = dict(c.errors)
-        t.evictions = member.evictions() or 0
-        state = member.state()
-        t.breaker_opens = state.breaker_opens if state is not None else 0
         return t
 
     def add(self, other: _Totals, sign: int = 1) -> None:
-        for name in self._SUMMED:
-            setattr(self, name, getattr(self, name) + sign * getattr(other, name))
+        for name, count in other.counts.items():
+            self.counts[name] += sign * count
         for key, count in other.errors.items():
             self.errors[key] = self.errors.get(key, 0) + sign * count
 
@@ -85,10 +112,10 @@ class ObservedCaches:
 
     def __init__(self, meter: Meter) -> None:
         self._lock = threading.Lock()
-        self._members: weakref.WeakSet[Instrumentation] = weakref.WeakSet()
+        self._members: weakref.WeakSet[Observed] = weakref.WeakSet()
         #: Counts of closed caches per name, so summed counters stay monotonic when one closes.
         self._retired: dict[str, _Totals] = {}
-        self._folded: weakref.WeakKeyDictionary[Instrumentation, _Totals] = weakref.WeakKeyDictionary()
+        self._folded: weakref.WeakKeyDictionary[Observed, _Totals] = weakref.WeakKeyDictionary()
         self._names: set[str] = set()
         self._attrs: dict[tuple[str, str, str], dict[str, str]] = {}
 
@@ -129,14 +156,14 @@ class ObservedCaches:
         up_down(sc.DB_CONNECTION_MAX, self._db_connection_max, "Connections the pool may open for operations")
         up_down(sc.DB_CONNECTION_PENDING, self._db_pending, "Operations waiting for a connection")
 
-    def add(self, member: Instrumentation) -> None:
+    def add(self, member: Observed) -> None:
         with self._lock:
             self._members.add(member)
             folded = self._folded.pop(member, None)
             if folded is not None:  # re-added (the switch flipped back): un-retire its counts
                 self._retired[self._name_of(member)].subtract(folded)
 
-    def discard(self, member: Instrumentation) -> None:
+    def discard(self, member: Observed) -> None:
         """Stop observing ``member``; its counts so far stay in the totals (counters never go back)."""
         with self._lock:
             if member not in self._members:
@@ -146,11 +173,11 @@ class ObservedCaches:
             self._retired.setdefault(self._name_of(member), _Totals()).add(folded)
             self._folded[member] = folded
 
-    def members(self) -> list[Instrumentation]:
+    def members(self) -> list[Observed]:
         with self._lock:
             return list(self._members)
 
-    def _name_of(self, member: Instrumentation) -> str:
+    def _name_of(self, member: Observed) -> str:
         name = member.name
         if name not in self._names:
             if len(self._names) >= MAX_CACHE_NAMES:
@@ -158,15 +185,15 @@ class ObservedCaches:
             self._names.add(name)
         return name
 
-    def _groups(self) -> dict[str, list[Instrumentation]]:
+    def _groups(self) -> dict[str, list[Observed]]:
         """Live members by cache name (names beyond the bound fold into OTHER_NAME)."""
         with self._lock:
-            groups: dict[str, list[Instrumentation]] = {}
+            groups: dict[str, list[Observed]] = {}
             for member in self._members:
                 groups.setdefault(self._name_of(member), []).append(member)
             return groups
 
-    def _with_retired(self) -> list[tuple[str, list[Instrumentation], _Totals | None]]:
+    def _with_retired(self) -> list[tuple[str, list[Observed], _Totals | None]]:
         groups = self._groups()
         retired = self._retired
         return [(n, groups.get(n, []), retired.get(n)) for n in sorted(groups.keys() | retired.keys())]
@@ -184,7 +211,7 @@ class ObservedCaches:
     def _field(self, field: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def observe(options: CallbackOptions) -> Iterable[Observation]:
             for name, members, retired in self._with_retired():
-                base = getattr(retired, field) if retired is not None else 0
+                base = retired.counts[field] if retired is not None else 0
                 if members or base:
                     yield Observation(base + sum(getattr(m.counters, field) for m in members), self._a(name))
 
@@ -198,8 +225,8 @@ class ObservedCaches:
             for member in members:
                 member.flush()
         for name, members, retired in groups:
-            hits = (retired.hits if retired else 0) + sum(m.counters.hits for m in members)
-            misses = (retired.misses if retired else 0) + sum(m.counters.misses for m in members)
+            hits = (retired.counts["hits"] if retired else 0) + sum(m.counters.hits for m in members)
+            misses = (retired.counts["misses"] if retired else 0) + sum(m.counters.misses for m in members)
             if members or hits or misses:
                 yield Observation(hits, self._a(name, sc.ATTR_RESULT, "hit"))
                 yield Observation(misses, self._a(name, sc.ATTR_RESULT, "miss"))
@@ -223,8 +250,8 @@ class ObservedCaches:
     def _evictions(self, options: CallbackOptions) -> Iterable[Observation]:
         for name, members, retired in self._with_retired():
             values = [e for e in (m.evictions() for m in members) if e is not None]
-            if values or (retired is not None and retired.evictions):
-                yield Observation((retired.evictions if retired else 0) + sum(values), self._a(name))
+            if values or (retired is not None and retired.counts["evictions"]):
+                yield Observation((retired.counts["evictions"] if retired else 0) + sum(values), self._a(name))
 
     def _usage(self, options: CallbackOptions, field: str) -> Iterable[Observation]:
         for name, members in self._groups().items():
@@ -255,8 +282,8 @@ class ObservedCaches:
         for name in sorted(states.keys() | self._retired.keys()):
             with_breaker = [s for s in states.get(name, []) if s.breaker_state is not None]
             retired = self._retired.get(name)
-            if with_breaker or (retired is not None and retired.breaker_opens):
-                opens = (retired.breaker_opens if retired else 0) + sum(s.breaker_opens for s in with_breaker)
+            if with_breaker or (retired is not None and retired.counts["breaker_opens"]):
+                opens = (retired.counts["breaker_opens"] if retired else 0) + sum(s.breaker_opens for s in with_breaker)
                 yield Observation(opens, self._a(name))
 
     def _pools(self) -> dict[str, list[StateReading]]:
@@ -313,7 +340,7 @@ _by_provider: weakref.WeakKeyDictionary[Any, ObservedCaches] = weakref.WeakKeyDi
 _global: ObservedCaches | None = None
 
 
-def members_of(meter_provider: Any) -> list[Instrumentation]:
+def members_of(meter_provider: Any) -> list[Observed]:
     """The live caches reporting into ``meter_provider`` (``None`` = the global provider)."""
     with _lock:
         found = _global if meter_provider is None else _by_provider.get(meter_provider)

@@ -23,12 +23,10 @@ import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
-
-    from .instrumentation import Instrumentation
 
 __all__ = ["RequestHook", "ResponseHook", "Settings", "configure", "current", "follow", "is_disabled_by_environment"]
 
@@ -38,6 +36,14 @@ RequestHook = Callable[["Span", str, "str | None"], None]
 ResponseHook = Callable[["Span", str, Any], None]
 
 INSTRUMENTATION_NAME = "yokedcache"
+
+
+class Follower(Protocol):
+    """A cache's telemetry that re-resolves its providers when the switch flips:
+    ``Instrumentation`` (``instrumentation.py``). A protocol, not an import of that class:
+    instrumentation.py reads the switch, and importing it back would make a cycle."""
+
+    def rebind(self) -> None: ...
 
 
 def is_disabled_by_environment() -> bool:
@@ -58,7 +64,7 @@ class Settings:
 
 _lock = threading.Lock()
 _explicit: Settings | None = None  # set by instrument()/uninstrument(); None = follow the environment
-_followers: weakref.WeakSet[Instrumentation] = weakref.WeakSet()
+_followers: weakref.WeakSet[Follower] = weakref.WeakSet()
 
 
 def current() -> Settings:
@@ -66,7 +72,7 @@ def current() -> Settings:
     return found if found is not None else Settings(enabled=not is_disabled_by_environment())
 
 
-def follow(member: Instrumentation) -> None:
+def follow(member: Follower) -> None:
     """Re-bind ``member`` whenever the switch changes."""
     with _lock:
         _followers.add(member)

@@ -1,4 +1,5 @@
-"""Where alert notifications go: a webhook (JSON POST) or e-mail (SMTP, standard library only).
+"""Where alert notifications go: the :class:`Notifier` protocol, and the two built in -- a webhook
+(JSON POST) and e-mail (SMTP, standard library only).
 
 Both run in the alert manager's worker threads, never on the application's event loop. Each
 attempt has a total deadline (``timeout``) covering name resolution, connect, TLS, request and
@@ -21,13 +22,13 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from .. import validation
 from .deadline import TotalDeadline
 
-__all__ = ["EmailNotifier", "NotificationError", "SMTPSettings", "WebhookNotifier", "safe_url"]
+__all__ = ["EmailNotifier", "NotificationError", "Notifier", "SMTPSettings", "WebhookNotifier", "safe_url"]
 
 log = logging.getLogger("yokedcache.monitoring.alerts")
 
@@ -36,6 +37,36 @@ SECURITY_MODES = ("starttls", "ssl", "none")
 
 class NotificationError(Exception):
     """A notification could not be delivered (after its retries)."""
+
+
+@runtime_checkable
+class Notifier(Protocol):
+    """What ``AlertManager`` asks of a notification target: the webhook and e-mail notifiers
+    below, or a class of the application's own (paging, chat, a queue), added to a rule with
+    ``alerts.add_alert(...).notifiers.append(MyNotifier())``.
+
+    ``send(payload)`` delivers one notification. ``payload`` is the dict ``AlertManager.history``
+    keeps: ``alert``, ``state`` (``"firing"`` or ``"resolved"``), ``metric``, ``value``,
+    ``threshold``, ``comparison``, ``severity``, ``description``, ``timestamp`` (ISO 8601, UTC)
+    and ``cache`` (backend kind, host, port). What a notifier must do:
+
+    - Block, if it likes: it runs on a daemon thread of its own (one per notifier, see
+      ``_Sender`` in ``manager.py``), never on the event loop, so a slow target delays no
+      other notifier and no cache operation. Its notifications arrive in order: never a
+      "resolved" before its "firing".
+    - Return within a deadline of its own, whatever the peer does. ``AlertManager.stop()``
+      waits a bounded time, and at interpreter exit notifications in flight get
+      ``AlertManager(shutdown_timeout=...)`` seconds (1 s) before the thread is abandoned
+      with the notification undelivered. A socket timeout bounds each read, not the exchange:
+      :class:`~yokedcache.alerting.deadline.TotalDeadline` bounds the whole of it.
+    - Report failure by raising :class:`NotificationError` whose message is fit for a log:
+      the manager logs it as one WARNING line (logger ``yokedcache.monitoring.alerts``) and
+      counts it in ``AlertManager.notification_failures``. Any other exception is counted
+      too, but logged by its type and the notifier's ``repr()`` only, never its text (which
+      may quote a URL token or a server's reply); so ``repr()`` must hold no secret either.
+    """
+
+    def send(self, payload: dict[str, Any]) -> None: ...
 
 
 def safe_url(url: str) -> str:

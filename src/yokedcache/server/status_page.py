@@ -26,7 +26,7 @@ from urllib.parse import parse_qs
 from .status import StatusBoard
 
 if TYPE_CHECKING:
-    from ..telemetry.instrumentation import Instrumentation
+    from ..telemetry.observers import Observed
     from .http import MetricsServer
 
 __all__ = ["CONTENT_SECURITY_POLICY", "PAGE", "serve_status"]
@@ -105,7 +105,7 @@ class StatusRoute:
         return 400, "application/json", json.dumps({"error": message}).encode(), _JSON_HEADERS
 
 
-def serve_status(server: MetricsServer, source: Callable[[], Iterable[Instrumentation]]) -> StatusBoard:
+def serve_status(server: MetricsServer, source: Callable[[], Iterable[Observed]]) -> StatusBoard:
     """Add ``/`` and ``/status.json`` to ``server`` for the caches ``source()`` returns."""
     board = StatusBoard(source)
     server.route("/", _page)

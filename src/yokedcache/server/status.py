@@ -29,7 +29,7 @@ from ..telemetry.semconv import OPERATIONS
 
 if TYPE_CHECKING:
     from ..cache import YokedCache
-    from ..telemetry.instrumentation import Instrumentation
+    from ..telemetry.observers import Observed
 
 __all__ = ["CHART_SECONDS", "SCHEMA_VERSION", "WINDOW_SECONDS", "StatusBoard"]
 
@@ -75,7 +75,7 @@ class StatusBoard:
 
     def __init__(
         self,
-        source: Callable[[], Iterable[Instrumentation]],
+        source: Callable[[], Iterable[Observed]],
         *,
         window: float = WINDOW_SECONDS,
         chart_seconds: int = CHART_SECONDS,
@@ -167,7 +167,7 @@ class StatusBoard:
         }
 
     def _group_status(self, group: _Group, chart_seconds: float, mono: float, wall: float) -> dict[str, Any]:
-        from .alerts import firing_for
+        from ..alerting.manager import firing_for
 
         caches = group.caches
         totals, errors, uptime = _totals(caches)
