@@ -128,7 +128,7 @@ async def test_a_cache_on_the_minimal_backend_has_no_guard_and_counts_in_the_bac
         assert not cache.telemetry.tracing_enabled
         await cache.set("k", "v")
         for _ in range(200):  # the background refresh measures with usage(), as it does on Redis
-            usage = cache._current_usage()
+            usage = cache.usage_snapshot()
             if usage is not None and usage.keys == 1:
                 break
             await asyncio.sleep(0.01)

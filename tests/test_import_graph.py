@@ -7,7 +7,7 @@ Type-only imports count because a type names a dependency as surely as a call do
 that needs ``YokedCache`` for its hints depends on the facade, and a cycle hidden behind
 ``TYPE_CHECKING`` is one a refactoring turns real. Where two modules need each other's types,
 one of them declares a ``typing.Protocol`` instead (``telemetry/observers.py``,
-``telemetry/switch.py``).
+``telemetry/switch.py``, ``backends/autopipeline.py``).
 
 What an edge is: ``from . import semconv`` is an edge to the submodule ``telemetry.semconv``
 (the name imported is a module); ``from .base import Backend`` an edge to ``backends.base``. A
@@ -52,16 +52,6 @@ LAYERS: list[list[str]] = [
     # the command line
     ["yokedcache._cli_common", "yokedcache.bench", "yokedcache.cli", "yokedcache.__main__"],
 ]  # fmt: skip
-
-#: Edges another branch of issue 17 owns, left out of the checks until it removes them; each must
-#: still exist (``test_the_allow_list_names_only_edges_that_exist``), so a removal shows here.
-ALLOWED: set[tuple[str, str]] = {
-    # Type-only (``if TYPE_CHECKING:``), added by branch contract (fa0ebb0) for the ``backend``
-    # parameter of ``AutoPipeliner``; while ``redis.py`` imports ``autopipeline.py`` it makes a
-    # cycle. Removed by declaring in autopipeline.py a Protocol of the members it uses
-    # (``_pool``, ``_client``, ``_queue_set``, ``_queue_tag_expiry``): backends/ is that branch's.
-    ("yokedcache.backends.autopipeline", "yokedcache.backends.redis"),
-}
 
 #: Third-party packages that only the optional extras install (see pyproject.toml).
 OPTIONAL = ("opentelemetry.sdk", "opentelemetry.exporter", "prometheus_client", "statsd", "redis")
@@ -217,7 +207,7 @@ def test_every_module_is_in_exactly_one_layer():
 
 
 def test_there_are_no_import_cycles():
-    cycles = [c for c in _strongly_connected(EDGES - ALLOWED) if len(c) > 1]
+    cycles = [c for c in _strongly_connected(EDGES) if len(c) > 1]
     assert cycles == [], f"import cycles: {cycles}"
 
 
@@ -225,7 +215,7 @@ def test_no_module_imports_from_a_higher_layer():
     upward = sorted(
         f"{i.source}:{i.line} imports {i.target} (layer {_layer(i.source)} -> {_layer(i.target)})"
         for i in IMPORTS
-        if i.target in MODULES and (i.source, i.target) not in ALLOWED and _layer(i.target) > _layer(i.source)
+        if i.target in MODULES and _layer(i.target) > _layer(i.source)
     )
     assert upward == [], "imports against the layer order:\n" + "\n".join(upward)
 
@@ -234,14 +224,10 @@ def test_nothing_below_the_facade_imports_it():
     facade = _layer("yokedcache.cache")
     below = sorted(
         f"{source} -> {target}"
-        for source, target in EDGES - ALLOWED
+        for source, target in EDGES
         if target in ("yokedcache", "yokedcache.cache") and _layer(source) < facade
     )
     assert below == []
-
-
-def test_the_allow_list_names_only_edges_that_exist():
-    assert ALLOWED <= EDGES, f"no longer imported, delete from ALLOWED: {ALLOWED - EDGES}"
 
 
 def _loaded_at_import(start: str) -> set[str]:

@@ -79,7 +79,7 @@ async def test_status_json_groups_caches_by_name_and_counts_what_they_counted(se
         assert catalog["totals"]["hits"] == 300 and catalog["totals"]["misses"] == 100
         assert catalog["totals"]["operations"] == 700 and catalog["window"]["operations"] == 700
         assert catalog["window"]["hit_rate"] == pytest.approx(0.75)
-        usage = {"keys": 300, "bytes": a._current_usage().bytes, "estimated": False, "method": "exact",
+        usage = {"keys": 300, "bytes": a.usage_snapshot().bytes, "estimated": False, "method": "exact",
                  "keys_error": 0, "bytes_error": 0, "age_seconds": None}  # fmt: skip
         assert catalog["usage"] == usage
         assert {row["operation"] for row in catalog["latency"]} == {"get", "set"}

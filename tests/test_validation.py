@@ -20,10 +20,9 @@ from yokedcache.alerting.manager import AlertManager
 from yokedcache.alerting.notifiers import SMTPSettings
 from yokedcache.backends import MemoryBackend
 from yokedcache.backends.redis import RedisBackend
-from yokedcache.exporters.otlp import OTLPCollector
 from yokedcache.exporters.statsd import StatsDSink
 from yokedcache.instrumentor import YokedCacheInstrumentor
-from yokedcache.monitoring import CacheMetrics, StatsDCollector
+from yokedcache.monitoring import CacheMetrics, OTLPCollector, StatsDCollector
 from yokedcache.percentiles import percentile
 from yokedcache.server.http import MetricsServer
 

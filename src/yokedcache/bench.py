@@ -152,16 +152,19 @@ async def run(args: argparse.Namespace) -> int:
     config = build_config(redis_url=url, meter_provider=provider, enable_metrics=not args.no_metrics,
                      enable_tracing=False, key_prefix="yokedcache-bench:", default_ttl=300)  # fmt: skip
     cache = build_cache(config)
-    raw_client: Any = None
     try:
         if url is not None:
             from ._urls import redact_url
 
             if not await cache.health_check():
                 raise await redis_failed(cache, url)
-            import redis.asyncio as aioredis
+            from .backends.redis import RedisBackend
 
-            raw_client = aioredis.Redis(connection_pool=cache.backend._pool)  # type: ignore[attr-defined]
+            backend = cache.backend
+            assert isinstance(backend, RedisBackend)  # what a redis_url builds (cache.py _make_backend)
+            # The baseline is redis-py's own client over the backend's connections: the same pool
+            # and settings, closed with the cache.
+            raw_client = backend.client
             base_get: Callable[[str], Awaitable[object]] = raw_client.get
 
             async def base_set(key: str, value: bytes) -> object:
@@ -203,8 +206,6 @@ async def run(args: argparse.Namespace) -> int:
         results = await run_interleaved(ops, count, args.concurrency, progress=progress)
         progress.close()
     finally:
-        if raw_client is not None:
-            await raw_client.aclose(close_connection_pool=False)
         await cache.close()
         if provider is not None:
             provider.shutdown()

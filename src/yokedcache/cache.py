@@ -292,7 +292,7 @@ class YokedCache:
             tracing_enabled=config.enable_tracing if config.enable_tracing is not None else self.backend.remote,
             capture_keys=config.capture_keys,
             db_client_metrics=config.db_client_metrics,
-            usage=self._current_usage,
+            usage=self.usage_snapshot,
             evictions=lambda: self.backend.evictions,
             state=self.state,
             owner=weakref.ref(self),
@@ -531,34 +531,6 @@ class YokedCache:
         c = self.telemetry.counters
         return c.total_calls, c.error_total, c.hits, c.misses
 
-    def _current_usage(self) -> Usage | None:
-        """Last known figures (no I/O: metric callbacks call this from the reader's thread).
-
-        With ``stats_exact_keys``, the last completed exact count replaces the sampled keys, and
-        the bytes are scaled to it, as long as no invalidation of ours happened since it began.
-        """
-        backend = self.backend
-        live = backend.current_usage()
-        if live is not None:
-            return live
-        usage = self._usage
-        exact = self._exact_keys
-        if usage is None or exact is None or usage.method == "exact":
-            return usage
-        keys, generation, measured_at = exact
-        if generation != backend.invalidations:
-            return usage
-        per_key = usage.bytes / usage.keys if usage.keys else 0.0
-        return replace(
-            usage,
-            keys=keys,
-            bytes=round(per_key * keys),
-            method="exact_keys",
-            keys_error=0,
-            bytes_error=round(usage.bytes_error * keys / usage.keys) if usage.keys else usage.bytes_error,
-            measured_at=measured_at,
-        )
-
     def _start_refresher(self) -> None:
         try:
             loop = asyncio.get_running_loop()
@@ -610,7 +582,7 @@ class YokedCache:
             self._usage_generation = generation
             self._usage_sets = sets
             self.record_probe(True)
-        return self._current_usage()
+        return self.usage_snapshot()
 
     def _tag_keys(self, tags: Sequence[str]) -> list[str]:
         prefix = self._tag_prefix
@@ -802,7 +774,9 @@ class YokedCache:
 
     # -- the seam health.py works through (health.HealthSource) ---------------------------
     # Checks run from other threads and before the first operation; these members say what they
-    # may rely on, so health.py needs none of this class's private state (nor imports it).
+    # may rely on, so health.py needs none of this class's private state (nor imports it). The
+    # alert rules, the status page and the demo read a cache through them too: nothing outside
+    # this module touches its private members (tests/test_cache_privacy.py).
     @property
     def closed(self) -> bool:
         """True once :meth:`close` has begun: a check then reports it and must not reconnect."""
@@ -877,13 +851,45 @@ class YokedCache:
         """
         return self._make_backend(self.config) if self._owns_backend else None
 
+    def usage_snapshot(self) -> Usage | None:
+        """The last known keys and bytes (``None`` before the first measurement), without I/O.
+
+        Its readers cannot await Redis: metric callbacks run in the reader's thread, and alert
+        rules, the status page and the demo's screen are synchronous. :meth:`refresh_usage`
+        measures now; :meth:`get_stats` measures first when these figures are stale.
+
+        With ``stats_exact_keys``, the last completed exact count replaces the sampled keys, and
+        the bytes are scaled to it, as long as no invalidation of ours happened since it began.
+        """
+        backend = self.backend
+        live = backend.current_usage()
+        if live is not None:
+            return live
+        usage = self._usage
+        exact = self._exact_keys
+        if usage is None or exact is None or usage.method == "exact":
+            return usage
+        keys, generation, measured_at = exact
+        if generation != backend.invalidations:
+            return usage
+        per_key = usage.bytes / usage.keys if usage.keys else 0.0
+        return replace(
+            usage,
+            keys=keys,
+            bytes=round(per_key * keys),
+            method="exact_keys",
+            keys_error=0,
+            bytes_error=round(usage.bytes_error * keys / usage.keys) if usage.keys else usage.bytes_error,
+            measured_at=measured_at,
+        )
+
     async def get_stats(self) -> CacheStats:
         """Counts since start plus keys/bytes held (for Redis: this prefix, refreshed in the background).
 
         Figures measured before an invalidation of this cache are never returned: one O(1)
         sample is taken first. ``usage_method`` and the ``*_error`` fields say what is estimated.
         """
-        usage = self._current_usage()
+        usage = self.usage_snapshot()
         c = self.telemetry.counters
         if (
             usage is None

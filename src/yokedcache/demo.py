@@ -164,7 +164,7 @@ class LiveView:
         rates = {op: (calls[op] - self._last_calls.get(op, 0)) / elapsed for op in OPERATIONS}
         self._last_calls, self._last_at = calls, now
         counters = self.cache.telemetry.counters
-        usage = self.cache._current_usage()
+        usage = self.cache.usage_snapshot()
         breaker = self.cache.breaker.state if self.cache.breaker else "n/a"
         lines = [
             self.header,

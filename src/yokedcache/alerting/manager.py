@@ -288,7 +288,7 @@ class AlertManager:
         out["circuit_breaker_open"] = float(breaker.state == "open") if breaker else None
         pool = cache.backend.pool_stats()
         out["pool_utilization"] = float(pool["utilization"]) if pool else None
-        usage = cache._current_usage()
+        usage = cache.usage_snapshot()
         limit = cache.config.max_memory_bytes
         out["memory_usage_ratio"] = usage.bytes / limit if usage is not None and limit else None
         out["eviction_rate"] = self._eviction_rate()
@@ -310,7 +310,7 @@ class AlertManager:
         cache = self.cache
         if not cache.backend.remote:
             return None
-        loop = cache._loop
+        loop = cache.event_loop
         if loop is None or loop.is_closed() or not loop.is_running():
             return None  # not started yet: no evidence either way
         future = asyncio.run_coroutine_threadsafe(cache.health(), loop)

@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 if sys.version_info >= (3, 11):
     from asyncio import timeout as _timeout
@@ -50,9 +50,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from .. import validation
 from ._connections import hang_up
 from .base import BatchObserver
-
-if TYPE_CHECKING:
-    from .redis import RedisBackend
 
 __all__ = ["AutoPipeliner", "BatchObserver", "ClusterAutoPipeliner"]
 
@@ -181,6 +178,27 @@ class _Recorder:
         self.commands.append(("EXPIRE", tag, seconds, *flag))
 
 
+class PipelinedBackend(Protocol):
+    """What the pipeliner uses of its backend (``redis.py`` and its Cluster and Sentinel flavours).
+
+    Declared here rather than imported: ``redis.py`` imports this module to build its pipeliner,
+    and a type-only import back would be a cycle (``tests/test_import_graph.py``). The members are
+    the backend's private ones because the pipeliner is its part, not a user of it.
+    """
+
+    #: Makes the batch connections, with the backend's settings (``None`` on a cluster: a pool
+    #: per node, and the cluster client's pipelines route by node instead).
+    _pool: Any
+    #: The redis-py client (a cluster's lone commands and batches go through it).
+    _client: Any
+
+    def _queue_set(self, pipe: Any, key: str, value: bytes, ttl: float | None, tags: Sequence[str]) -> None:
+        """Queue one write's SET and SADDs on ``pipe``: the same commands as without pipelining."""
+
+    def _queue_tag_expiry(self, pipe: Any, ttl: float | None, tags: Sequence[str]) -> None:
+        """Queue the tag sets' EXPIRE (or PERSIST) that keeps them alive as long as their keys."""
+
+
 class AutoPipeliner:
     """Auto-pipelining for one :class:`~yokedcache.backends.redis.RedisBackend` (or Sentinel).
 
@@ -191,7 +209,7 @@ class AutoPipeliner:
     #: Writes with tags (and set_many) are MULTI/EXEC units: atomic, as without pipelining.
     transactional_writes = True
 
-    def __init__(self, backend: RedisBackend, *, max_batches: int = DEFAULT_MAX_BATCHES) -> None:
+    def __init__(self, backend: PipelinedBackend, *, max_batches: int = DEFAULT_MAX_BATCHES) -> None:
         validation.number("max_batches", max_batches, rule="must be a positive int", integer=True, minimum=1)
         self._backend = backend
         self.max_batches = max_batches

@@ -182,7 +182,11 @@ class RedisBackend(Backend):
 
     @property
     def client(self) -> Any:
-        """The underlying ``redis.asyncio.Redis`` (shares this backend's pool)."""
+        """The redis-py client (``RedisCluster`` on a cluster) over this backend's connections.
+
+        For commands the backend does not offer, and for a baseline that must share the pool to
+        measure only the cache's own cost (``yokedcache bench``). The backend closes it.
+        """
         return self._client
 
     def get(self, key: str) -> Awaitable[bytes | None]:

@@ -7,6 +7,7 @@ here needs the SDK (an optional extra): the core install imports none of it
 - ``bridge.py``: one ``MetricExporter`` feeding push-style collectors (StatsD, user collectors);
 - ``statsd.py``: StatsD lines, the sink that sends them, and ``OTEL_METRICS_EXPORTER=statsd``;
 - ``prometheus.py``: the Prometheus reader with yokedcache's renaming, one scrape at a time;
-- ``otlp.py``: ``OTLPCollector``, the OTLP metric and span exporters it builds;
+- ``otlp.py``: the OTLP metric and span exporters, reader and span processor (gRPC and HTTP)
+  that ``OTLPCollector`` (``monitoring/otlp.py``) is built from;
 - ``shutdown.py``: the deadline on shutting the providers down (no SDK import of its own).
 """

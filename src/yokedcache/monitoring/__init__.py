@@ -1,11 +1,11 @@
 """The documented monitoring API, on top of the OpenTelemetry core.
 
 Only what the documentation teaches lives here -- ``CacheMetrics`` and its collectors -- or
-is re-exported from here (``AlertManager`` and ``SMTPSettings`` from ``yokedcache.alerting``,
-``OTLPCollector`` from ``yokedcache.exporters.otlp``), so that those import paths keep working
-while readers and exporters live in ``yokedcache.exporters`` and the HTTP server in
-``yokedcache.server``. Collectors that need optional packages are imported on first use, so
-``from yokedcache.monitoring import CacheMetrics`` works with the core install alone.
+is re-exported from here (``AlertManager`` and ``SMTPSettings`` from ``yokedcache.alerting``),
+so that those import paths keep working while readers and exporters live in
+``yokedcache.exporters`` and the HTTP server in ``yokedcache.server``. Collectors that need
+optional packages are imported on first use, so ``from yokedcache.monitoring import
+CacheMetrics`` works with the core install alone.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from ..alerting import AlertManager, SMTPSettings
 from .metrics import CacheMetrics, NoOpCollector
 
 if TYPE_CHECKING:
-    from ..exporters.otlp import OTLPCollector
+    from .otlp import OTLPCollector
     from .prometheus import PrometheusCollector
     from .statsd import StatsDCollector
 
@@ -33,7 +33,7 @@ __all__ = [
 _LAZY = {
     "PrometheusCollector": ".prometheus",
     "StatsDCollector": ".statsd",
-    "OTLPCollector": "..exporters.otlp",
+    "OTLPCollector": ".otlp",
 }
 
 

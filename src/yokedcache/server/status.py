@@ -185,7 +185,7 @@ class StatusBoard:
             "latency": self._latency_for(group, mono),
             "errors": errors,
             "pool": _pool([p for p in (c.backend.pool_stats() for c in caches) if p is not None]),
-            "usage": _usage([u for u in (c._current_usage() for c in caches) if u is not None], wall),
+            "usage": _usage([u for u in (c.usage_snapshot() for c in caches) if u is not None], wall),
             "alerts": [{k: a.get(k) for k in _ALERT_FIELDS} for c in caches for a in firing_for(c)],
         }
         if chart_seconds > 0:
