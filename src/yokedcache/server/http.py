@@ -30,6 +30,7 @@ from ..health import DEGRADED, HEALTHY, readiness_report, worst_status
 
 if TYPE_CHECKING:
     from ..health import HealthSource
+    from ..telemetry.observers import Observed
 
 log = logging.getLogger("yokedcache.monitoring.http")
 
@@ -78,9 +79,9 @@ class ReadinessRoute:
         return json_response(200 if status in (HEALTHY, DEGRADED) else 503, payload)
 
 
-def _owner(member: Any) -> HealthSource | None:
+def _owner(member: Observed) -> HealthSource | None:
     """The cache behind a reporting member (its telemetry holds it weakly), or None once collected."""
-    owner = getattr(member, "owner", None)
+    owner = member.owner
     return owner() if owner is not None else None
 
 

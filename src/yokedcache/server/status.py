@@ -99,7 +99,7 @@ class StatusBoard:
     def _groups(self) -> list[_Group]:
         groups: dict[str, _Group] = {}
         for member in self._source():
-            owner = getattr(member, "owner", None)
+            owner = member.owner
             cache = owner() if owner is not None else None
             if cache is None:
                 continue

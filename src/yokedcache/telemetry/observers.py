@@ -48,6 +48,9 @@ class Observed(Protocol):
     usage: Callable[[], Usage | None]
     evictions: Callable[[], int | None]
     state: Callable[[], StateReading | None]
+    #: A weak reference to the cache itself (``None`` when no cache owns the telemetry): the
+    #: status page and ``/readyz`` (``server/``) find the caches reporting into a meter here.
+    owner: Callable[[], Any] | None
 
     def flush(self, limit: int | None = None) -> int: ...
 
