@@ -28,7 +28,9 @@ $(ETSY_STATSD):
 	  npm install --prefix tests/.node --no-audit --no-fund --ignore-scripts --loglevel=error statsd@0.9.0; \
 	else echo "npm not found: the Etsy StatsD test will skip (apt-get install nodejs npm)"; fi
 
-test: install $(ETSY_STATSD)
+# lint first: CI (.ci/run) runs `make test` only, and the layering, complexity and dead-code
+# rules must hold there too
+test: install $(ETSY_STATSD) lint
 	$(BIN)/python -m pytest
 
 # radon prints every block rated D or worse (issue 17: none may be); vulture reports code nothing

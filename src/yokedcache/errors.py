@@ -1,7 +1,7 @@
 """Exceptions raised by yokedcache.
 
 Connection problems subclass the builtin :class:`ConnectionError`, so application code written
-as ``except ConnectionError`` (as in the monitoring guide) keeps working whatever backend runs.
+as ``except ConnectionError`` (as in docs/monitoring.md, 'Error Rate Monitoring') keeps working whatever backend runs.
 Every failure of the backend itself is a :class:`CacheBackendError`: that is what ``fail_open``
 turns into a default value, and what ``fail_open=False`` raises, with the driver's own
 exception chained as ``__cause__``.

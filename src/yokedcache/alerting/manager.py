@@ -1,6 +1,6 @@
 """``AlertManager``: threshold alerts on a cache, evaluated in-process, with webhook and e-mail.
 
-For teams without Prometheus alerting (which `collector-config/alerts.yml` covers). Rules are
+For teams without Prometheus alerting (which `collector-config/prometheus/alerts.yml` covers). Rules are
 evaluated on a daemon thread, so ``start()`` works before an event loop exists and a slow
 webhook or mail server can never stall the application. Notifications go out on daemon
 threads too, each attempt with a total deadline, so nothing here can keep the process alive:

@@ -127,9 +127,10 @@ class RedisBackend(Backend):
         aioredis = require("redis.asyncio", "redis")
         try:
             # A plain pool, not redis-py's BlockingConnectionPool: its condition variable costs
-            # 7 µs more per command (get+release 14.0 vs 7.2 µs, NOTES.md §6), and it is not
-            # needed: the facade admits at most max_connections operations (first come, first
-            # served) and RESERVED_CONNECTIONS side calls, so the pool is never asked for more.
+            # about 6 µs more per command (get+release 11.7-13.3 vs 5.5-7.1 µs in two runs of
+            # benchmarks/pool_cost.py), and it is not needed: the facade admits at most
+            # max_connections operations (first come, first served) and RESERVED_CONNECTIONS
+            # side calls, so the pool is never asked for more.
             pool = aioredis.ConnectionPool.from_url(
                 url,
                 max_connections=self.max_connections + RESERVED_CONNECTIONS,
