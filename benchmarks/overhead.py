@@ -107,7 +107,7 @@ async def target_1(url: str, rounds: int, ops: int) -> None:
     # What users compare with: a client of their own from from_url(), (de)serialising the value.
     plain = aioredis.from_url(url)
     # The second line: raw commands on the cache's own pool (shares its pool costs).
-    same_pool = aioredis.Redis(connection_pool=cache.backend._pool)  # type: ignore[attr-defined]
+    same_pool = aioredis.Redis(connection_pool=cache.backend.pool)  # type: ignore[attr-defined]
 
     async def plain_get(k: str) -> object:
         raw = await plain.get(k)
@@ -156,7 +156,7 @@ async def target_2(url: str, rounds: int, ops: int) -> None:
     tracer_provider = traced_provider()
     meter_provider = sdk_provider()
     cache = YokedCache(CacheConfig(redis_url=url, meter_provider=meter_provider, tracer_provider=tracer_provider))
-    raw = aioredis.Redis(connection_pool=cache.backend._pool)  # type: ignore[attr-defined]
+    raw = aioredis.Redis(connection_pool=cache.backend.pool)  # type: ignore[attr-defined]
     RedisInstrumentor.instrument_client(raw, tracer_provider=tracer_provider)  # this client only
     pairs = await redis_pairs(raw, cache, "instrumented raw", "cache")
     ratios = await redis_ratios(pairs, "instrumented raw", rounds, ops)

@@ -43,7 +43,7 @@ async def measure(url: str, rounds: int, ops: int) -> None:
     provider = MeterProvider(metric_readers=[PrometheusMetricReader(registry=CollectorRegistry())])
     cache = YokedCache(CacheConfig(redis_url=url, meter_provider=provider, enable_tracing=False))
     await cache.set_many({k: "v" for k in KEYS})
-    raw = aioredis.Redis(connection_pool=cache.backend._pool)  # type: ignore[attr-defined]
+    raw = aioredis.Redis(connection_pool=cache.backend.pool)  # type: ignore[attr-defined]
     histogram = provider.get_meter("record_cost").create_histogram("record_cost.duration", unit="s")
     attrs = {"db.operation.name": "get"}
     loads = cache._loads

@@ -183,19 +183,22 @@ class PipelinedBackend(Protocol):
 
     Declared here rather than imported: ``redis.py`` imports this module to build its pipeliner,
     and a type-only import back would be a cycle (``tests/test_import_graph.py``). The members are
-    the backend's private ones because the pipeliner is its part, not a user of it.
+    public on ``RedisBackend``: the pipeliner is another module's code, so it uses no private member.
     """
 
-    #: Makes the batch connections, with the backend's settings (``None`` on a cluster: a pool
-    #: per node, and the cluster client's pipelines route by node instead).
-    _pool: Any
-    #: The redis-py client (a cluster's lone commands and batches go through it).
-    _client: Any
+    @property
+    def pool(self) -> Any:
+        """Makes the batch connections, with the backend's settings (``None`` on a cluster: a
+        pool per node, and the cluster client's pipelines route by node instead)."""
 
-    def _queue_set(self, pipe: Any, key: str, value: bytes, ttl: float | None, tags: Sequence[str]) -> None:
+    @property
+    def client(self) -> Any:
+        """The redis-py client (a cluster's lone commands and batches go through it)."""
+
+    def queue_set(self, pipe: Any, key: str, value: bytes, ttl: float | None, tags: Sequence[str]) -> None:
         """Queue one write's SET and SADDs on ``pipe``: the same commands as without pipelining."""
 
-    def _queue_tag_expiry(self, pipe: Any, ttl: float | None, tags: Sequence[str]) -> None:
+    def queue_tag_expiry(self, pipe: Any, ttl: float | None, tags: Sequence[str]) -> None:
         """Queue the tag sets' EXPIRE (or PERSIST) that keeps them alive as long as their keys."""
 
 
@@ -214,7 +217,7 @@ class AutoPipeliner:
         self._backend = backend
         self.max_batches = max_batches
         self.observer: BatchObserver | None = None
-        pool = backend._pool  # None on a cluster: a pool per node
+        pool = backend.pool  # None on a cluster: a pool per node
         #: One deadline per round trip (batch or lone), in seconds. The cache sets its
         #: operation_timeout here; a backend used alone keeps its pool's socket timeout.
         self.timeout: float | None = pool.connection_kwargs.get("socket_timeout") if pool is not None else None
@@ -277,8 +280,8 @@ class AutoPipeliner:
         recorder = _Recorder()
         backend = self._backend
         for key, value in items:
-            backend._queue_set(recorder, key, value, ttl, tags)
-        backend._queue_tag_expiry(recorder, ttl, tags)
+            backend.queue_set(recorder, key, value, ttl, tags)
+        backend.queue_tag_expiry(recorder, ttl, tags)
         if self.transactional_writes:
             return [("MULTI",), *recorder.commands, ("EXEC",)], _transaction
         return recorder.commands, _all_ok
@@ -417,7 +420,7 @@ class AutoPipeliner:
         timers per round trip. There are at most ``max_batches + 1`` of them."""
         if self._free:
             return self._free.pop()
-        connection = self._backend._pool.make_connection()
+        connection = self._backend.pool.make_connection()
         connection.socket_timeout = None
         self._connections.append(connection)
         return connection
@@ -478,7 +481,7 @@ class ClusterAutoPipeliner(AutoPipeliner):
             raise TimeoutError("Timeout reading from the cluster") from None
 
     async def _cluster_lone(self, commands: Sequence[Command]) -> list[Any]:
-        client = self._backend._client
+        client = self._backend.client
         if len(commands) == 1:
             try:
                 return [await client.execute_command(*commands[0])]
@@ -490,7 +493,7 @@ class ClusterAutoPipeliner(AutoPipeliner):
         return await pipe.execute(raise_on_error=False)  # type: ignore[no-any-return]
 
     async def _execute(self, entries: list[Entry]) -> None:
-        pipe = self._backend._client.pipeline()
+        pipe = self._backend.client.pipeline()
         for entry in entries:
             for command in entry[0]:
                 pipe.execute_command(*command)

@@ -190,6 +190,14 @@ class RedisBackend(Backend):
         """
         return self._client
 
+    @property
+    def pool(self) -> Any:
+        """The redis-py connection pool (``None`` on a cluster, which keeps a pool per node).
+
+        The auto-pipeliner makes its batch connections from it, with the backend's settings;
+        benchmarks build a raw client over it to compare like with like."""
+        return self._pool
+
     def get(self, key: str) -> Awaitable[bytes | None]:
         # Not a coroutine of ours: redis-py's own command awaitable, one frame less on the hot
         # path (benchmarks/overhead.py target 1). The facade binds it once (cache.py __init__).
@@ -204,7 +212,7 @@ class RedisBackend(Backend):
         """One MULTI: a tagged write and its tag sets land together or not at all."""
         return self._client.pipeline(transaction=True)
 
-    def _queue_set(self, pipe: Any, key: str, value: bytes, ttl: float | None, tags: Sequence[str]) -> None:
+    def queue_set(self, pipe: Any, key: str, value: bytes, ttl: float | None, tags: Sequence[str]) -> None:
         if ttl is None:
             pipe.set(key, value)
         else:
@@ -213,7 +221,7 @@ class RedisBackend(Backend):
             pipe.sadd(tag, key)
 
     @staticmethod
-    def _queue_tag_expiry(pipe: Any, ttl: float | None, tags: Sequence[str]) -> None:
+    def queue_tag_expiry(pipe: Any, ttl: float | None, tags: Sequence[str]) -> None:
         # A tag set must outlive its longest-lived member: persist it for keys without TTL,
         # otherwise set an expiry if it has none (NX) or extend it (GT). Needs Redis >= 7.
         for tag in tags:
@@ -234,8 +242,8 @@ class RedisBackend(Backend):
 
     async def _set_tagged(self, key: str, value: bytes, ttl: float | None, tags: Sequence[str]) -> None:
         async with self._write_pipeline() as pipe:
-            self._queue_set(pipe, key, value, ttl, tags)
-            self._queue_tag_expiry(pipe, ttl, tags)
+            self.queue_set(pipe, key, value, ttl, tags)
+            self.queue_tag_expiry(pipe, ttl, tags)
             await pipe.execute()
 
     async def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float | None, tags: Sequence[str] = ()) -> None:
@@ -243,8 +251,8 @@ class RedisBackend(Backend):
             return
         async with self._write_pipeline() as pipe:
             for key, value in items:
-                self._queue_set(pipe, key, value, ttl, tags)
-            self._queue_tag_expiry(pipe, ttl, tags)
+                self.queue_set(pipe, key, value, ttl, tags)
+            self.queue_tag_expiry(pipe, ttl, tags)
             await pipe.execute()
 
     async def delete(self, keys: Sequence[str]) -> int:
