@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 
@@ -20,7 +22,7 @@ from yokedcache.alerting.manager import AlertManager
 from yokedcache.alerting.notifiers import SMTPSettings
 from yokedcache.backends import MemoryBackend
 from yokedcache.backends.redis import RedisBackend
-from yokedcache.exporters.statsd import StatsDSink
+from yokedcache.exporters.statsd import StatsDMetricExporter, StatsDSink
 from yokedcache.instrumentor import YokedCacheInstrumentor
 from yokedcache.monitoring import CacheMetrics, OTLPCollector, StatsDCollector
 from yokedcache.percentiles import percentile
@@ -34,6 +36,17 @@ def _alert(field: str, value: Any) -> Any:
     manager = AlertManager(YokedCache())
     args = {"name": "a", "metric": "hit_rate", "threshold": 1, "comparison": "<", field: value}
     return manager.add_alert(**args)
+
+
+def _from_env(build: Callable[[], Any]) -> Callable[[str, Any], Any]:
+    """A site that reads its settings from the environment: ``field`` is the variable, ``value`` its text
+    (with an SMTP host set, so that ``SMTPSettings.from_env`` goes on to read the port)."""
+
+    def site(variable: str, text: Any) -> Any:
+        with mock.patch.dict(os.environ, {"YOKEDCACHE_SMTP_HOST": "h", variable: text}):
+            return build()
+
+    return site
 
 
 #: How each site is called with one bad setting.
@@ -56,6 +69,8 @@ SITES: dict[str, Callable[[str, Any], Any]] = {
     "cache.set": lambda f, v: YokedCache().set("k", 1, **{f: v}),
     "count_keys": lambda f, v: RedisBackend(NOWHERE).count_keys("*", **{f: v}),
     "instrument": lambda f, v: YokedCacheInstrumentor()._instrument(**{f: v}),
+    "StatsDMetricExporter.env": _from_env(StatsDMetricExporter),
+    "SMTPSettings.from_env": _from_env(SMTPSettings.from_env),
 }
 
 #: ``[site, field, value, error, message]``: the texts the hand-written checks produced before

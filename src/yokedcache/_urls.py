@@ -1,4 +1,4 @@
-"""Redis URLs: the one place that reads them for display and for validation.
+"""URLs: the one place that reads them for display and for validation.
 
 :func:`redact_url` is the only function that turns a Redis URL into text for people (``repr``,
 health reports and ``/readyz``, span and log text, CLI output, error messages), so a password
@@ -19,6 +19,9 @@ What it hides, and why:
 
 It works on the string alone (no ``urlsplit().port``, which raises on a Sentinel host list),
 costs a few microseconds and never raises.
+
+:func:`safe_url` shows a webhook URL (alerting/notifiers.py) as ``scheme://host[:port]`` only:
+Slack-style webhooks carry their token in the path, which :func:`redact_url` keeps.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import ipaddress
 import os
 import re
 from typing import NamedTuple
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, unquote, urlsplit
 
 __all__ = [
     "REDIS_SCHEMES",
@@ -37,6 +40,7 @@ __all__ = [
     "env_redis_url",
     "parse_sentinel_url",
     "redact_url",
+    "safe_url",
     "url_error",
 ]
 
@@ -160,6 +164,16 @@ def redact_url(url: object) -> str:
             out += ["#", HIDDEN]
         return "".join(out)
     except Exception:  # pragma: no cover - defensive: a display helper must not take the caller down
+        return "<unparseable url>"
+
+
+def safe_url(url: str) -> str:
+    """``scheme://host[:port]``: enough to identify a webhook in a log, never its token."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+    except ValueError:
         return "<unparseable url>"
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import itertools
-import math
 import random
 import sys
 import time
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from .cache import YokedCache
+from .percentiles import percentile
 
 OPERATIONS = ("get", "set", "get_many", "delete", "invalidate_tags")
 
@@ -43,8 +43,7 @@ class WorkloadStats:
         values = sorted(self.latencies.get(op, ()))
         if not values:
             return None
-        pick = [values[min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))] for q in (0.5, 0.95, 0.99)]
-        return pick[0], pick[1], pick[2]
+        return percentile(values, 0.5), percentile(values, 0.95), percentile(values, 0.99)
 
 
 class Workload:

@@ -1,7 +1,8 @@
-"""The one percentile formula: health's p50/p95/p99, the status page's latency table and the benchmarks.
+"""The one percentile formula: health's p50/p95/p99, the status page's latency table, the demo's live view and
+the benchmarks.
 
 Nearest rank, no interpolation: every figure reported is a duration that was really measured,
-and the three places that report percentiles agree to the digit on the same samples.
+and the places that report percentiles agree to the digit on the same samples.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Checks of settings and names: numbers, ports, flags, strings, metric and label names, Redis URLs.
+"""Checks of settings and names: numbers, ports, flags, strings, hosts, metric and label names, URLs.
 
 The same few checks used to be written by hand in a dozen constructors, and each copy could
 drift (a ``bool`` let through as a number, a NaN that passes ``value <= 0``). Here each check
@@ -14,25 +14,33 @@ Two message shapes exist, and both are kept:
 - *single* (``kind=None``): whatever is wrong raises ``ValueError("<field>: <rule>, got <repr>")``
   (StatsD, the HTTP server, OTLP, the Redis backends).
 
+:func:`host` has two shapes of its own, for the same reason: StatsD's ``TypeError`` quotes the
+value, SMTP's ``ValueError`` does not.
+
 A ``bool`` is never a number here: ``True`` is an ``int`` to Python but never a port, a count or
 a number of seconds to a user. A NaN fails every range (it compares false with any bound).
 
-This module imports nothing else of yokedcache but :mod:`._urls` (URL syntax), so every layer
-may use it.
+This module imports nothing else of yokedcache but :mod:`._urls` (URL syntax and URLs shown in
+errors), so every layer may use it.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
+from urllib.parse import urlsplit
 
-from ._urls import check_redis_url
+from ._urls import check_redis_url, safe_url
 
 __all__ = [
     "boolean",
     "cache_name",
+    "env_port",
+    "host",
+    "http_url",
     "instrument_name",
     "is_int",
     "is_number",
@@ -115,6 +123,19 @@ def port(name: str, value: object, *, allow_zero: bool = False, rule: str | None
            maximum=65535)  # fmt: skip
 
 
+def env_port(variable: str, default: int) -> int:
+    """The int in environment variable ``variable`` (``default`` when unset), not yet range-checked.
+
+    Only the parsing is here: the range is checked where the port is used, whose message names
+    the setting (``port``, ``smtp port``), as it does for a port passed in code.
+    """
+    text = os.environ.get(variable, str(default))
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{variable}: expected a port number, got {text!r}") from None
+
+
 # -- flags and strings ----------------------------------------------------------------------------
 def boolean(name: str, value: object, *, allow_none: bool = False) -> None:
     """A real ``bool``: ``"no"`` or ``0`` would read as a decision the user never made."""
@@ -129,6 +150,19 @@ def string(name: str, value: object, *, allow_none: bool = False) -> None:
         return
     if not isinstance(value, str):
         raise TypeError(f"{name}: expected a str{' or None' if allow_none else ''}, got {type(value).__name__}")
+
+
+def host(name: str, value: object, *, rule: str | None = None) -> None:
+    """A host name or address: a non-empty ``str`` (resolving it is the connection's business).
+
+    Without ``rule``: ``TypeError("<name>: expected a non-empty str, got <repr>")`` (StatsD);
+    with it: ``ValueError("<name>: <rule>")``, the value unquoted (SMTP).
+    """
+    if isinstance(value, str) and value:
+        return
+    if rule is None:
+        raise TypeError(f"{name}: expected a non-empty str, got {value!r}")
+    raise ValueError(f"{name}: {rule}")
 
 
 # -- names ------------------------------------------------------------------------------------------
@@ -180,3 +214,17 @@ def label_names(name: str, labels: Mapping[Any, Any]) -> dict[str, str]:
 def redis_url(name: str, value: object) -> str:
     """A Redis URL's form (:func:`yokedcache._urls.check_redis_url`): errors name ``name``, never a password."""
     return check_redis_url(value, name)
+
+
+def http_url(name: str, value: object) -> str:
+    """An ``http://`` or ``https://`` URL with a host (a webhook's); errors show only its scheme and
+    host (:func:`yokedcache._urls.safe_url`): Slack-style webhook URLs carry their token in the path."""
+    string(name, value)
+    url = cast(str, value)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ValueError(f"{name}: not a valid URL") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{name}: expected an http:// or https:// URL, got one for {safe_url(url)}")
+    return url

@@ -23,12 +23,12 @@ import urllib.request
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any, Protocol, runtime_checkable
-from urllib.parse import urlsplit
 
 from .. import validation
+from .._urls import safe_url
 from .deadline import TotalDeadline
 
-__all__ = ["EmailNotifier", "NotificationError", "Notifier", "SMTPSettings", "WebhookNotifier", "safe_url"]
+__all__ = ["EmailNotifier", "NotificationError", "Notifier", "SMTPSettings", "WebhookNotifier"]
 
 log = logging.getLogger("yokedcache.monitoring.alerts")
 
@@ -69,28 +69,6 @@ class Notifier(Protocol):
     def send(self, payload: dict[str, Any]) -> None: ...
 
 
-def safe_url(url: str) -> str:
-    """``scheme://host[:port]``: enough to identify a webhook in a log, never its token."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or "?"
-        return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
-    except ValueError:
-        return "<unparseable url>"
-
-
-def check_webhook_url(url: object) -> str:
-    if not isinstance(url, str):
-        raise TypeError(f"webhook_url: expected a str, got {type(url).__name__}")
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:
-        raise ValueError("webhook_url: not a valid URL") from exc
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"webhook_url: expected an http:// or https:// URL, got one for {safe_url(url)}")
-    return url
-
-
 class _HTTPHandler(urllib.request.HTTPHandler):
     """urllib's handler (proxies from the environment still apply) with connections made
     through a :class:`TotalDeadline`."""
@@ -129,7 +107,7 @@ class WebhookNotifier:
     """
 
     def __init__(self, url: str, timeout: float = 5.0, retries: int = 2, backoff: float = 0.5) -> None:
-        self.url = check_webhook_url(url)
+        self.url = validation.http_url("webhook_url", url)
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
@@ -184,8 +162,7 @@ class SMTPSettings:
     timeout: float = 10.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.host, str) or not self.host:
-            raise ValueError("smtp host: expected a host name")
+        validation.host("smtp host", self.host, rule="expected a host name")
         validation.port("smtp port", self.port, rule="expected 1-65535")
         if self.security not in SECURITY_MODES:
             raise ValueError(f"smtp security: expected one of {SECURITY_MODES}, got {self.security!r}")
@@ -197,14 +174,9 @@ class SMTPSettings:
         host = env.get("YOKEDCACHE_SMTP_HOST")
         if not host:
             return None
-        port_text = env.get("YOKEDCACHE_SMTP_PORT", "587")
-        try:
-            port = int(port_text)
-        except ValueError:
-            raise ValueError(f"YOKEDCACHE_SMTP_PORT: expected a port number, got {port_text!r}") from None
         return cls(
             host=host,
-            port=port,
+            port=validation.env_port("YOKEDCACHE_SMTP_PORT", 587),
             username=env.get("YOKEDCACHE_SMTP_USERNAME") or None,
             password=env.get("YOKEDCACHE_SMTP_PASSWORD") or None,
             sender=env.get("YOKEDCACHE_SMTP_FROM", "yokedcache@localhost"),

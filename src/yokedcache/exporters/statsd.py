@@ -140,8 +140,7 @@ class StatsDSink:
         max_samples: int = 64,
     ) -> None:
         require("statsd", "statsd")
-        if not isinstance(host, str) or not host:
-            raise TypeError(f"host: expected a non-empty str, got {host!r}")
+        validation.host("host", host)
         validation.port("port", port)
         validation.string("prefix", prefix, allow_none=True)
         validation.number("sample_rate", sample_rate, rule="expected a number in (0, 1]", minimum=0, maximum=1,
@@ -331,15 +330,9 @@ class StatsDMetricExporter(CollectorExporter):
         **sink_options: Any,
     ) -> None:
         env = os.environ
-        if port is None:
-            raw = env.get("YOKEDCACHE_STATSD_PORT", "8125")
-            try:
-                port = int(raw)
-            except ValueError:
-                raise ValueError(f"YOKEDCACHE_STATSD_PORT: expected a port number, got {raw!r}") from None
         self.sink = StatsDSink(
             host or env.get("YOKEDCACHE_STATSD_HOST", "localhost"),
-            port,
+            port if port is not None else validation.env_port("YOKEDCACHE_STATSD_PORT", 8125),
             prefix if prefix is not None else env.get("YOKEDCACHE_STATSD_PREFIX", "yokedcache"),
             use_tags=use_tags if use_tags is not None else _env_bool("YOKEDCACHE_STATSD_USE_TAGS", False),
             **sink_options,
