@@ -80,8 +80,8 @@ class Collector(ABC):
         """
 
     def span_processor(self) -> SpanProcessor | None:
-        """The span processor for the ``TracerProvider`` (``None``: this collector takes no spans,
-        and without any ``CacheMetrics`` builds no tracer provider)."""
+        """The span processor for the ``TracerProvider`` (``None``: this collector takes no spans;
+        when none does, ``CacheMetrics`` builds no tracer provider)."""
         return None
 
     def bind(self, meter_provider: MeterProvider) -> None:
