@@ -1,7 +1,8 @@
 """One OTel ``MetricExporter`` that feeds push-style collectors.
 
 A collector is any object with async ``increment/gauge/histogram/timing(metric, value, tags)``
-(the documented custom-collector shape); the StatsD collector is one of them. The bridge runs on
+(the documented custom-collector shape, ``PushCollector`` in ``exporters/collectors.py``); the
+StatsD collector is one of them. ``bridge_reader`` builds the reader for one. The bridge runs on
 a ``PeriodicExportingMetricReader`` with delta temporality, so per flush it sees exact counter
 deltas and a histogram per attribute set; from that it makes:
 
@@ -48,11 +49,13 @@ from opentelemetry.sdk.metrics.export import (  # noqa: E402
     MetricExporter,
     MetricExportResult,
     MetricsData,
+    PeriodicExportingMetricReader,
     Sum,
 )
 from opentelemetry.sdk.metrics.export import Histogram as HistogramData  # noqa: E402
 
 from ..telemetry.semconv import documented_name  # noqa: E402
+from .collectors import PushCollector, missing_push_methods  # noqa: E402
 
 log = logging.getLogger("yokedcache.exporters")
 
@@ -92,9 +95,7 @@ class _Recipient:
     """A collector plus what the bridge learned about its method signatures."""
 
     def __init__(self, collector: Any) -> None:
-        missing = [
-            m for m in ("increment", "gauge", "histogram", "timing") if not callable(getattr(collector, m, None))
-        ]
+        missing = missing_push_methods(collector)
         if missing:
             raise TypeError(f"collector {type(collector).__name__} lacks async method(s): {', '.join(missing)}")
         self.collector = collector
@@ -258,3 +259,19 @@ class CollectorExporter(MetricExporter):
                 self._thread.join(timeout=5)
             self._loop.close()
             self._loop = None
+
+
+def bridge_reader(
+    collectors: Iterable[PushCollector],
+    interval: float,
+    *,
+    timing_names: Container[str] = frozenset(),
+    timeout: float = 5.0,
+) -> tuple[PeriodicExportingMetricReader, CollectorExporter]:
+    """A periodic reader exporting to ``collectors`` every ``interval`` seconds, and its bridge.
+
+    The one place a push collector's reader is built: for ``StatsDCollector``
+    (``monitoring/statsd.py``) and for a user's collector (``exporters/collectors.py``).
+    """
+    exporter = CollectorExporter(collectors, timeout=timeout, timing_names=timing_names)
+    return PeriodicExportingMetricReader(exporter, export_interval_millis=interval * 1000), exporter

@@ -9,6 +9,9 @@ into it (``CacheConfig(metrics=metrics)``) and so do application metrics
   the same bridge exporter as StatsD, every ``export_interval`` seconds.
 - ``NoOpCollector`` (the default): no reader at all; the API's no-op provider is used.
 
+Each is taken as a ``Collector`` (``exporters/collectors.py`` declares the three shapes; the
+last two are adapted here), and ``CacheMetrics`` calls only that contract's members.
+
 Application metric tags are bounded: each metric keeps at most ``max_tag_sets`` distinct tag
 sets (1,000 by default); further ones fold into one ``otel.metric.overflow="true"`` series,
 with a warning logged once per metric.
@@ -26,18 +29,25 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Callable, Container
+from typing import TYPE_CHECKING, Any
 
-from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.metrics import MeterProvider, NoOpMeterProvider
 
 from .. import validation
+from ..exporters.collectors import Collector, PushCollector, ReaderSource, is_push_collector
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics.export import MetricReader
+
+    from ..exporters.shutdown import Outcome
 
 log = logging.getLogger("yokedcache.monitoring")
 
 OVERFLOW_TAGS = {"otel.metric.overflow": "true"}
 
 
-class NoOpCollector:
+class NoOpCollector(Collector):
     """Collects nothing; lets code keep its metrics calls with monitoring switched off."""
 
     def metric_reader(self, **_: Any) -> None:
@@ -56,8 +66,45 @@ class NoOpCollector:
         return None
 
 
-def _is_user_collector(obj: Any) -> bool:
-    return all(callable(getattr(obj, m, None)) for m in ("increment", "gauge", "histogram", "timing"))
+class _Pushed(Collector):
+    """A user's push collector, fed by its own bridge reader every ``interval`` seconds."""
+
+    def __init__(self, collector: PushCollector, interval: float) -> None:
+        self.collector = collector
+        self.interval = interval
+
+    def metric_reader(self, timing_names: Container[str] = frozenset(), **_: Any) -> MetricReader:
+        from ..exporters.bridge import bridge_reader
+
+        reader, _exporter = bridge_reader([self.collector], self.interval, timing_names=timing_names)
+        return reader
+
+
+class _Reading(Collector):
+    """An object that only offers a reader: the rest of the contract keeps its defaults."""
+
+    def __init__(self, source: ReaderSource) -> None:
+        self.source = source
+
+    def metric_reader(self, **kwargs: Any) -> MetricReader | None:
+        return self.source.metric_reader(**kwargs)
+
+
+def _as_collector(obj: object, interval: float) -> Collector:
+    """``obj`` as a ``Collector``: itself, its reader, or a bridge every ``interval`` seconds.
+
+    A reader is preferred to the push methods, as an object offering both means its reader.
+    """
+    if isinstance(obj, Collector):
+        return obj
+    if isinstance(obj, ReaderSource):
+        return _Reading(obj)
+    if is_push_collector(obj):
+        return _Pushed(obj, interval)
+    raise TypeError(
+        f"collectors: {type(obj).__name__} is neither a built-in collector nor an object with "
+        "async increment/gauge/histogram/timing methods"
+    )
 
 
 class CacheMetrics:
@@ -79,33 +126,17 @@ class CacheMetrics:
         self.max_timers = max_timers
         #: Names of histograms recorded through ``timing`` (the bridge delivers them as timings).
         self.timing_names: set[str] = set()
-        readers, span_processors = _sdk_components(self.collectors, self.timing_names, export_interval)
+        self._members = [_as_collector(c, export_interval) for c in self.collectors]
+        readers, span_processors = _sdk_components(self._members, self.timing_names)
+        self.meter_provider: Any = NoOpMeterProvider()
         self.tracer_provider: Any = None
+        #: What ``force_flush`` pushes: the SDK providers built here (none for the no-op one).
+        self._flushes: list[Callable[[float], bool]] = []
         if readers:
-            from .._extras import require
-
-            require("opentelemetry.sdk.metrics", "sdk")
-            from opentelemetry.sdk.metrics import MeterProvider
-            from opentelemetry.sdk.resources import Resource
-
-            attrs = {"service.instance.id": str(uuid.uuid4()), **(resource_attributes or {})}
-            resource = Resource.create(attrs)
-            # The SDK's own exit hooks would wait out an absent Collector (10 s and retries):
-            # ours (registered below) has a deadline.
-            self.meter_provider: Any = MeterProvider(metric_readers=readers, resource=resource,
-                                                     shutdown_on_exit=False)  # fmt: skip
-            if span_processors:
-                from opentelemetry.sdk.trace import TracerProvider
-
-                self.tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
-                for p in span_processors:
-                    self.tracer_provider.add_span_processor(p)
-        else:
-            self.meter_provider = NoOpMeterProvider()
-        for collector in self.collectors:
-            bind = getattr(collector, "bind", None)
-            if callable(bind) and not _is_user_collector(collector):
-                bind(self.meter_provider)
+            self.meter_provider, self.tracer_provider = _sdk_providers(readers, span_processors, resource_attributes)
+            self._flushes = [p.force_flush for p in (self.meter_provider, self.tracer_provider) if p is not None]
+        for member in self._members:
+            member.bind(self.meter_provider)
         self._meter = self.meter_provider.get_meter("yokedcache.app")
         self._instruments: dict[tuple[str, str], Any] = {}
         self._tag_sets: dict[str, set[frozenset[tuple[str, str]]]] = {}
@@ -204,10 +235,8 @@ class CacheMetrics:
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         """Push pending data to every periodic exporter now (tests, shutdown hooks)."""
         ok = True
-        if hasattr(self.meter_provider, "force_flush"):
-            ok = self.meter_provider.force_flush(timeout_millis)
-        if self.tracer_provider is not None:
-            ok = self.tracer_provider.force_flush(timeout_millis) and ok
+        for flush in self._flushes:
+            ok = flush(timeout_millis) and ok
         return bool(ok)
 
     def shutdown(self, timeout: float | None = None) -> None:
@@ -223,8 +252,9 @@ class CacheMetrics:
         self._shut_down = True
         timeout = self.shutdown_timeout if timeout is None else _check_shutdown_timeout(timeout, "timeout")
         atexit.unregister(self._shutdown_at_exit)
-        closes = [close for c in self.collectors
-                  if callable(close := getattr(c, "close", None)) and not _is_user_collector(c)]  # fmt: skip
+        # A collector that is also a push collector (StatsD) is closed by the bridge feeding it,
+        # after the final export: see Collector.close in exporters/collectors.py.
+        closes = [c.close for c in self._members if not is_push_collector(c)]
         if not self._sdk_components:
             for close in closes:
                 close()
@@ -235,12 +265,15 @@ class CacheMetrics:
         if self.tracer_provider is not None:
             steps.append(self.tracer_provider.shutdown)
         steps += closes  # an HTTP server's close waits up to its 0.5 s poll: alongside, not after
-        aborts = [a for c in self.collectors if callable(a := getattr(c, "abort", None))]
-        outcome = bounded_shutdown(steps, sdk_threads(self._sdk_components), aborts, timeout)
+        aborts = [c.abort for c in self._members]
+        self._report(bounded_shutdown(steps, sdk_threads(self._sdk_components), aborts, timeout), timeout)
+
+    def _report(self, outcome: Outcome, timeout: float) -> None:
+        """The SDK's held-back records at DEBUG, and a failed shutdown in one WARNING."""
         for record in outcome.held:
             log.getChild("shutdown").debug("held back from %s: %s", record.name, record.getMessage())
         if outcome.failed:
-            targets = ", ".join(t for c in self.collectors if (t := getattr(c, "target", None))) or "exporters"
+            targets = ", ".join(c.target for c in self._members if c.target) or "exporters"
             log.getChild("shutdown").warning(
                 "telemetry not delivered at shutdown (%s): %s; gave up after %g s, so what was recorded "
                 "since the last export is lost (CacheMetrics(shutdown_timeout=...) waits longer)",
@@ -254,35 +287,36 @@ class CacheMetrics:
             log.debug("telemetry shutdown at exit failed", exc_info=True)
 
 
-def _sdk_components(
-    collectors: list[Any], timing_names: set[str], export_interval: float
-) -> tuple[list[Any], list[Any]]:
+def _sdk_components(members: list[Collector], timing_names: set[str]) -> tuple[list[Any], list[Any]]:
     """``(metric readers, span processors)`` the collectors contribute to the providers."""
-    readers: list[Any] = []
-    span_processors: list[Any] = []
-    for collector in collectors:
-        if isinstance(collector, NoOpCollector):
-            continue
-        if callable(getattr(collector, "metric_reader", None)):
-            reader = collector.metric_reader(timing_names=timing_names)
-            if reader is not None:
-                readers.append(reader)
-            processor = getattr(collector, "span_processor", None)
-            if callable(processor) and (p := processor()) is not None:
-                span_processors.append(p)
-        elif _is_user_collector(collector):
-            from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    readers = [r for c in members if (r := c.metric_reader(timing_names=timing_names)) is not None]
+    return readers, [p for c in members if (p := c.span_processor()) is not None]
 
-            from ..exporters.bridge import CollectorExporter
 
-            exporter = CollectorExporter([collector], timing_names=timing_names)
-            readers.append(PeriodicExportingMetricReader(exporter, export_interval_millis=export_interval * 1000))
-        else:
-            raise TypeError(
-                f"collectors: {type(collector).__name__} is neither a built-in collector nor an object with "
-                "async increment/gauge/histogram/timing methods"
-            )
-    return readers, span_processors
+def _sdk_providers(
+    readers: list[Any], span_processors: list[Any], resource_attributes: dict[str, Any] | None
+) -> tuple[MeterProvider, Any]:
+    """The SDK ``MeterProvider`` over ``readers``, and a ``TracerProvider`` when there are span
+    processors (else ``None``), sharing one resource."""
+    from .._extras import require
+
+    require("opentelemetry.sdk.metrics", "sdk")
+    from opentelemetry.sdk.metrics import MeterProvider as SDKMeterProvider
+    from opentelemetry.sdk.resources import Resource
+
+    attrs = {"service.instance.id": str(uuid.uuid4()), **(resource_attributes or {})}
+    resource = Resource.create(attrs)
+    # The SDK's own exit hooks would wait out an absent Collector (10 s and retries): ours
+    # (CacheMetrics registers it) has a deadline.
+    meter_provider = SDKMeterProvider(metric_readers=readers, resource=resource, shutdown_on_exit=False)
+    tracer_provider = None
+    if span_processors:
+        from opentelemetry.sdk.trace import TracerProvider
+
+        tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+        for p in span_processors:
+            tracer_provider.add_span_processor(p)
+    return meter_provider, tracer_provider
 
 
 def _check_shutdown_timeout(value: Any, name: str = "shutdown_timeout") -> float:

@@ -13,9 +13,10 @@ from typing import Any
 
 from .. import validation
 from ..exporters import otlp
+from ..exporters.collectors import Collector
 
 
-class OTLPCollector:
+class OTLPCollector(Collector):
     """Send the cache's metrics, and its spans unless ``traces=False``, over OTLP.
 
     A collector for ``CacheMetrics``: it checks the documented arguments before anything is

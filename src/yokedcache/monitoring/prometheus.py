@@ -11,10 +11,13 @@ documented ``yokedcache_cache_gets_total`` (the reader in ``exporters/prometheus
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import validation
 from .._extras import require
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
 
 require("opentelemetry.exporter.prometheus", "prometheus")
 
@@ -22,11 +25,12 @@ from opentelemetry.exporter.prometheus import PrometheusMetricReader  # noqa: E4
 from prometheus_client import CollectorRegistry  # noqa: E402
 from prometheus_client.exposition import choose_encoder  # noqa: E402
 
+from ..exporters.collectors import Collector  # noqa: E402
 from ..exporters.prometheus import NamespacedReader  # noqa: E402
 from ..server.http import MetricsServer, ReadinessRoute  # noqa: E402
 
 
-class PrometheusCollector:
+class PrometheusCollector(Collector):
     """Expose the cache's metrics for Prometheus at ``http://addr:port/metrics``.
 
     ``addr`` defaults to loopback (like OTel's own reader); use ``addr="0.0.0.0"`` in a
@@ -71,7 +75,7 @@ class PrometheusCollector:
     def metric_reader(self, **_: Any) -> PrometheusMetricReader:
         return self.reader
 
-    def bind(self, meter_provider: Any) -> None:
+    def bind(self, meter_provider: MeterProvider) -> None:
         """Serve ``/readyz`` (and the status page) for the caches that report into
         ``meter_provider`` (CacheMetrics does this)."""
         if self.server is not None:

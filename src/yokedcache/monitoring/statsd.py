@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Container
+from typing import TYPE_CHECKING, Any
 
 from .. import validation
 from .._extras import require
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics.export import MetricReader
+
+    from ..exporters.bridge import CollectorExporter
 
 # Both before the bridge's own check (which would name [sdk]): one message, naming [statsd].
 require("statsd", "statsd")
 require("opentelemetry.sdk.metrics", "statsd")
 
+from ..exporters.collectors import Collector  # noqa: E402
 from ..exporters.statsd import StatsDSink  # noqa: E402
 
 
-class StatsDCollector(StatsDSink):
+class StatsDCollector(StatsDSink, Collector):
     """Send cache (and application) metrics to StatsD / DogStatsD.
 
     Aggregated per ``flush_interval`` seconds (default 1 s) and packed into datagrams, so the
@@ -22,6 +29,9 @@ class StatsDCollector(StatsDSink):
     DogStatsD tags (``|#result:hit``). DNS is resolved on the first flush, in the exporter's
     thread; an unreachable or unresolvable host is counted in ``stats()`` and logged, never
     raised into the application.
+
+    Both a ``Collector`` and a push collector: its reader is a bridge that feeds it, and that
+    bridge, not ``CacheMetrics``, closes it (``StatsDSink.close``) after the final export.
     """
 
     def __init__(
@@ -45,12 +55,11 @@ class StatsDCollector(StatsDSink):
         validation.number("flush_interval", flush_interval, rule="expected a positive, finite number of seconds",
                           minimum=0, allow_zero=False, finite=True)  # fmt: skip
         self.flush_interval = float(flush_interval)
-        self.exporter: Any = None
+        self.exporter: CollectorExporter | None = None
 
-    def metric_reader(self, timing_names: Any = frozenset(), **_: Any) -> Any:
-        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    def metric_reader(self, timing_names: Container[str] = frozenset(), **_: Any) -> MetricReader:
+        from ..exporters.bridge import bridge_reader
 
-        from ..exporters.bridge import CollectorExporter
-
-        self.exporter = CollectorExporter([self], timeout=self.timeout, timing_names=timing_names)
-        return PeriodicExportingMetricReader(self.exporter, export_interval_millis=self.flush_interval * 1000)
+        reader, self.exporter = bridge_reader([self], self.flush_interval, timing_names=timing_names,
+                                              timeout=self.timeout)  # fmt: skip
+        return reader
