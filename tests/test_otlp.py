@@ -68,3 +68,14 @@ def test_prefork_workers_report_apart_and_add_up():
     hits = sum(v for (_, result), v in latest.items() if result == "hit")
     misses = sum(v for (_, result), v in latest.items() if result == "miss")
     assert (hits, misses) == (3 * 90, 3 * 10)
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_abort_stops_the_metric_and_the_span_exporter_on_both_protocols(protocol):
+    # The HTTP span exporter's shutdown() takes no timeout_millis: abort() used to raise
+    # TypeError there, after the metric exporter, and leave the span exporter running.
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    collector = OTLPCollector(endpoint="http://127.0.0.1:9", protocol=protocol, traces=True)
+    collector.abort()
+    assert collector.span_exporter.export([]) is SpanExportResult.FAILURE  # refused: it is shut down

@@ -12,6 +12,7 @@ built, never by importing this module.
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 from typing import Any
@@ -85,10 +86,18 @@ def batch_processor(exporter: Any) -> Any:
 
 def abort(*exporters: Any) -> None:
     """Stop exports in progress now (a shutdown past its deadline): a gRPC exporter closes its
-    channel, which cancels the call in flight; both stop retrying. ``None`` entries are skipped."""
+    channel, which cancels the call in flight; both stop retrying. ``None`` entries are skipped.
+
+    The HTTP span exporter's ``shutdown()`` takes no ``timeout_millis`` (its metric exporter and
+    both gRPC ones do): passing it raised ``TypeError`` and left that exporter running.
+    """
     for exporter in exporters:
-        if exporter is not None:
+        if exporter is None:
+            continue
+        if "timeout_millis" in inspect.signature(exporter.shutdown).parameters:
             exporter.shutdown(timeout_millis=0)
+        else:
+            exporter.shutdown()
 
 
 def describe(protocol: str, endpoint: str | None) -> str:
