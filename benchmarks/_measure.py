@@ -7,11 +7,14 @@ so this directory is on ``sys.path`` and ``from _measure import ...`` finds this
 
 from __future__ import annotations
 
+import argparse
 import statistics
+import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
-__all__ = ["interleaved_medians", "interleaved_ratios", "per_op_loop"]
+__all__ = ["interleaved_medians", "interleaved_ratios", "per_op_loop", "run_on_redis"]
 
 
 def per_op_loop(fn: Callable[[str], Awaitable[object]], keys: list[str],
@@ -61,3 +64,22 @@ async def _interleaved(loops: dict[str, Callable[[int], Awaitable[float]]], roun
         for name, loop in loops.items():
             samples[name].append(await loop(ops))
     return samples
+
+
+async def run_on_redis(doc: str | None, measure: Callable[[str, int, int], Awaitable[None]], *, rounds: int,
+                       ops: int) -> None:  # fmt: skip
+    """The command line of a script that times something against Redis: ``--redis-url`` (default: a
+    private redis-server), ``--rounds``, ``--ops``; prints the machine, then runs ``measure``."""
+    from yokedcache.bench import machine
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--redis-url", help="Redis to use; default: start a private redis-server")
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--ops", type=int, default=ops)
+    args = parser.parse_args()
+    print(f"machine: {machine()}")
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.redis_server import given_or_private_redis
+
+    with given_or_private_redis(args.redis_url) as url:
+        await measure(url, args.rounds, args.ops)

@@ -10,15 +10,12 @@ two pools in the same process, and prints the medians in microseconds:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
-import sys
-from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-from yokedcache.bench import machine
+from _measure import run_on_redis
 
 
 async def borrow_and_return(pool: Any, ops: int) -> float:
@@ -52,17 +49,7 @@ async def measure(url: str, rounds: int, ops: int) -> None:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--redis-url", help="Redis to use; default: start a private redis-server")
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--ops", type=int, default=5000)
-    args = parser.parse_args()
-    print(f"machine: {machine()}")
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from tests.redis_server import given_or_private_redis
-
-    with given_or_private_redis(args.redis_url) as url:
-        await measure(url, args.rounds, args.ops)
+    await run_on_redis(__doc__, measure, rounds=15, ops=5000)
 
 
 if __name__ == "__main__":

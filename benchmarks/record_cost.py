@@ -17,20 +17,16 @@ call made right after redis-py has run; ``cache.get`` minus ``record batched`` i
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import sys
-from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-from _measure import interleaved_ratios, per_op_loop
+from _measure import interleaved_ratios, per_op_loop, run_on_redis
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import CollectorRegistry
 
 from yokedcache import CacheConfig, YokedCache
-from yokedcache.bench import machine
 
 KEYS = [f"k{i}" for i in range(1000)]
 FULL = [f"yokedcache:{k}" for k in KEYS]
@@ -101,17 +97,7 @@ async def measure(url: str, rounds: int, ops: int) -> None:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--redis-url", help="Redis to use; default: start a private redis-server")
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--ops", type=int, default=2000)
-    args = parser.parse_args()
-    print(f"machine: {machine()}")
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from tests.redis_server import given_or_private_redis
-
-    with given_or_private_redis(args.redis_url) as url:
-        await measure(url, args.rounds, args.ops)
+    await run_on_redis(__doc__, measure, rounds=15, ops=2000)
 
 
 if __name__ == "__main__":
