@@ -31,12 +31,14 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import redis
 
 from yokedcache import CacheConfig, YokedCache
+from yokedcache.percentiles import percentile
 
 PREFIX = "yokedcache:"
 TAG = "yokedcache-tags:yokedcache:big"
@@ -117,8 +119,7 @@ class Getter:
 def summary(latencies: list[float]) -> tuple[float, float, int]:
     """(p99 ms, max ms, count)."""
     latencies = sorted(latencies)
-    p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
-    return p99 * 1000, latencies[-1] * 1000, len(latencies)
+    return percentile(latencies, 0.99) * 1000, latencies[-1] * 1000, len(latencies)
 
 
 def usec(raw: redis.Redis, commands: tuple[str, ...]) -> float:
@@ -280,6 +281,20 @@ def fill_tag(raw: redis.Redis, members: int) -> None:
         raw.sadd(TAG, *(f"{PREFIX}:{i}" for i in range(start, min(members, start + 20_000))))
 
 
+async def deletion(url: str, raw: redis.Redis, delete: Callable[[], Awaitable[int]]) -> str:
+    """Run ``delete`` while a concurrent client GETs: what it removed, how long it took, the longest
+    single command Redis ran (SLOWLOG) and the concurrent GETs' latency, in words."""
+    reset_slowlog(raw)
+    getter = Getter(url)
+    started = time.perf_counter()
+    removed = await delete()
+    wall = time.perf_counter() - started
+    p99, worst, _ = getter.stop()
+    longest, over = slowest(raw)
+    return (f"{removed:,} deleted in {wall:.2f} s; longest command {longest_text(longest)}, {over} over "
+            f"10 ms; concurrent GET p99 {p99:.2f} ms, max {worst:.2f} ms")  # fmt: skip
+
+
 async def invalidation_figures(url: str, raw: redis.Redis, size: int, members: int) -> None:
     print(f"\n[{size:,} keys] 2. invalidation: longest single command (SLOWLOG) and a concurrent client's GETs")
     cache = YokedCache(CacheConfig(redis_url=url, enable_metrics=False, enable_tracing=False))
@@ -287,45 +302,24 @@ async def invalidation_figures(url: str, raw: redis.Redis, size: int, members: i
     await cache.refresh_usage()
 
     fill_tag(raw, members)
-    reset_slowlog(raw)
-    getter = Getter(url)
-    started = time.perf_counter()
-    removed = await cache.invalidate_tags("big")
-    wall = time.perf_counter() - started
-    p99, worst, _ = getter.stop()
-    longest, over = slowest(raw)
-    print(f"  invalidate_tags, {members:,} members: {removed:,} deleted in {wall:.2f} s; longest command "
-          f"{longest_text(longest)}, {over} over 10 ms; "
-          f"concurrent GET p99 {p99:.2f} ms, max {worst:.2f} ms")  # fmt: skip
+    print(f"  invalidate_tags, {members:,} members: {await deletion(url, raw, lambda: cache.invalidate_tags('big'))}")
 
     raw.execute_command("DEBUG", "POPULATE", size, PREFIX)  # put the deleted keys back
     fill_tag(raw, members)
-    reset_slowlog(raw)
-    getter = Getter(url)
-    started = time.perf_counter()
-    removed = raw.eval(OLD_TAGS_LUA, 1, TAG)
-    wall = time.perf_counter() - started
-    p99, worst, _ = getter.stop()
-    longest, over = slowest(raw)
-    print(f"    raw client, the old one-shot Lua (SMEMBERS + UNLINK): {removed:,} deleted in {wall:.2f} s; "
-          f"longest command {longest_text(longest)}, {over} over 10 ms; "
-          f"concurrent GET p99 {p99:.2f} ms, max {worst:.2f} ms")  # fmt: skip
+
+    async def old_lua() -> int:
+        return int(raw.eval(OLD_TAGS_LUA, 1, TAG))
+
+    print(f"    raw client, the old one-shot Lua (SMEMBERS + UNLINK): {await deletion(url, raw, old_lua)}")
     raw.execute_command("DEBUG", "POPULATE", size, PREFIX)
 
     pipe = raw.pipeline(transaction=False)
     for i in range(1_111):
         pipe.set(f"{PREFIX}hit:{i}", b"1")
     pipe.execute()
-    reset_slowlog(raw)
-    getter = Getter(url)
-    started = time.perf_counter()
-    removed = await cache.invalidate_pattern("hit:*")
-    wall = time.perf_counter() - started
-    p99, worst, _ = getter.stop()
-    longest, over = slowest(raw)
-    print(f"  invalidate_pattern matching 1,111 of {raw.dbsize():,} keys: {removed:,} deleted in {wall:.2f} s "
-          f"(the whole keyspace is scanned); longest command {longest_text(longest)}, {over} over 10 ms; "
-          f"concurrent GET p99 {p99:.2f} ms, max {worst:.2f} ms")  # fmt: skip
+    keys = raw.dbsize()
+    print(f"  invalidate_pattern matching 1,111 of {keys:,} keys (the whole keyspace is scanned): "
+          f"{await deletion(url, raw, lambda: cache.invalidate_pattern('hit:*'))}")  # fmt: skip
     await cache.close()
 
     pipe = raw.pipeline(transaction=False)
@@ -341,7 +335,7 @@ async def invalidation_figures(url: str, raw: redis.Redis, size: int, members: i
     for i in range(0, len(batch), 500):
         removed += raw.unlink(*batch[i : i + 500])
     wall = time.perf_counter() - started
-    longest, over = slowest(raw)
+    longest, _ = slowest(raw)
     print(f"    raw client, scan_iter(count=1000) + UNLINK: {removed:,} deleted in {wall:.2f} s; longest "
           f"command {longest_text(longest)}")  # fmt: skip
     reset_slowlog(raw)
