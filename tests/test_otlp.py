@@ -74,8 +74,36 @@ def test_prefork_workers_report_apart_and_add_up():
 def test_abort_stops_the_metric_and_the_span_exporter_on_both_protocols(protocol):
     # The HTTP span exporter's shutdown() takes no timeout_millis: abort() used to raise
     # TypeError there, after the metric exporter, and leave the span exporter running.
-    from opentelemetry.sdk.trace.export import SpanExportResult
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricExportResult
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    collector = OTLPCollector(endpoint="http://127.0.0.1:9", protocol=protocol, traces=True)
-    collector.abort()
-    assert collector.span_exporter.export([]) is SpanExportResult.FAILURE  # refused: it is shut down
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    meter_provider.get_meter("t").create_counter("abort.test").add(1)
+    metrics_data = reader.get_metrics_data()
+    finished = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(finished))
+    tracer_provider.get_tracer("t").start_span("abort-test").end()
+    spans = finished.get_finished_spans()
+
+    receiver = OTLPGrpcReceiver() if protocol == "grpc" else OTLPHttpReceiver()
+    try:
+        collector = OTLPCollector(endpoint=receiver.endpoint, protocol=protocol, insecure=True, traces=True)
+        # live, both exporters deliver to the real receiver ...
+        assert collector.metric_exporter.export(metrics_data) is MetricExportResult.SUCCESS
+        assert collector.span_exporter.export(spans) is SpanExportResult.SUCCESS
+        delivered = (len(receiver.metrics), len(receiver.traces))
+        assert delivered == (1, 1)
+        collector.abort()
+        # ... aborted, both refuse at once and nothing more arrives
+        assert collector.metric_exporter.export(metrics_data) is MetricExportResult.FAILURE
+        assert collector.span_exporter.export(spans) is SpanExportResult.FAILURE
+        assert (len(receiver.metrics), len(receiver.traces)) == delivered
+    finally:
+        receiver.close()
+        meter_provider.shutdown()
+        tracer_provider.shutdown()
