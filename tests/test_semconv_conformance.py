@@ -64,7 +64,7 @@ async def run(cache: YokedCache, op: str) -> None:
 
 
 @pytest.mark.parametrize("op", list(REDIS_SPANS))
-async def test_every_operation_follows_the_conventions_on_both_backends(op, backend_kind, backend_settings, telemetry):
+async def test_every_operation_follows_the_conventions_on_every_backend(op, backend_kind, backend_settings, telemetry):
     kw: dict = {"meter_provider": telemetry.meter_provider, "tracer_provider": telemetry.tracer_provider,
                 "enable_tracing": True, "db_client_metrics": True, **backend_settings}  # fmt: skip
     async with YokedCache(CacheConfig(**kw)) as cache:
