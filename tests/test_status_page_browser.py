@@ -224,8 +224,11 @@ def test_the_status_page_in_headless_chromium(chromium_binary, tmp_path):
 
             # -- 2. the charts gain points --------------------------------------------------
             before = shown["charts"]
-            time.sleep(3)
-            after = page.evaluate(READ_PAGE)["charts"]
+            grown = " && ".join(
+                f"r.charts.{c} > {before[c]}" for c in ("operations_per_second", "hit_rate", "p99_seconds")
+            )
+            after = page.wait_until(f"(() => {{ const r = {READ_PAGE.strip()}; return r && {grown} && r; }})()",
+                                    timeout=15)["charts"]  # fmt: skip
             for chart in ("operations_per_second", "hit_rate", "p99_seconds"):
                 assert after[chart] > before[chart] >= 5, (chart, before, after)
 
