@@ -77,6 +77,7 @@ async def test_every_counter_keeps_the_counts_of_caches_that_closed(redis_url, t
     hung = socket.socket()  # accepts connections (the kernel's backlog) and never answers
     hung.bind(("127.0.0.1", 0))
     hung.listen(8)
+    hung.setblocking(False)  # accepted on the event loop
     memory = YokedCache(CacheConfig(name=name, meter_provider=mp, max_keys=2))
     failing = YokedCache(CacheConfig(name=name, meter_provider=mp, redis_url=f"redis://127.0.0.1:{free_port()}/0",
                                      retry_attempts=0, circuit_failure_threshold=1))  # fmt: skip
@@ -92,10 +93,17 @@ async def test_every_counter_keeps_the_counts_of_caches_that_closed(redis_url, t
         await memory.invalidate_tags(["t"])
         await failing.get("x")  # an error, and the breaker opens (threshold 1)
         waiting = asyncio.create_task(stuck.get("y"))
-        await asyncio.sleep(0.2)
-        waiting.cancel()  # a cancellation
-        with pytest.raises(asyncio.CancelledError):
-            await waiting
+        # The get is in flight once a connection (its own, or that of the usage refresh it starts
+        # first) reached the hung socket and sent its handshake (HELLO), whose reply never comes.
+        loop = asyncio.get_running_loop()
+        accepted, _ = await asyncio.wait_for(loop.sock_accept(hung), 10)
+        with accepted:
+            accepted.setblocking(False)
+            assert await asyncio.wait_for(loop.sock_recv(accepted, 4096), 10)
+            assert not waiting.done()
+            waiting.cancel()  # a cancellation
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
 
         before = _series(telemetry, name)
         reported = {instrument for instrument, _ in before}
