@@ -47,8 +47,21 @@ _get_running_loop = asyncio.get_running_loop
 _closing: set[asyncio.Task[None]] = set()
 
 
-def _answered(found: object) -> tuple[bool, None]:
+def _answered(found: object, _: None) -> tuple[bool, None]:
     return bool(found), None
+
+
+def _false(_: object) -> bool:
+    return False
+
+
+def _zero(_: object) -> int:
+    return 0
+
+
+def _all_default(asked: tuple[list[str], Any]) -> dict[str, Any]:
+    key_list, default = asked
+    return dict.fromkeys(key_list, default)
 
 
 def _check_key(key: object) -> str:
@@ -415,12 +428,13 @@ class YokedCache:
     async def _run(
         self,
         op: str,
-        settle: Callable[[Any], tuple[R, bool | None]],
-        fallback: Callable[[], R],
+        settle: Callable[[Any, Any], tuple[R, bool | None]],
+        fallback: Callable[[Any], R],
         fn: Callable[..., Awaitable[Any]],
         *args: Any,
         key: str | None = None,
         batch: int | None = None,
+        context: Any = None,
     ) -> R:
         """One operation around one backend call: its span, timing, failure handling and record.
 
@@ -428,29 +442,63 @@ class YokedCache:
         cancellation) and finish alike; get and set inline the same steps (the comment above
         :meth:`get` gives the benchmark's figures).
 
-        ``settle`` turns the backend's answer into the caller's value and the span's
-        ``cache.hit``, counting what its operation counts; ``fallback`` makes the fail-open
-        answer, and only on failure (get_many's is a dict of every key).
+        ``settle(answer, context)`` turns the backend's answer into the caller's value and the
+        span's ``cache.hit``, counting what its operation counts; ``fallback(context)`` makes the
+        fail-open answer, and only on failure (get_many's is a dict of every key). ``context``
+        carries what they need of the call (get_many's keys and default), so they are plain
+        functions, not closures made per call. benchmarks/operation_cost.py (memory, no SDK):
+        the wrapper costs about 0.1 µs per operation over the hand-written bodies it replaced
+        (delete 1.47 against 1.34-1.39 µs, get_many of 3 keys 3.94-4.02 against 3.75-3.89 µs),
+        against a Redis round trip of 70-100 µs.
         """
         tel = self.telemetry
         active = tel.start_span(op, key, batch)
         started = perf_counter()
         try:
-            value, hit = settle(await self._call(fn, *args))
+            # _call's steps, inline: one coroutine per operation, as before the wrapper
+            # (benchmarks/operation_cost.py, memory: delete 1.67 µs through _call, 1.47 µs inline)
+            loop = _get_running_loop()
+            if loop is not self._bound_loop:
+                self._prepare(loop)
+            guard = self._guard
+            answer = await (fn(*args) if guard is None else guard.call(fn, *args))
+            value, hit = settle(answer, context)
         except BaseException as exc:
             self._failed(op, started, active, exc)
-            return fallback()
+            return fallback(context)
         tel.finish(op, started, active, hit, value)
         return value
 
-    def _deleted(self, removed: int) -> tuple[bool, None]:
+    def _deleted(self, removed: int, _: None) -> tuple[bool, None]:
         self.telemetry.counters.deletes += 1
         return bool(removed), None
 
-    def _invalidated(self, removed: int) -> tuple[int, None]:
+    def _invalidated(self, removed: int, _: None) -> tuple[int, None]:
         count = int(removed)
         self.telemetry.counters.invalidations += 1
         return count, None
+
+    def _got_many(
+        self, raws: Sequence[bytes | None], asked: tuple[list[str], Any]
+    ) -> tuple[dict[str, Any], bool | None]:
+        key_list, default = asked
+        loads = self._loads
+        result: dict[str, Any] = {}
+        hits = 0
+        for key, raw in zip(key_list, raws, strict=True):
+            if raw is None:
+                result[key] = default
+            else:
+                result[key] = loads(raw)
+                hits += 1
+        counters = self.telemetry.counters
+        counters.hits += hits
+        counters.misses += len(key_list) - hits
+        return result, (hits == len(key_list) if key_list else None)
+
+    def _stored_many(self, _: None, count: int) -> tuple[bool, None]:
+        self.telemetry.counters.sets += count
+        return True, None
 
     async def _side_call(self, fn: Any, *args: Any, bounded: bool = True) -> Any:
         """Side work on the backend (pings, statistics) through the guard's reserved lane."""
@@ -664,11 +712,11 @@ class YokedCache:
     async def delete(self, key: str) -> bool:
         """Remove ``key``; True when it existed."""
         full = self._prefix + _check_key(key)
-        return await self._run(sc.OP_DELETE, self._deleted, bool, self.backend.delete, [full], key=full)
+        return await self._run(sc.OP_DELETE, self._deleted, _false, self.backend.delete, [full], key=full)
 
     async def exists(self, key: str) -> bool:
         full = self._prefix + _check_key(key)
-        return await self._run(sc.OP_EXISTS, _answered, bool, self.backend.exists, full, key=full)
+        return await self._run(sc.OP_EXISTS, _answered, _false, self.backend.exists, full, key=full)
 
     async def get_many(self, keys: Iterable[str], default: Any = None) -> dict[str, Any]:
         """``{key: value}`` for every requested key (``default`` where absent). One round trip."""
@@ -676,28 +724,14 @@ class YokedCache:
             raise TypeError(f"keys: expected an iterable of str keys, got a single {type(keys).__name__}")
         key_list = [_check_key(k) for k in keys]
         prefix = self._prefix
-        counters = self.telemetry.counters
-
-        def settle(raws: Sequence[bytes | None]) -> tuple[dict[str, Any], bool | None]:
-            result: dict[str, Any] = {}
-            hits = 0
-            for key, raw in zip(key_list, raws, strict=True):
-                if raw is None:
-                    result[key] = default
-                else:
-                    result[key] = self._loads(raw)
-                    hits += 1
-            counters.hits += hits
-            counters.misses += len(key_list) - hits
-            return result, (hits == len(key_list) if key_list else None)
-
         return await self._run(
             sc.OP_GET_MANY,
-            settle,
-            functools.partial(dict.fromkeys, key_list, default),
+            self._got_many,
+            _all_default,
             self.backend.get_many,
             [prefix + k for k in key_list],
             batch=len(key_list),
+            context=(key_list, default),
         )
 
     async def set_many(
@@ -710,31 +744,26 @@ class YokedCache:
         pairs = [(prefix + _check_key(k), self._dumps(v)) for k, v in items.items()]
         expiry = self._ttl(ttl)
         tag_list = _check_tags(tags)
-        counters = self.telemetry.counters
-
-        def settle(_: None) -> tuple[bool, None]:
-            counters.sets += len(pairs)
-            return True, None
-
         tag_keys = self._tag_keys(tag_list) if tag_list else ()
-        return await self._run(
-            sc.OP_SET_MANY, settle, bool, self.backend.set_many, pairs, expiry, tag_keys, batch=len(pairs)
-        )
+        return await self._run(sc.OP_SET_MANY, self._stored_many, _false, self.backend.set_many, pairs, expiry,
+                               tag_keys, batch=len(pairs), context=len(pairs))  # fmt: skip
 
     async def invalidate_pattern(self, pattern: str) -> int:
         """Delete keys matching a Redis glob ``pattern`` (relative to the key prefix); return the count."""
         validation.string("pattern", pattern)
         full = escape_glob(self._prefix) + pattern
-        return await self._run(sc.OP_INVALIDATE_PATTERN, self._invalidated, int, self.backend.invalidate_pattern, full)
+        return await self._run(
+            sc.OP_INVALIDATE_PATTERN, self._invalidated, _zero, self.backend.invalidate_pattern, full
+        )
 
     async def invalidate_tags(self, tags: Iterable[str] | str) -> int:
         """Delete every key stored with any of ``tags`` (in any process sharing the Redis)."""
         tag_keys = self._tag_keys(_check_tags(tags))
-        return await self._run(sc.OP_INVALIDATE_TAGS, self._invalidated, int, self.backend.invalidate_tags, tag_keys)
+        return await self._run(sc.OP_INVALIDATE_TAGS, self._invalidated, _zero, self.backend.invalidate_tags, tag_keys)
 
     async def clear(self) -> int:
         """Delete everything under this cache's key prefix (and its tag sets)."""
-        return await self._run(sc.OP_CLEAR, self._invalidated, int, self._clear_all)
+        return await self._run(sc.OP_CLEAR, self._invalidated, _zero, self._clear_all)
 
     async def _clear_all(self) -> int:
         removed = await self.backend.invalidate_pattern(escape_glob(self._prefix) + "*")
