@@ -112,7 +112,9 @@ async def test_the_defaults_for_batches_and_statistics_go_through_the_abstract_m
     assert await backend.get_many(["p:a", "missing", "q:c"]) == [b"1", None, b"3"]
     assert await backend.exists("p:b") and not await backend.exists("missing")
     assert await backend.estimate_usage("p:") == Usage(2, 3 + 3 + 3)
-    assert await backend.count_keys("p:*") == 2
+    assert not backend.counts_keys  # exact counting is offered, not assumed: no unpaced full scans
+    with pytest.raises(NotImplementedError, match="does not count keys"):
+        await backend.count_keys("p:*")
     assert await backend.invalidate_tags(["t"]) == 3
     await backend.ping()
     await backend.drop_idle_connections()
@@ -169,3 +171,18 @@ def _flavour(url: str) -> type:
 
     scheme = url.split("://", 1)[0]
     return {"redis+cluster": RedisClusterBackend, "redis+sentinel": RedisSentinelBackend}.get(scheme, RedisBackend)
+
+
+async def test_a_backend_that_does_not_count_keys_gets_no_exact_counter():
+    # stats_exact_keys asks for paced exact counts; a backend that cannot pace one is sampled only
+    cache = YokedCache(CacheConfig(backend=DictBackend(), stats_exact_keys=True, stats_refresh_interval=0.05))
+    try:
+        await cache.set("a", 1)
+        deadline = asyncio.get_running_loop().time() + 5
+        while cache.usage_snapshot() is None:  # the background work has started and measured once
+            assert asyncio.get_running_loop().time() < deadline, "no background refresh within 5 s"
+            await asyncio.sleep(0.01)
+        assert cache._exact_counter is None
+        assert cache.usage_snapshot().keys == 1
+    finally:
+        await cache.close()

@@ -118,7 +118,7 @@ async def _background_work(ref: weakref.ReferenceType[YokedCache], stop: asyncio
     if cache is None or cache._closed:
         return
     exact: asyncio.Task[None] | None = None
-    if cache.config.stats_exact_keys and cache.backend.current_usage() is None:
+    if cache.config.stats_exact_keys and cache.backend.counts_keys:
         exact = cache._exact_counter = loop.create_task(_count_keys_forever(ref, stop))
     next_usage = next_snapshot = loop.time()
     del cache

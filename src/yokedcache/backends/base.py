@@ -167,6 +167,10 @@ class Backend(ABC):
     #: :meth:`get_nowait` and :meth:`set_nowait` answer without awaiting: the facade's get and
     #: set call them instead of :meth:`get` and :meth:`set`, with no coroutine per operation.
     supports_nowait: bool = False
+    #: :meth:`count_keys` counts exactly at a paced CPU budget: with ``stats_exact_keys`` the
+    #: facade runs it in the background. False: exact counts are not offered (an unpaced full
+    #: scan every interval would cost more than the sampled figures save).
+    counts_keys: bool = False
     #: The facade admits at most this many operations at once (the pool has
     #: :data:`RESERVED_CONNECTIONS` more for side work); ``None``: no admission limit.
     max_connections: int | None = None
@@ -251,8 +255,8 @@ class Backend(ABC):
 
     async def count_keys(self, pattern: str, *, cpu_budget: float = 1.0) -> int:
         """Keys matching ``pattern``, counted exactly (``stats_exact_keys``) at most at
-        ``cpu_budget`` of a core. This default counts with :meth:`usage`, unpaced."""
-        return (await self.usage(pattern)).keys
+        ``cpu_budget`` of a core; only called when ``counts_keys``."""
+        raise NotImplementedError(f"{type(self).__name__} does not count keys (counts_keys is False)")
 
     # -- connections --------------------------------------------------------------------------
     async def ping(self) -> None:

@@ -72,6 +72,7 @@ class RedisBackend(Backend):
 
     remote = True
     loop_bound = True
+    counts_keys = True
     #: The URL schemes a flavour serves, and its name where a URL of another is refused. ``()``:
     #: whatever redis-py reads (the facade picks the flavour by scheme: cache.py _make_backend).
     schemes: tuple[str, ...] = ()
