@@ -324,13 +324,11 @@ class YokedCache:
         url = config.resolved_redis_url()
         if url is not None:
             from .backends.redis import RedisBackend
-            from .backends.redis_cluster import RedisClusterBackend, is_cluster_url
-            from .backends.redis_sentinel import RedisSentinelBackend, is_sentinel_url
+            from .backends.redis_cluster import RedisClusterBackend
+            from .backends.redis_sentinel import RedisSentinelBackend
 
-            backend_class = (
-                RedisClusterBackend if is_cluster_url(url) else RedisSentinelBackend if is_sentinel_url(url)
-                else RedisBackend
-            )  # fmt: skip
+            flavours = (RedisClusterBackend, RedisSentinelBackend)
+            backend_class = next((f for f in flavours if f.serves(url)), RedisBackend)
             return backend_class(
                 url,
                 max_connections=config.max_connections,

@@ -35,10 +35,6 @@ __all__ = ["RedisClusterBackend"]
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 
 
-def is_cluster_url(url: str) -> bool:
-    return url.split("://", 1)[0] in CLUSTER_SCHEMES
-
-
 class RedisClusterBackend(RedisBackend):
     """The Redis backend on ``redis.asyncio.cluster.RedisCluster``.
 

@@ -16,11 +16,7 @@ from .._urls import SENTINEL_SCHEMES, parse_sentinel_url
 from .base import RESERVED_CONNECTIONS
 from .redis import Opened, RedisBackend, no_retries
 
-__all__ = ["RedisSentinelBackend", "is_sentinel_url", "parse_sentinel_url"]
-
-
-def is_sentinel_url(url: str) -> bool:
-    return url.split("://", 1)[0] in SENTINEL_SCHEMES
+__all__ = ["RedisSentinelBackend", "parse_sentinel_url"]
 
 
 class RedisSentinelBackend(RedisBackend):
