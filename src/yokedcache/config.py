@@ -47,9 +47,13 @@ class MetricsSource(Protocol):
     tracer_provider: Any
 
 
-@dataclass
+@dataclass(frozen=True)
 class CacheConfig:
     """Settings of one :class:`~yokedcache.YokedCache`.
+
+    Frozen: every value was checked in ``__post_init__``, and an assignment afterwards
+    (``cfg.name = "<img>"``) would slip past the checks into labels. To change a setting, make a
+    new config with :func:`dataclasses.replace`, which validates again.
 
     The backend is Redis when ``backend="redis"``, a ``RedisBackend`` instance, ``redis_url``
     or the ``YOKEDCACHE_REDIS_URL`` environment variable is given; otherwise the embedded

@@ -238,7 +238,7 @@ async def detailed_health_check(cache: HealthSource, *, probe: Backend | None = 
             status = DEGRADED
     info = cache.backend.info
     return {
-        "name": cache.name,
+        "name": cache.telemetry.label,  # the name cap's decision, as on the cache's series
         "status": status,
         "reasons": reasons,
         "backend": {
@@ -318,8 +318,8 @@ def _recent_failures(cache: HealthSource, window: float = 60.0) -> str | None:
 
 
 def _unhealthy(cache: HealthSource, reason: str) -> dict[str, Any]:
-    return {"name": cache.name, "status": UNHEALTHY, "reasons": [reason], "backend": {"kind": cache.backend.info.kind},
-            "checked_at": time.time()}  # fmt: skip
+    return {"name": cache.telemetry.label, "status": UNHEALTHY, "reasons": [reason],
+            "backend": {"kind": cache.backend.info.kind}, "checked_at": time.time()}  # fmt: skip
 
 
 def readiness_report(cache: HealthSource, timeout: float) -> dict[str, Any]:

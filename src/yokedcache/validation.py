@@ -36,6 +36,8 @@ from urllib.parse import urlsplit
 from ._urls import check_redis_url, safe_url
 
 __all__ = [
+    "OTHER_NAME",
+    "RESERVED_NAMES",
     "boolean",
     "cache_name",
     "env_port",
@@ -48,6 +50,7 @@ __all__ = [
     "number",
     "port",
     "prometheus_name",
+    "quoted",
     "redis_url",
     "string",
     "tag_name",
@@ -55,6 +58,14 @@ __all__ = [
 
 #: ``cache.name``: a fixed label on every series and span, so short and free of separators.
 CACHE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+#: Where ``cache.name`` values beyond the name cap go (``telemetry/names.py``): one series, one
+#: page row, one health name. A user may not pick it, or their cache would merge with the overflow.
+OTHER_NAME = "_other"
+#: Cache names the library gives a meaning of its own; refused as user names.
+RESERVED_NAMES = frozenset({OTHER_NAME})
+#: Characters of a bad value an error message quotes: a 10 MB name must not make a 10 MB message
+#: (logs, crash reporters).
+QUOTED_CHARACTERS = 100
 #: An OpenTelemetry instrument name (the API's own rule). ``fullmatch``: "$" would admit a final "\n".
 INSTRUMENT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_./\-]{0,254}")
 #: Prometheus metric-name parts and label names (without the ``:`` reserved for recording rules).
@@ -62,6 +73,22 @@ PROMETHEUS_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 #: Label names Prometheus gives a meaning of its own: a histogram's ``le`` would collide with
 #: the bucket label (the exposition then fails to parse), ``quantile`` is a summary's.
 RESERVED_TAGS = {"le": "a histogram's bucket bound", "quantile": "a summary's quantile"}
+
+
+def quoted(value: object) -> str:
+    """``repr(value)`` for an error message, cut to its first :data:`QUOTED_CHARACTERS` characters.
+
+    A long ``str`` keeps a proper quoted prefix and says how long it was; any other value's repr
+    is cut as text. Every message here that shows a value shows it through this.
+    """
+    if isinstance(value, str):
+        if len(value) <= QUOTED_CHARACTERS:
+            return repr(value)
+        return f"{value[:QUOTED_CHARACTERS]!r}... ({len(value)} characters)"
+    if isinstance(value, (list, tuple, dict, set, frozenset, bytes, bytearray)) and len(value) > QUOTED_CHARACTERS:
+        return f"{type(value).__name__} of {len(value)} items"  # never repr a huge container whole
+    text = repr(value)
+    return text if len(text) <= QUOTED_CHARACTERS else f"{text[:QUOTED_CHARACTERS]}..."
 
 
 # -- numbers ------------------------------------------------------------------------------------
@@ -110,10 +137,10 @@ def number(
         return
     if not (is_int(value) if integer else is_number(value)):
         if kind is None:
-            raise ValueError(f"{name}: {rule}, got {value!r}")
+            raise ValueError(f"{name}: {rule}, got {quoted(value)}")
         raise TypeError(f"{name}: expected {kind}, got {type(value).__name__}")
     if not _within(value, minimum, maximum, allow_zero, finite):  # type: ignore[arg-type]
-        raise ValueError(f"{name}: {rule}, got {value!r}")
+        raise ValueError(f"{name}: {rule}, got {quoted(value)}")
 
 
 def port(name: str, value: object, *, allow_zero: bool = False, rule: str | None = None) -> None:
@@ -133,7 +160,7 @@ def env_port(variable: str, default: int) -> int:
     try:
         return int(text)
     except ValueError:
-        raise ValueError(f"{variable}: expected a port number, got {text!r}") from None
+        raise ValueError(f"{variable}: expected a port number, got {quoted(text)}") from None
 
 
 # -- flags and strings ----------------------------------------------------------------------------
@@ -161,7 +188,7 @@ def host(name: str, value: object, *, rule: str | None = None) -> None:
     if isinstance(value, str) and value:
         return
     if rule is None:
-        raise TypeError(f"{name}: expected a non-empty str, got {value!r}")
+        raise TypeError(f"{name}: expected a non-empty str, got {quoted(value)}")
     raise ValueError(f"{name}: {rule}")
 
 
@@ -170,14 +197,16 @@ def cache_name(name: str, value: object) -> None:
     """A ``cache.name``: it becomes a label, so it must be a short fixed word, never data."""
     string(name, value)
     if not CACHE_NAME.fullmatch(value):  # type: ignore[arg-type]
-        raise ValueError(f"{name}: 1-64 letters, digits or . _ - : (a fixed label, never data), got {value!r}")
+        raise ValueError(f"{name}: 1-64 letters, digits or . _ - : (a fixed label, never data), got {quoted(value)}")
+    if value in RESERVED_NAMES:
+        raise ValueError(f"{name}: {value!r} is reserved (names beyond the name cap report as it); pick another")
 
 
 def instrument_name(value: object) -> None:
     """An application metric's name, checked before the SDK sees it (the SDK only logs)."""
     if not isinstance(value, str) or not INSTRUMENT_NAME.fullmatch(value):
         raise ValueError(
-            f"metric: {value!r} is not a valid name (a letter, then letters, digits, '_', '.', '-' or '/', "
+            f"metric: {quoted(value)} is not a valid name (a letter, then letters, digits, '_', '.', '-' or '/', "
             "at most 255 characters)"
         )
 
@@ -189,7 +218,7 @@ def tag_name(tag: str) -> None:
     if tag in RESERVED_TAGS:
         raise ValueError(f"tags: {tag!r} is reserved by Prometheus for {RESERVED_TAGS[tag]}; rename the tag")
     if tag.startswith("__"):
-        raise ValueError(f"tags: {tag!r} starts with '__', which Prometheus reserves for internal labels")
+        raise ValueError(f"tags: {quoted(tag)} starts with '__', which Prometheus reserves for internal labels")
 
 
 def prometheus_name(name: str, value: object, *, allow_none: bool = False) -> None:
@@ -197,16 +226,16 @@ def prometheus_name(name: str, value: object, *, allow_none: bool = False) -> No
     if value is None and allow_none:
         return
     if not isinstance(value, str) or not PROMETHEUS_NAME.fullmatch(value):
-        raise ValueError(f"{name}: must match [a-zA-Z_][a-zA-Z0-9_]*, got {value!r}")
+        raise ValueError(f"{name}: must match [a-zA-Z_][a-zA-Z0-9_]*, got {quoted(value)}")
 
 
 def label_names(name: str, labels: Mapping[Any, Any]) -> dict[str, str]:
     """Constant labels: valid, non-reserved names with ``str`` values; returns them as a new dict."""
     for key, value in labels.items():
         if not isinstance(key, str) or not PROMETHEUS_NAME.fullmatch(key) or key.startswith("__"):
-            raise ValueError(f"{name}: {key!r} is not a valid Prometheus label name")
+            raise ValueError(f"{name}: {quoted(key)} is not a valid Prometheus label name")
         if not isinstance(value, str):
-            raise TypeError(f"{name}: value of {key!r} must be a str, got {type(value).__name__}")
+            raise TypeError(f"{name}: value of {quoted(key)} must be a str, got {type(value).__name__}")
     return dict(labels)
 
 

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .. import validation
 from .._glob import escape_glob
 
 __all__ = [
@@ -113,6 +114,11 @@ class BackendInfo:
     port: int | None = None
     db: str | None = None  # database index / namespace as a string
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # ``kind`` becomes a label (``cache.backend``, and ``cache.name`` when the cache has no
+        # name): checked here, where it enters, by the rule a cache name follows.
+        validation.cache_name("kind", self.kind)
 
 
 class BatchObserver(Protocol):

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..health import DEGRADED, HEALTHY, UNHEALTHY, current_health, worst_status
 from ..percentiles import percentile
-from ..telemetry.observers import MAX_CACHE_NAMES, OTHER_NAME
 from ..telemetry.semconv import OPERATIONS
 
 if TYPE_CHECKING:
@@ -103,9 +102,9 @@ class StatusBoard:
             cache = owner() if owner is not None else None
             if cache is None:
                 continue
-            name = member.name
-            if name not in groups and len(groups) >= MAX_CACHE_NAMES:
-                name = OTHER_NAME
+            # the label the exporter uses (the name cap's decision, telemetry/names.py), so the
+            # page's named rows are the exporter's named series
+            name = member.label
             groups.setdefault(name, _Group(name)).caches.append(cache)
         return [groups[n] for n in sorted(groups)]
 

@@ -27,6 +27,7 @@ from ..errors import CacheCommandError, CacheUnavailableError, original_error
 from . import semconv as sc
 from . import switch
 from .counters import MAX_ERROR_TYPES, OTHER_ERROR, CacheCounters
+from .names import name_cap
 from .observers import ObservedCaches, StateReading, observed_caches
 
 try:  # the API has carried this key for years; keep a fallback for very old/new layouts
@@ -40,6 +41,9 @@ log = logging.getLogger("yokedcache.telemetry")
 
 _FLUSH_BATCH = 64  # queued duration records that trigger a flush on the event loop
 _FLUSH_LIMIT = 4 * _FLUSH_BATCH  # queued records flushed inline when the loop never got to it
+
+#: "No provider": a cache that neither records nor traces is asked of no name cap.
+_UNCAPPED = object()
 
 ActiveSpan = tuple[trace.Span, object]  # the span and the context token to detach
 
@@ -87,13 +91,38 @@ class Instrumentation:
         self._tracing_requested = tracing_enabled
         self._closed = False
 
-        #: ``cache.name`` on every point and span (default: the backend's kind).
+        #: The cache's name (default: the backend's kind) ...
         self.name = name if name is not None else backend_info.kind
-        self._op_attrs = {op: {sc.CACHE_NAME: self.name, sc.ATTR_OPERATION: op} for op in sc.OPERATIONS}
+        #: ... and what it reports as on every point, span, health report and status row: the
+        #: name, or ``_other`` beyond the name cap (``names.py``), decided in :meth:`rebind`.
+        self.label = self.name
+        self._backend_info = backend_info
+        self._is_db = backend_info.system is not None
+        self._span_kind = SpanKind.CLIENT if self._is_db else SpanKind.INTERNAL
+        self._build_attributes()
+
+        self._histogram: Any = None
+        self._batch_histogram: Any = None
+        self._observed: ObservedCaches | None = None
+        self._tracer: Any = None
+        self.tracing_enabled = False
+        self._settings = switch.current()
+        if meter_provider is None or tracer_provider is None:
+            switch.follow(self)
+        self.rebind()
+
+    def _build_attributes(self) -> None:
+        """Every attribute dict this cache records with, built once per label (never per call).
+
+        ``cache.name`` comes only from :attr:`label`, the name cap's decision: an instrument
+        added here must take its attributes from these dicts (or from ``self.label``), never
+        from :attr:`name`, or it escapes the cap.
+        """
+        label, backend_info = self.label, self._backend_info
+        self._op_attrs = {op: {sc.CACHE_NAME: label, sc.ATTR_OPERATION: op} for op in sc.OPERATIONS}
         self._error_attrs: dict[tuple[str, str], dict[str, str]] = {}
-        is_db = backend_info.system is not None
-        self._span_kind = SpanKind.CLIENT if is_db else SpanKind.INTERNAL
-        base: dict[str, Any] = {sc.CACHE_NAME: self.name, sc.CACHE_BACKEND: backend_info.kind}
+        is_db = self._is_db
+        base: dict[str, Any] = {sc.CACHE_NAME: label, sc.CACHE_BACKEND: backend_info.kind}
         if is_db:
             base[sc.DB_SYSTEM_NAME] = backend_info.system
             if backend_info.db is not None:
@@ -102,8 +131,6 @@ class Instrumentation:
                 base[sc.SERVER_ADDRESS] = backend_info.host
             if backend_info.port is not None:
                 base[sc.SERVER_PORT] = backend_info.port
-        self._is_db = is_db
-        if is_db:
             # Stable database conventions: the span is named after db.query.summary, which for
             # one Redis command is the command; our own verb rides along in our namespace.
             commands = {**sc.REDIS_COMMANDS, **backend_info.extra.get("commands", {})}
@@ -127,17 +154,7 @@ class Instrumentation:
             self._tagged_set_attrs = self._span_attrs[sc.OP_SET]
             self._tagged_set_name = self._span_names[sc.OP_SET]
         self._pipeline_attrs = {**base, sc.DB_OPERATION_NAME: sc.PIPELINE, sc.DB_QUERY_SUMMARY: sc.PIPELINE}
-        self._batch_attrs = {sc.CACHE_NAME: self.name}
-
-        self._histogram: Any = None
-        self._batch_histogram: Any = None
-        self._observed: ObservedCaches | None = None
-        self._tracer: Any = None
-        self.tracing_enabled = False
-        self._settings = switch.current()
-        if meter_provider is None or tracer_provider is None:
-            switch.follow(self)
-        self.rebind()
+        self._batch_attrs = {sc.CACHE_NAME: label}
 
     def rebind(self) -> None:
         """(Re)resolve providers: explicit ones always, the global ones while the switch is on."""
@@ -152,48 +169,59 @@ class Instrumentation:
             return
 
         meter_provider = self._explicit_meter_provider
-        follows = meter_provider is None
-        if self._metrics_requested and (not follows or settings.enabled):
-            if follows:
-                meter_provider = settings.meter_provider
-            meter = metrics.get_meter(
-                sc.SCOPE_NAME, __version__, meter_provider=meter_provider, schema_url=sc.SCHEMA_URL
-            )
-            self._histogram = meter.create_histogram(
-                sc.DURATION,
-                unit=sc.BUILT_IN_UNITS[sc.DURATION],
-                description="Duration of cache operations",
-                explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
-            )
-            self._batch_histogram = meter.create_histogram(
-                sc.PIPELINE_BATCH_SIZE,
-                unit=sc.BUILT_IN_UNITS[sc.PIPELINE_BATCH_SIZE],
-                description="Cache operations sent together in one auto-pipelined round trip",
-                explicit_bucket_boundaries_advisory=list(sc.BATCH_SIZE_BUCKETS),
-            )
-            if self._db_client_metrics and self._is_db:
-                self._db_histogram = meter.create_histogram(
-                    sc.DB_CLIENT_DURATION,
-                    unit="s",
-                    description="Duration of database client operations",
-                    explicit_bucket_boundaries_advisory=list(sc.DB_CLIENT_DURATION_BUCKETS),
-                )
-            self._observed = observed_caches(meter_provider, meter)
-            self._observed.add(self)
+        records = self._metrics_requested and (meter_provider is not None or settings.enabled)
+        if records and meter_provider is None:
+            meter_provider = settings.meter_provider
+        tracer_provider = self._explicit_tracer_provider
+        self.tracing_enabled = bool(self._tracing_requested and (tracer_provider is not None or settings.enabled))
+        if self.tracing_enabled and tracer_provider is None:
+            tracer_provider = settings.tracer_provider
+        self._relabel(meter_provider if records else tracer_provider if self.tracing_enabled else _UNCAPPED)
+        if records:
+            self._bind_meter(meter_provider)
         # Queue only for a real SDK: the API's own no-op (and proxy) instruments cost less inline.
         self._defer = self._histogram is not None and not type(self._histogram).__module__.startswith(
             "opentelemetry.metrics"
         )
-
-        tracer_provider = self._explicit_tracer_provider
-        follows = tracer_provider is None
-        self.tracing_enabled = bool(self._tracing_requested and (not follows or settings.enabled))
         if self.tracing_enabled:
-            if follows:
-                tracer_provider = settings.tracer_provider
             self._tracer = trace.get_tracer(
                 sc.SCOPE_NAME, __version__, tracer_provider=tracer_provider, schema_url=sc.SCHEMA_URL
             )
+
+    def _relabel(self, provider: Any) -> None:
+        """Ask the name cap of the provider this cache reports into what it reports as.
+
+        The meter provider's when it records metrics, else the tracer provider's when it traces,
+        so spans, series, health and the status page agree; a cache reporting nowhere keeps its name.
+        """
+        label = self.name if provider is _UNCAPPED else name_cap(provider).label(self.name)
+        if label != self.label:
+            self.label = label
+            self._build_attributes()
+
+    def _bind_meter(self, meter_provider: Any) -> None:
+        meter = metrics.get_meter(sc.SCOPE_NAME, __version__, meter_provider=meter_provider, schema_url=sc.SCHEMA_URL)
+        self._histogram = meter.create_histogram(
+            sc.DURATION,
+            unit=sc.BUILT_IN_UNITS[sc.DURATION],
+            description="Duration of cache operations",
+            explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
+        )
+        self._batch_histogram = meter.create_histogram(
+            sc.PIPELINE_BATCH_SIZE,
+            unit=sc.BUILT_IN_UNITS[sc.PIPELINE_BATCH_SIZE],
+            description="Cache operations sent together in one auto-pipelined round trip",
+            explicit_bucket_boundaries_advisory=list(sc.BATCH_SIZE_BUCKETS),
+        )
+        if self._db_client_metrics and self._is_db:
+            self._db_histogram = meter.create_histogram(
+                sc.DB_CLIENT_DURATION,
+                unit="s",
+                description="Duration of database client operations",
+                explicit_bucket_boundaries_advisory=list(sc.DB_CLIENT_DURATION_BUCKETS),
+            )
+        self._observed = observed_caches(meter_provider, meter)
+        self._observed.add(self)
 
     def close(self) -> None:
         """Stop reporting this cache's counts and gauges."""
@@ -390,7 +418,7 @@ class Instrumentation:
                 if len(self._error_attrs) >= MAX_ERROR_TYPES:  # the counters' cap, so both fold alike
                     etype = OTHER_ERROR
                 attrs = self._error_attrs.setdefault(
-                    (op, etype), {sc.CACHE_NAME: self.name, sc.ATTR_OPERATION: op, sc.ATTR_ERROR_TYPE: etype}
+                    (op, etype), {sc.CACHE_NAME: self.label, sc.ATTR_OPERATION: op, sc.ATTR_ERROR_TYPE: etype}
                 )
             self._histogram.record(elapsed, attrs)
         if self._db_histogram is not None:

@@ -44,6 +44,8 @@ class Observed(Protocol):
     """
 
     name: str
+    #: What the cache reports as: ``name``, or ``_other`` beyond the name cap (``names.py``).
+    label: str
     counters: CacheCounters
     usage: Callable[[], Usage | None]
     evictions: Callable[[], int | None]
@@ -100,12 +102,6 @@ class _Totals:
         self.add(other, -1)
 
 
-#: Distinct cache names reported per meter provider; further names report as OTHER_NAME, so a
-#: name built from data (a tenant id, say) cannot grow the series without bound.
-MAX_CACHE_NAMES = 64
-OTHER_NAME = "_other"
-
-
 class ObservedCaches:
     """The caches reporting into one meter, and the observable instruments that read them.
 
@@ -119,7 +115,6 @@ class ObservedCaches:
         #: Counts of closed caches per name, so summed counters stay monotonic when one closes.
         self._retired: dict[str, _Totals] = {}
         self._folded: weakref.WeakKeyDictionary[Observed, _Totals] = weakref.WeakKeyDictionary()
-        self._names: set[str] = set()
         self._attrs: dict[tuple[str, str, str], dict[str, str]] = {}
 
         # Units come from sc.BUILT_IN_UNITS, the one list the Prometheus collector also reads.
@@ -164,7 +159,7 @@ class ObservedCaches:
             self._members.add(member)
             folded = self._folded.pop(member, None)
             if folded is not None:  # re-added (the switch flipped back): un-retire its counts
-                self._retired[self._name_of(member)].subtract(folded)
+                self._retired[member.label].subtract(folded)
 
     def discard(self, member: Observed) -> None:
         """Stop observing ``member``; its counts so far stay in the totals (counters never go back)."""
@@ -173,27 +168,19 @@ class ObservedCaches:
                 return
             self._members.discard(member)
             folded = _Totals.of(member)
-            self._retired.setdefault(self._name_of(member), _Totals()).add(folded)
+            self._retired.setdefault(member.label, _Totals()).add(folded)
             self._folded[member] = folded
 
     def members(self) -> list[Observed]:
         with self._lock:
             return list(self._members)
 
-    def _name_of(self, member: Observed) -> str:
-        name = member.name
-        if name not in self._names:
-            if len(self._names) >= MAX_CACHE_NAMES:
-                return OTHER_NAME
-            self._names.add(name)
-        return name
-
     def _groups(self) -> dict[str, list[Observed]]:
-        """Live members by cache name (names beyond the bound fold into OTHER_NAME)."""
+        """Live members by label (names beyond the cap are already OTHER_NAME: ``names.py``)."""
         with self._lock:
             groups: dict[str, list[Observed]] = {}
             for member in self._members:
-                groups.setdefault(self._name_of(member), []).append(member)
+                groups.setdefault(member.label, []).append(member)
             return groups
 
     def _with_retired(self) -> list[tuple[str, list[Observed], _Totals | None]]:
