@@ -123,3 +123,37 @@ def test_a_backend_kind_is_checked_before_it_becomes_a_label(kind):
     with pytest.raises(ValueError, match=r"^kind: ") as info:
         BackendInfo(kind=kind)
     assert len(str(info.value)) < 250
+
+
+def test_a_config_cannot_be_changed_after_its_checks():
+    import dataclasses
+
+    cfg = CacheConfig(name="catalog")
+    for field, value in (("name", "<img src=x>"), ("name", "a\nb"), ("enable_metrics", "no")):
+        with pytest.raises(dataclasses.FrozenInstanceError, match=field):
+            setattr(cfg, field, value)
+    assert cfg.name == "catalog"
+    with pytest.raises(ValueError, match=r"^name: "):
+        dataclasses.replace(cfg, name="<img src=x>")  # a changed copy is checked again
+    assert dataclasses.replace(cfg, name="catalog-2").name == "catalog-2"
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda v: CacheConfig(name=v),
+        lambda v: BackendInfo(kind=v),
+        lambda v: CacheConfig(default_ttl=v),
+        lambda v: CacheConfig(backend=v),
+        lambda v: CacheConfig(serializer=v),
+        lambda v: CacheConfig(redis_url=v),
+    ],
+    ids=["name", "kind", "default_ttl", "backend", "serializer", "redis_url"],
+)
+def test_an_error_quotes_at_most_100_characters_of_a_bad_value(build):
+    huge = "<" + "x" * 10_000_000
+    with pytest.raises((ValueError, TypeError)) as info:
+        build(huge)
+    message = str(info.value)
+    assert len(message) < 300, message[:400]
+    assert "x" * 101 not in message

@@ -32,6 +32,8 @@ import re
 from typing import NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from ._text import quoted
+
 __all__ = [
     "REDIS_SCHEMES",
     "REDIS_URL_ENV",
@@ -192,25 +194,25 @@ def _host_port(item: str, field: str, shown: str) -> tuple[str, int | None]:
     if item.startswith("[") or "]" in item:
         close = item.find("]")
         if not item.startswith("[") or close == -1:
-            raise ValueError(f"{field}: unbalanced '[' in the host (write IPv6 as [::1]:6379), got {shown!r}")
+            raise ValueError(f"{field}: unbalanced '[' in the host (write IPv6 as [::1]:6379), got {quoted(shown)}")
         host, rest = item[1:close], item[close + 1 :]
         try:
             ipaddress.IPv6Address(host.split("%", 1)[0])
         except ValueError:
-            raise ValueError(f"{field}: host in [...] must be an IPv6 address, got {shown!r}") from None
+            raise ValueError(f"{field}: host in [...] must be an IPv6 address, got {quoted(shown)}") from None
         if rest and not rest.startswith(":"):
-            raise ValueError(f"{field}: expected ':port' after the IPv6 address, got {shown!r}")
+            raise ValueError(f"{field}: expected ':port' after the IPv6 address, got {quoted(shown)}")
         port = rest[1:]
     else:
         host, _, port = item.partition(":")
         if not _HOST_CHARS.fullmatch(host):
-            raise ValueError(f"{field}: host must be a host name or IP address, got {host!r} in {shown!r}")
+            raise ValueError(f"{field}: host must be a host name or IP address, got {quoted(host)} in {quoted(shown)}")
     if port == "":
         return unquote(host), None
     if not (port.isascii() and port.isdigit()):
-        raise ValueError(f"{field}: port must be a number 0-65535, got {shown!r}")
+        raise ValueError(f"{field}: port must be a number 0-65535, got {quoted(shown)}")
     if int(port) > 65535:
-        raise ValueError(f"{field}: port must be 0-65535, got {int(port)} in {shown!r}")
+        raise ValueError(f"{field}: port must be 0-65535, got {int(port)} in {quoted(shown)}")
     return unquote(host), int(port)
 
 
@@ -225,29 +227,30 @@ def check_redis_url(url: object, field: str = "redis_url") -> str:
     shown = redact_url(url)
     p = _split(url)
     if p.scheme not in REDIS_SCHEMES:
-        raise ValueError(f"{field}: scheme must be one of {', '.join(s + '://' for s in REDIS_SCHEMES)}, got {shown!r}")
+        schemes = ", ".join(s + "://" for s in REDIS_SCHEMES)
+        raise ValueError(f"{field}: scheme must be one of {schemes}, got {quoted(shown)}")
     if p.spilled:
         raise ValueError(
             f"{field}: '@' after the host part: percent-encode '/', '?', '#' and '@' in a password "
-            f"(%2F, %3F, %23, %40), got {shown!r}"
+            f"(%2F, %3F, %23, %40), got {quoted(shown)}"
         )
     if p.fragment is not None:
-        raise ValueError(f"{field}: a Redis URL has no '#fragment' (percent-encode '#' as %23), got {shown!r}")
+        raise ValueError(f"{field}: a Redis URL has no '#fragment' (percent-encode '#' as %23), got {quoted(shown)}")
     if p.scheme in SENTINEL_SCHEMES:
         parse_sentinel_url(url, field)
         return url
     if p.scheme == "unix":
         if not p.path.strip("/"):
-            raise ValueError(f"{field}: unix:// needs a socket path, e.g. unix:///run/redis.sock, got {shown!r}")
+            raise ValueError(f"{field}: unix:// needs a socket path, e.g. unix:///run/redis.sock, got {quoted(shown)}")
         return url
     if "," in p.hosts:
-        raise ValueError(f"{field}: several hosts work only with redis+sentinel://, got {shown!r}")
+        raise ValueError(f"{field}: several hosts work only with redis+sentinel://, got {quoted(shown)}")
     _host_port(p.hosts, field, shown)
     db = _DB_PATH.fullmatch(p.path)
     if db is None:
-        raise ValueError(f"{field}: the path is the database number (e.g. /0), got {p.path!r} in {shown!r}")
+        raise ValueError(f"{field}: the path is the database number (e.g. /0), got {quoted(p.path)} in {quoted(shown)}")
     if p.scheme.endswith("+cluster") and db.group(1) and int(db.group(1)) != 0:
-        raise ValueError(f"{field}: Redis Cluster has only database 0, got {p.path!r} in {shown!r}")
+        raise ValueError(f"{field}: Redis Cluster has only database 0, got {quoted(p.path)} in {quoted(shown)}")
     return url
 
 
@@ -291,7 +294,7 @@ def parse_sentinel_url(url: str, field: str = "redis_url") -> SentinelTarget:
 def _sentinel_address(item: str, field: str, shown: str) -> tuple[str, int]:
     host, port = _host_port(item, field, shown)
     if not host or port is None:
-        raise ValueError(f"{field}: sentinel addresses must be host:port, got {shown!r}")
+        raise ValueError(f"{field}: sentinel addresses must be host:port, got {quoted(shown)}")
     return host, port
 
 
@@ -300,12 +303,12 @@ def _sentinel_path(path: str, field: str, shown: str) -> tuple[str, int]:
     parts = [s for s in path.split("/") if s]
     if not parts:
         raise ValueError(f"{field}: name the sentinel service, e.g. redis+sentinel://host:26379/mymaster/0, "
-                         f"got {shown!r}")  # fmt: skip
+                         f"got {quoted(shown)}")  # fmt: skip
     if len(parts) > 2:
-        raise ValueError(f"{field}: the path is /service/db, got {shown!r}")
+        raise ValueError(f"{field}: the path is /service/db, got {quoted(shown)}")
     db = parts[1] if len(parts) > 1 else "0"
     if not (db.isascii() and db.isdigit()):
-        raise ValueError(f"{field}: database must be a number, got {shown!r}")
+        raise ValueError(f"{field}: database must be a number, got {quoted(shown)}")
     return unquote(parts[0]), int(db)
 
 
@@ -318,7 +321,7 @@ def _sentinel_query(query: str | None, field: str, shown: str) -> dict[str, str]
             # the name is not echoed: a raw '&' in a password would make its tail look like one
             takes = ", ".join(SENTINEL_QUERY)
             raise ValueError(f"{field}: query parameter #{position} is not one a Sentinel URL takes ({takes}; "
-                             f"write '&' in a password as %26), got {shown!r}")  # fmt: skip
+                             f"write '&' in a password as %26), got {quoted(shown)}")  # fmt: skip
         found[key] = values[0]
     return found
 
@@ -337,7 +340,7 @@ def url_error(exc: BaseException, url: str, field: str = "redis_url") -> ValueEr
         # the name is not echoed: a raw '&' in a password would make its tail look like one
         position = names.index(unknown.group(1)) + 1
         return ValueError(f"{field}: query parameter #{position} is not a redis-py connection setting "
-                          f"(write '&' in a password as %26), got {shown!r}")  # fmt: skip
+                          f"(write '&' in a password as %26), got {quoted(shown)}")  # fmt: skip
     userinfo = p.userinfo or ""
     hidden = [userinfo, userinfo.partition(":")[2] if ":" in userinfo else userinfo]
     for item in (p.query or "").split("&"):
@@ -347,4 +350,4 @@ def url_error(exc: BaseException, url: str, field: str = "redis_url") -> ValueEr
     hidden += [unquote(h) for h in hidden]
     if any(h and h in message for h in hidden):
         message = type(exc).__name__
-    return ValueError(f"{field}: {message} (in {shown!r})")
+    return ValueError(f"{field}: {message} (in {quoted(shown)})")

@@ -139,7 +139,7 @@ class CacheConfig:
 
     def _check_backend(self) -> None:
         if isinstance(self.backend, str) and self.backend not in _BACKEND_NAMES:
-            raise ValueError(f"backend: expected 'memory', 'redis' or a Backend instance, got {self.backend!r}")
+            raise ValueError(f"backend: expected 'memory', 'redis' or a Backend instance, got {validation.quoted(self.backend)}")
         if self.backend is not None and not isinstance(self.backend, str):
             from .backends.base import Backend
 
@@ -186,7 +186,7 @@ class CacheConfig:
                 f"serializer: expected 'json', 'pickle' or a Serializer, got {type(self.serializer).__name__}"
             )
         if isinstance(self.serializer, str) and self.serializer not in ("json", "pickle"):
-            raise ValueError(f"serializer: expected 'json' or 'pickle', got {self.serializer!r}")
+            raise ValueError(f"serializer: expected 'json' or 'pickle', got {validation.quoted(self.serializer)}")
 
     def resolved_redis_url(self) -> str | None:
         """The Redis URL this config selects, or ``None`` for the memory backend."""

@@ -20,8 +20,11 @@ value, SMTP's ``ValueError`` does not.
 A ``bool`` is never a number here: ``True`` is an ``int`` to Python but never a port, a count or
 a number of seconds to a user. A NaN fails every range (it compares false with any bound).
 
+A bad value is shown through :func:`quoted` (from :mod:`._text`, which ``_urls`` shares): at most
+its first 100 characters, so a 10 MB name never makes a 10 MB message.
+
 This module imports nothing else of yokedcache but :mod:`._urls` (URL syntax and URLs shown in
-errors), so every layer may use it.
+errors) and :mod:`._text`, so every layer may use it.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+from ._text import quoted
 from ._urls import check_redis_url, safe_url
 
 __all__ = [
@@ -40,6 +44,7 @@ __all__ = [
     "RESERVED_NAMES",
     "boolean",
     "cache_name",
+    "env_flag",
     "env_port",
     "host",
     "http_url",
@@ -63,9 +68,6 @@ CACHE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 OTHER_NAME = "_other"
 #: Cache names the library gives a meaning of its own; refused as user names.
 RESERVED_NAMES = frozenset({OTHER_NAME})
-#: Characters of a bad value an error message quotes: a 10 MB name must not make a 10 MB message
-#: (logs, crash reporters).
-QUOTED_CHARACTERS = 100
 #: An OpenTelemetry instrument name (the API's own rule). ``fullmatch``: "$" would admit a final "\n".
 INSTRUMENT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_./\-]{0,254}")
 #: Prometheus metric-name parts and label names (without the ``:`` reserved for recording rules).
@@ -73,22 +75,6 @@ PROMETHEUS_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 #: Label names Prometheus gives a meaning of its own: a histogram's ``le`` would collide with
 #: the bucket label (the exposition then fails to parse), ``quantile`` is a summary's.
 RESERVED_TAGS = {"le": "a histogram's bucket bound", "quantile": "a summary's quantile"}
-
-
-def quoted(value: object) -> str:
-    """``repr(value)`` for an error message, cut to its first :data:`QUOTED_CHARACTERS` characters.
-
-    A long ``str`` keeps a proper quoted prefix and says how long it was; any other value's repr
-    is cut as text. Every message here that shows a value shows it through this.
-    """
-    if isinstance(value, str):
-        if len(value) <= QUOTED_CHARACTERS:
-            return repr(value)
-        return f"{value[:QUOTED_CHARACTERS]!r}... ({len(value)} characters)"
-    if isinstance(value, (list, tuple, dict, set, frozenset, bytes, bytearray)) and len(value) > QUOTED_CHARACTERS:
-        return f"{type(value).__name__} of {len(value)} items"  # never repr a huge container whole
-    text = repr(value)
-    return text if len(text) <= QUOTED_CHARACTERS else f"{text[:QUOTED_CHARACTERS]}..."
 
 
 # -- numbers ------------------------------------------------------------------------------------
@@ -161,6 +147,21 @@ def env_port(variable: str, default: int) -> int:
         return int(text)
     except ValueError:
         raise ValueError(f"{variable}: expected a port number, got {quoted(text)}") from None
+
+
+def env_flag(variable: str, default: bool) -> bool:
+    """A flag read from environment variable ``variable``: true/false, 1/0, yes/no, on/off.
+
+    Spelled out both ways, so that neither "no" nor a typo reads as "on"; anything else raises.
+    """
+    raw = os.environ.get(variable)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{variable}: expected true or false, got {quoted(raw)}")
 
 
 # -- flags and strings ----------------------------------------------------------------------------

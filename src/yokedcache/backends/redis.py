@@ -95,6 +95,7 @@ class RedisBackend(Backend):
         **connection_kwargs: Any,
     ) -> None:
         require("redis.asyncio", "redis")
+        validation.boolean("auto_pipeline", auto_pipeline)
         url = redis_url if redis_url is not None else (env_redis_url() or DEFAULT_URL)
         check_redis_url(url)
         if self.schemes and not self.serves(url):

@@ -302,17 +302,6 @@ class StatsDSink:
             self._client = None
 
 
-def _env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    if raw.lower() in ("1", "true", "yes", "on"):
-        return True
-    if raw.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{name}: expected true or false, got {raw!r}")
-
-
 class StatsDMetricExporter(CollectorExporter):
     """OTel exporter to StatsD; ``OTEL_METRICS_EXPORTER=statsd`` builds it with no arguments.
 
@@ -329,12 +318,13 @@ class StatsDMetricExporter(CollectorExporter):
         use_tags: bool | None = None,
         **sink_options: Any,
     ) -> None:
+        validation.boolean("use_tags", use_tags, allow_none=True)
         env = os.environ
         self.sink = StatsDSink(
             host or env.get("YOKEDCACHE_STATSD_HOST", "localhost"),
             port if port is not None else validation.env_port("YOKEDCACHE_STATSD_PORT", 8125),
             prefix if prefix is not None else env.get("YOKEDCACHE_STATSD_PREFIX", "yokedcache"),
-            use_tags=use_tags if use_tags is not None else _env_bool("YOKEDCACHE_STATSD_USE_TAGS", False),
+            use_tags=use_tags if use_tags is not None else validation.env_flag("YOKEDCACHE_STATSD_USE_TAGS", False),
             **sink_options,
         )
         super().__init__([self.sink], timeout=self.sink.timeout)

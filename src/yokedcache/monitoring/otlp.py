@@ -34,6 +34,8 @@ class OTLPCollector(Collector):
         insecure: bool | None = None,
         timeout: float | None = None,
     ) -> None:
+        validation.boolean("traces", traces)
+        validation.boolean("insecure", insecure, allow_none=True)
         protocol = protocol or otlp.env_protocol()
         if protocol not in otlp.PROTOCOLS:
             raise ValueError(f"protocol: expected one of {otlp.PROTOCOLS}, got {protocol!r}")

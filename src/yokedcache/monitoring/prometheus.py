@@ -49,6 +49,7 @@ class PrometheusCollector(Collector):
         addr: str = "127.0.0.1",
         status_page: bool = True,
     ) -> None:
+        validation.boolean("status_page", status_page)  # "no" or 0 must not serve the page
         validation.prometheus_name("namespace", namespace)
         validation.prometheus_name("subsystem", subsystem, allow_none=True)
         labels = validation.label_names("labels", dict(labels or {}))
@@ -62,7 +63,7 @@ class PrometheusCollector(Collector):
         self.reader = NamespacedReader(self.prefix, labels, self.registry)
         self.server: MetricsServer | None = None
         #: Serve ``/`` (the live status page) and ``/status.json`` beside ``/metrics``.
-        self.status_page = bool(status_page)
+        self.status_page = status_page
         self.status: Any = None  # the StatusBoard, once bound
         if port is not None:
             self.server = MetricsServer(addr, port)

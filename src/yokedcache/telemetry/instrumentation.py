@@ -21,6 +21,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from .. import validation
 from .._version import __version__
 from ..backends.base import BackendInfo, Usage
 from ..errors import CacheCommandError, CacheUnavailableError, original_error
@@ -69,6 +70,9 @@ class Instrumentation:
         owner: Callable[[], Any] | None = None,
         recent_window: int = 2048,
     ) -> None:
+        for flag, value in (("metrics_enabled", metrics_enabled), ("tracing_enabled", tracing_enabled),
+                            ("capture_keys", capture_keys), ("db_client_metrics", db_client_metrics)):  # fmt: skip
+            validation.boolean(flag, value)
         self.counters = counters if counters is not None else CacheCounters()
         #: (start, duration, operation) of the most recent operations, for percentiles.
         self.recent: deque[tuple[float, float, str]] = deque(maxlen=recent_window)
