@@ -139,7 +139,8 @@ class CacheConfig:
 
     def _check_backend(self) -> None:
         if isinstance(self.backend, str) and self.backend not in _BACKEND_NAMES:
-            raise ValueError(f"backend: expected 'memory', 'redis' or a Backend instance, got {validation.quoted(self.backend)}")
+            shown = validation.quoted(self.backend)
+            raise ValueError(f"backend: expected 'memory', 'redis' or a Backend instance, got {shown}")
         if self.backend is not None and not isinstance(self.backend, str):
             from .backends.base import Backend
 
