@@ -35,7 +35,8 @@ ROOT = "yokedcache"
 LAYERS: list[list[str]] = [
     # foundations: import nothing of ours but each other
     ["yokedcache._version", "yokedcache._text", "yokedcache._extras", "yokedcache._glob", "yokedcache._urls",
-     "yokedcache.errors", "yokedcache.validation", "yokedcache.percentiles", "yokedcache.window", "yokedcache.serializers"],
+     "yokedcache.errors", "yokedcache.validation", "yokedcache.percentiles", "yokedcache.window",
+     "yokedcache.serializers"],
     # what the cache is built from: storage, per-operation telemetry (OTel API only), the breaker
     ["yokedcache.backends", "yokedcache.backends.*", "yokedcache.telemetry", "yokedcache.telemetry.*",
      "yokedcache.resilience"],
