@@ -4,6 +4,9 @@ Design choices:
 - a GET hit is one round trip (no TOUCH, no EXISTS first);
 - tags are Redis sets, so ``invalidate_tags`` works across processes; a SET with tags is one
   MULTI round trip and keeps each tag set alive at least as long as its longest-lived member;
+- a tagged write Redis refuses (WRONGTYPE: a tag's key holds no set) is undone: MULTI has no
+  rollback, so the keys it wrote are unlinked before the failure is reported; a key that
+  escaped its tags would survive ``invalidate_tags`` (``_undone_if_refused``);
 - no call blocks Redis for long at any size: invalidations walk tag sets (SSCAN) and the keyspace
   (SCAN) in bounded batches, and statistics are a bounded random sample (``redis_usage``);
 - redis-py's own retries are switched off: retrying is the facade's job, above the circuit
@@ -23,7 +26,7 @@ from .._extras import require
 from .._urls import check_redis_url, env_redis_url, redact_url, url_error
 from . import redis_usage
 from ._connections import hang_up
-from .base import RESERVED_CONNECTIONS, Backend, BackendInfo, BatchObserver, Failure, Usage
+from .base import REJECTED, RESERVED_CONNECTIONS, Backend, BackendInfo, BatchObserver, Failure, Usage
 from .redis_errors import classify_redis_error
 
 if TYPE_CHECKING:
@@ -176,8 +179,20 @@ class RedisBackend(Backend):
         self.pipeliner: AutoPipeliner | None = None
         if enabled:
             p = self.pipeliner = self._new_pipeliner()
-            self.get, self.set, self.set_many = p.get, p.set, p.set_many  # type: ignore[method-assign]
-            self.delete, self.exists, self.get_many = p.delete, p.exists, p.get_many  # type: ignore[method-assign]
+            self.get, self.delete, self.exists, self.get_many = p.get, p.delete, p.exists, p.get_many  # type: ignore[method-assign]
+            pipelined_set, pipelined_set_many = p.set, p.set_many
+
+            def set(key: str, value: bytes, ttl: float | None, tags: Sequence[str] = ()) -> Awaitable[Any]:
+                if not tags:  # nothing to refuse: the pipeliner's awaitable as it is
+                    return pipelined_set(key, value, ttl)
+                return self._undone_if_refused(pipelined_set(key, value, ttl, tags), (key,))
+
+            def set_many(items: Sequence[tuple[str, bytes]], ttl: float | None, tags: Sequence[str] = ()) -> Any:
+                if not tags:
+                    return pipelined_set_many(items, ttl)
+                return self._undone_if_refused(pipelined_set_many(items, ttl, tags), [k for k, _ in items])
+
+            self.set, self.set_many = set, set_many  # type: ignore[method-assign]
 
     def observe_batches(self, observer: BatchObserver) -> None:
         """Tell ``observer`` (the cache's instrumentation) about every auto-pipelined batch."""
@@ -250,19 +265,42 @@ class RedisBackend(Backend):
         return self._set_tagged(key, value, ttl, tags)
 
     async def _set_tagged(self, key: str, value: bytes, ttl: float | None, tags: Sequence[str]) -> None:
-        async with self._write_pipeline() as pipe:
-            self.queue_set(pipe, key, value, ttl, tags)
-            self.queue_tag_expiry(pipe, ttl, tags)
-            await pipe.execute()
+        await self._undone_if_refused(self._write([(key, value)], ttl, tags), (key,))
 
     async def set_many(self, items: Sequence[tuple[str, bytes]], ttl: float | None, tags: Sequence[str] = ()) -> None:
         if not items:
             return
+        write = self._write(items, ttl, tags)
+        await (self._undone_if_refused(write, [k for k, _ in items]) if tags else write)
+
+    async def _write(self, items: Sequence[tuple[str, bytes]], ttl: float | None, tags: Sequence[str]) -> None:
         async with self._write_pipeline() as pipe:
             for key, value in items:
                 self.queue_set(pipe, key, value, ttl, tags)
             self.queue_tag_expiry(pipe, ttl, tags)
             await pipe.execute()
+
+    async def _undone_if_refused(self, write: Awaitable[Any], keys: Sequence[str]) -> Any:
+        """Await a tagged ``write``; if Redis refused one of its commands, unlink ``keys``.
+
+        MULTI/EXEC has no rollback: when a tag's key holds another type, SADD fails with
+        WRONGTYPE but the SET beside it succeeds, leaving a key that ``invalidate_tags`` can
+        never reach. A cache may always forget, so the keys are removed (one more round trip,
+        during which another reader may see the value) and the refusal is raised as it was.
+        If that removal fails too, the error says so: the keys may remain until their TTL.
+        """
+        try:
+            return await write
+        except Exception as exc:
+            failure = classify_redis_error(exc)
+            if failure is None or failure.kind != REJECTED:
+                raise  # timeouts, lost connections: not known to have written anything partial
+            try:
+                await self._client.unlink(*keys)
+            except Exception as undo:
+                exc.add_note(f"the {len(keys)} key(s) this write set could not be removed ({type(undo).__name__}): "
+                             "they may remain, untagged, until their TTL")  # fmt: skip
+            raise
 
     async def delete(self, keys: Sequence[str]) -> int:
         if not keys:
