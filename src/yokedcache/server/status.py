@@ -65,6 +65,74 @@ class _Group:
         self.caches: list[YokedCache] = []
 
 
+Entry = tuple[float, float, str]  # (start, duration, operation), as ``Instrumentation.recent`` keeps them
+
+
+class _Chunks:
+    """One cache's recent durations, split by operation and sorted by the tick, a second at a time.
+
+    Why: a request after a quiet spell used to split and sort every cache's 2,048 recent
+    durations itself, 4 ms warm and 8-20 ms cold for 10 busy caches (issue 25). The tick now
+    does that work once per operation, as the operations arrive (it reads them for the p99
+    chart anyway), and a request only joins presorted runs (a sort of runs is a merge) plus the
+    operations finished since the last tick.
+
+    The table covers the operations the cache still keeps (``recent``, 2,048) that started in
+    the window, to the second: a chunk is kept or dropped whole.
+    """
+
+    __slots__ = ("count", "view")
+
+    def __init__(self) -> None:
+        self.count = 0
+        #: (operations counted when the tick last read the cache, chunks oldest first), replaced
+        #: whole, so a request on another thread reads a consistent pair without the lock.
+        self.view: tuple[int | None, tuple[tuple[float, int, dict[str, list[float]]], ...]] = (None, ())
+
+    def take(self, total: int, recent: deque[Entry], since: float) -> list[Entry]:
+        """Chunk what finished since the last call; returns those entries (for the p99 chart)."""
+        seen, chunks = self.view
+        fresh = _fresh(recent, total, seen)
+        kept = list(chunks)
+        if fresh:
+            by_op: dict[str, list[float]] = {}
+            _durations_by_operation(fresh, -math.inf, by_op)
+            for values in by_op.values():
+                values.sort()
+            kept.append((fresh[-1][0], len(fresh), by_op))
+            self.count += len(fresh)
+        limit = recent.maxlen or len(recent)
+        while kept and (self.count - kept[0][1] >= limit or kept[0][0] <= since):
+            self.count -= kept.pop(0)[1]
+        self.view = (total, tuple(kept))
+        return fresh if seen is not None else []  # a cache's first reading starts its p99 series
+
+    def durations(self, recent: deque[Entry], total: int, since: float, into: dict[str, list[float]]) -> None:
+        """Add the durations of the window by operation: the chunks', then those since the tick."""
+        seen, chunks = self.view
+        for newest, _, by_op in chunks:
+            if newest > since:
+                for op, values in by_op.items():
+                    into.setdefault(op, []).extend(values)
+        fresh = _fresh(recent, total, seen)
+        if fresh:
+            _durations_by_operation(fresh, since, into)
+
+
+def _fresh(recent: deque[Entry], total: int, seen: int | None) -> list[Entry]:
+    """The entries finished after ``seen`` operations (all kept, when ``seen`` is None), oldest first.
+
+    Reads only those: ``islice(reversed(...))`` and ``list`` run in C, so the event loop cannot
+    append in between, and a request touches the few new entries, not all 2,048.
+    """
+    count = len(recent) if seen is None else min(len(recent), total - seen)
+    if count <= 0:
+        return []
+    entries = list(itertools.islice(reversed(recent), count))
+    entries.reverse()
+    return entries
+
+
 class StatusBoard:
     """The figures of every cache ``source()`` returns, grouped by ``cache.name``.
 
@@ -88,8 +156,8 @@ class StatusBoard:
         self._next_tick = 0.0
         #: Per name: (monotonic time, p99 of the operations finished since the last reading).
         self._p99: dict[str, deque[tuple[float, float | None]]] = {}
-        #: Per cache (by id): operations counted at the last reading.
-        self._seen: dict[int, int] = {}
+        #: Per cache (by id): its recent durations as the tick chunked them (latency tables).
+        self._chunks: dict[int, _Chunks] = {}
         #: Per name: (monotonic time, latency rows), made by the tick while someone watches.
         self._latency: dict[str, tuple[float, list[dict[str, Any]]]] = {}
         self._watched_until = -math.inf
@@ -116,18 +184,16 @@ class StatusBoard:
             return
         with self._lock:
             self._next_tick = now + TICK_SECONDS
-            seen: dict[int, int] = {}
+            chunks: dict[int, _Chunks] = {}
             groups = self._groups()
+            since = time.perf_counter() - self.window
             for group in groups:
                 durations: list[float] = []
                 for cache in group.caches:
                     cache.rates.sample()
-                    total = cache.telemetry.counters.total_calls
-                    recent = list(cache.telemetry.recent)  # one C-level copy: safe beside the loop
-                    fresh = total - self._seen.get(id(cache), total)
-                    seen[id(cache)] = total
-                    if fresh > 0:
-                        durations.extend(elapsed for _, elapsed, _ in recent[-fresh:])
+                    state = chunks[id(cache)] = self._chunks.get(id(cache)) or _Chunks()
+                    fresh = state.take(cache.telemetry.counters.total_calls, cache.telemetry.recent, since)
+                    durations.extend(elapsed for _, elapsed, _ in fresh)
                 series = self._p99.get(group.name)
                 if series is None:
                     series = self._p99[group.name] = deque(maxlen=self.chart_seconds + 1)
@@ -136,7 +202,7 @@ class StatusBoard:
                     series.append((now, round(percentile(durations, 0.99), 9)))
                 else:
                     series.append((now, None))
-            self._seen = seen
+            self._chunks = chunks
             # While someone polls (the page: every second), the latency tables are made here,
             # once a second for every viewer, so a request only reads them (~4 ms of sorting
             # for 10 busy caches would otherwise be in every answer).
@@ -221,13 +287,16 @@ class StatusBoard:
     def _latency_rows(self, caches: list[YokedCache], now_perf: float) -> list[dict[str, Any]]:
         """p50/p95/p99 per operation over the caches' recent operations inside the window."""
         by_op: dict[str, list[float]] = {}
+        since = now_perf - self.window
         for cache in caches:
-            _durations_by_operation(cache.telemetry.recent, now_perf - self.window, by_op)
+            telemetry = cache.telemetry
+            state = self._chunks.get(id(cache)) or _Chunks()  # not read by a tick yet: all is fresh
+            state.durations(telemetry.recent, telemetry.counters.total_calls, since, by_op)
         rows = []
         for op in OPERATIONS:
             values = by_op.get(op)
             if values:
-                values.sort()
+                values.sort()  # presorted runs, one per chunk: a merge
                 rows.append({
                     "operation": op,
                     "count": len(values),

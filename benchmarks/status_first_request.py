@@ -1,0 +1,134 @@
+"""The first ``/status.json`` after 10 s without one, with 10 busy caches (issue 25: under 5 ms, best of 3).
+
+    python benchmarks/status_first_request.py [--caches 10] [--rate 500] [--saturate] [--idle 10.5]
+                                              [--rounds 3] [--profile]
+
+Ten in-memory caches stay busy the whole time: one task per cache on the event loop runs
+get/set at ``--rate`` operations a second (``--saturate``: without pause, the loop's thread then
+holds the GIL all the time). The status page is opened once (a request), then nobody asks for
+``--idle`` seconds (longer than the board's 10 s watch), then one request is timed by ``curl``
+in its own process, over a fresh connection: the round trip a user opening the page sees.
+Each of ``--rounds`` rounds times, after its own idle spell each, that HTTP request, the route
+alone (what the server computes, in the HTTP thread's place) and the baseline: the latency
+tables made as before issue 25 (every cache's whole ring split and sorted at request time),
+interleaved so load drift hits all three; the best of each and the route/baseline ratio are
+printed. ``--profile`` also runs the route once more after idle under cProfile and prints its
+top entries.
+
+No assertion: a benchmark prints figures, and this machine is shared (say so with the numbers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import pstats
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+async def _busy(cache: object, stop: asyncio.Event, rate: float | None) -> None:
+    i = 0
+    while not stop.is_set():
+        for _ in range(25):
+            await cache.set(f"k{i % 300}", i)  # type: ignore[attr-defined]
+            await cache.get(f"k{(i + 7) % 400}")  # type: ignore[attr-defined]
+            i += 1
+        await asyncio.sleep(50 / rate if rate else 0)
+
+
+def _curl(url: str) -> float:
+    """One GET by curl, in its own process (no GIL of ours on the client side): its total time."""
+    done = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{time_total}", url],
+                          capture_output=True, text=True, timeout=30, check=True)  # fmt: skip
+    code, total = done.stdout.split()
+    assert code == "200", done.stdout
+    return float(total)
+
+
+def _timed(route: object) -> float:
+    started = time.perf_counter()
+    route({":query": ""})  # type: ignore[operator]
+    return time.perf_counter() - started
+
+
+def _baseline(board: object) -> float:
+    """The latency tables as a request made them before issue 25: every ring split and sorted."""
+    from yokedcache.server.status import _durations_by_operation
+
+    started = time.perf_counter()
+    since = time.perf_counter() - board.window  # type: ignore[attr-defined]
+    for group in board._groups():  # type: ignore[attr-defined]
+        by_op: dict[str, list[float]] = {}
+        for cache in group.caches:
+            _durations_by_operation(cache.telemetry.recent, since, by_op)
+        for values in by_op.values():
+            values.sort()
+    return time.perf_counter() - started
+
+
+async def main(caches_wanted: int, rate: float | None, idle: float, rounds: int, profile: bool) -> None:
+    from yokedcache import CacheConfig, YokedCache
+    from yokedcache.bench import machine
+    from yokedcache.monitoring import CacheMetrics, PrometheusCollector
+    from yokedcache.server.status_page import StatusRoute
+
+    collector = PrometheusCollector(port=0)
+    metrics = CacheMetrics([collector])
+    caches = [YokedCache(CacheConfig(metrics=metrics, name=f"cache{i}")) for i in range(caches_wanted)]
+    stop = asyncio.Event()
+    workers = [asyncio.create_task(_busy(c, stop, rate)) for c in caches]
+    url = f"{collector.url}/status.json"
+    route = StatusRoute(collector.status)
+    print(machine())
+    load = f"{rate:.0f} operations/s each" if rate else "saturating the event loop"
+    print(f"{caches_wanted} busy in-memory caches ({load}); idle {idle:.1f} s before each timed request")
+    try:
+        await asyncio.sleep(5.0)  # the rings of recent operations fill, chart readings start
+        kinds = {
+            "HTTP round trip (curl)": lambda: _curl(url),
+            "route alone": lambda: _timed(route),
+            "baseline (pre-25 latency tables alone)": lambda: _baseline(collector.status),
+        }
+        samples: dict[str, list[float]] = {label: [] for label in kinds}
+        for n in range(rounds):
+            for label, timed in kinds.items():
+                await asyncio.to_thread(_curl, url)  # the page was open ...
+                await asyncio.sleep(idle)  # ... then nobody looked for longer than the watch
+                samples[label].append(await asyncio.to_thread(timed))
+                print(f"  round {n + 1}, {label}: {samples[label][-1] * 1e3:.2f} ms")
+        for label, values in samples.items():
+            print(f"{label}: best of {rounds} {min(values) * 1e3:.2f} ms")
+        route_vs_base = [r / b for r, b in zip(samples["route alone"], samples[list(kinds)[2]], strict=True)]
+        print(f"route alone / baseline, per round: {', '.join(f'{r:.2f}' for r in route_vs_base)} (target: 5 ms)")
+        if profile:
+            await asyncio.sleep(idle)
+            profiler = cProfile.Profile()
+            await asyncio.to_thread(profiler.runcall, route, {":query": ""})
+            out = io.StringIO()
+            stats = pstats.Stats(profiler, stream=out).sort_stats("cumulative")
+            stats.print_stats("status.py|percentiles|health|window")
+            print(out.getvalue())
+    finally:
+        stop.set()
+        await asyncio.gather(*workers)
+        for cache in caches:
+            await cache.close()
+        metrics.shutdown()
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--caches", type=int, default=10)
+    parser.add_argument("--rate", type=float, default=500.0, help="operations a second per cache")
+    parser.add_argument("--saturate", action="store_true", help="no pause between operations")
+    parser.add_argument("--idle", type=float, default=12.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    asyncio.run(main(args.caches, None if args.saturate else args.rate, args.idle, args.rounds, args.profile))
