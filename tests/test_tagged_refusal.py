@@ -45,7 +45,7 @@ async def test_a_refused_tag_set_leaves_nothing_written(redis_url, pipeline):
     client.close()
 
 
-async def test_when_the_undo_is_refused_too_the_error_says_what_may_remain(redis_url):
+async def test_when_the_undo_is_refused_too_the_error_says_what_may_remain(redis_url, caplog):
     admin = redis.Redis.from_url(redis_url)
     admin.acl_setuser("no-unlink", enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all", "-unlink"])
     try:
@@ -59,6 +59,9 @@ async def test_when_the_undo_is_refused_too_the_error_says_what_may_remain(redis
             cause = info.value.__cause__
             notes = " ".join([*getattr(info.value, "__notes__", []), *getattr(cause, "__notes__", [])])
             assert "could not be removed" in notes and "NoPermissionError" in notes
+            assert (
+                "could not be undone (NoPermissionError): 1 key(s) may remain" in caplog.text
+            )  # fail_open sees it too
             assert await cache.get("k") == "v"  # what the note warned of: written, untagged
     finally:
         admin.acl_deluser("no-unlink")

@@ -16,6 +16,7 @@ Design choices:
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from . import redis_usage
 from ._connections import hang_up
 from .base import REJECTED, RESERVED_CONNECTIONS, Backend, BackendInfo, BatchObserver, Failure, Usage
 from .redis_errors import classify_redis_error
+
+log = logging.getLogger("yokedcache.redis")
 
 if TYPE_CHECKING:
     from .autopipeline import AutoPipeliner
@@ -298,6 +301,9 @@ class RedisBackend(Backend):
             try:
                 await self._client.unlink(*keys)
             except Exception as undo:
+                # fail_open hands the caller False, not this error: the log says what may remain
+                log.warning("a refused tagged write could not be undone (%s): %d key(s) may remain untagged until "
+                            "their TTL", type(undo).__name__, len(keys))  # fmt: skip
                 exc.add_note(f"the {len(keys)} key(s) this write set could not be removed ({type(undo).__name__}): "
                              "they may remain, untagged, until their TTL")  # fmt: skip
             raise
