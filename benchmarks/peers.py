@@ -214,7 +214,10 @@ async function worker(stop) {
   while (performance.now() < stop) {
     const draw = Math.random();
     try {
-      if (draw < 0.64) { const r = await redis.get("yokedcache:k" + Math.floor(Math.random() * 1000)); if (r) JSON.parse(r); }
+      if (draw < 0.64) {
+        const r = await redis.get("yokedcache:k" + Math.floor(Math.random() * 1000));
+        if (r) JSON.parse(r);
+      }
       else if (draw < 0.8) { await redis.get("yokedcache:miss" + Math.floor(Math.random() * 1000)); }
       else { await redis.set("yokedcache:k" + Math.floor(Math.random() * 1000), JSON.stringify(VALUE), "PX", 300000); }
       ok++;
@@ -319,7 +322,6 @@ async def main() -> None:
 
     import redis
     import redis.asyncio as aioredis
-
     from tests.redis_server import given_or_private_redis
 
     tasks_levels = [int(t) for t in args.tasks.split(",")]
