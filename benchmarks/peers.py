@@ -157,28 +157,28 @@ async def glide_client(host: str, port: int) -> Client | None:
     return Client(f"valkey-glide {version('valkey-glide')}", get, put, close=client.close)
 
 
-async def coredis_client(host: str, port: int) -> Client | None:
+def coredis_client(host: str, port: int) -> Client | None:
+    """coredis (6 is built on anyio): a client per round, inside its own ``async with``."""
     try:
         import coredis
     except ImportError:
         print("  (coredis not installed: pip install 'yokedcache-otel[bench]')")
         return None
-    client = coredis.Redis(host=host, port=port, max_connections=POOL)
-    if hasattr(client, "__aenter__"):  # coredis 6 connects in its context manager
-        await client.__aenter__()
 
-    async def get(key: str) -> Any:
-        raw = await client.get(PREFIX + key)
-        return None if raw is None else json.loads(raw)
+    async def one_round(tasks: int, seconds: float) -> Run:
+        async with coredis.Redis(host=host, port=port, max_connections=POOL) as client:
 
-    async def put(key: str, value: Any) -> None:
-        await client.set(PREFIX + key, json.dumps(value), px=300_000)
+            async def get(key: str) -> Any:
+                raw = await client.get(PREFIX + key)
+                return None if raw is None else json.loads(raw)
 
-    async def close() -> None:
-        if hasattr(client, "__aexit__"):
-            await client.__aexit__(None, None, None)
+            async def put(key: str, value: Any) -> None:
+                await client.set(PREFIX + key, json.dumps(value), px=300_000)
 
-    return Client(f"coredis {coredis.__version__}", get, put, close=close)
+            await client.get("warm")
+            return await run_load(Client("coredis", get, put), tasks, seconds, seed=tasks)
+
+    return Client(f"coredis {coredis.__version__}", None, None, external=one_round)
 
 
 async def cache_peers(url: str, host: str, port: int) -> list[Client]:
@@ -348,11 +348,12 @@ async def main() -> None:
                                          auto_pipeline=False))  # fmt: skip
             clients += [cache_client("yokedcache, metrics on", on),
                         cache_client("yokedcache, metrics on, auto_pipeline=False", off)]  # fmt: skip
-            for made in (await glide_client(host, port), await coredis_client(host, port), ioredis_client(port)):
-                if made is not None:
-                    clients.append(made)
-            clients += await cache_peers(url, host, port)
-            if args.only:
+            if not args.only:  # (peers hold connections: made only when they run)
+                for made in (await glide_client(host, port), coredis_client(host, port), ioredis_client(port)):
+                    if made is not None:
+                        clients.append(made)
+                clients += await cache_peers(url, host, port)
+            else:
                 wanted = args.only.split(",")
                 clients = [c for c in clients if c.name in (BASE, base) or any(w in c.name for w in wanted)]
             table[tasks] = await level(clients, tasks, args.rounds, args.seconds, base)

@@ -156,11 +156,14 @@ async def test_no_caller_waits_past_its_deadline_during_a_stall(private_server: 
         assert worst <= group.bound + TOLERANCE, f"{group}: the worst caller took {worst:.3f} s, bound {group.bound} s"
         if group.retries == 0 and start + TIMEOUT + 0.1 < seconds:  # the whole call inside the stall
             assert not any(group.answered), f"{group}: a caller was answered during a {seconds} s stall"
-            # ... and none of them gave up early either: each waited for its own deadline
-            assert min(group.elapsed) >= TIMEOUT - 0.01, f"{group}: a caller failed after {min(group.elapsed):.3f} s"
+            # ... and none of them gave up early either: each waited for its deadline (a batch is due
+            # by its oldest operation's, so those issued later in the same loop turn may end up to
+            # one turn sooner: 500 callers issuing their commands make a turn of 10-20 ms here)
+            assert min(group.elapsed) >= TIMEOUT - 0.05, f"{group}: a caller failed after {min(group.elapsed):.3f} s"
         elif start + group.bound + 0.1 < seconds:  # retried, and still inside the stall
             assert not any(group.answered), f"{group}: a caller was answered during a {seconds} s stall"
-    # the server is back and serves again
+    # the server is back (once the stall is over: SIGCONT comes from this loop) and serves again
+    await asyncio.sleep(max(0.0, began + seconds - loop.time()))
     client = redis.Redis.from_url(url)
     try:
         assert client.ping()

@@ -60,7 +60,7 @@ from .. import validation
 from ._connections import hang_up
 from .base import BatchObserver
 
-__all__ = ["AutoPipeliner", "BatchObserver", "ClusterAutoPipeliner"]
+__all__ = ["AutoPipeliner", "BatchObserver", "ClusterAutoPipeliner", "DirectCommands"]
 
 #: Batches in flight at once. Two let the client build and parse one batch while Redis serves
 #: the other; more only splits the same commands into smaller batches (measured: see README).
@@ -513,6 +513,39 @@ class AutoPipeliner:
             await connection.disconnect(nowait=True)
         self._connections.clear()
         self._free.clear()
+
+
+class DirectCommands(AutoPipeliner):
+    """``auto_pipeline=False``: every operation is a lone round trip in its caller's task.
+
+    It goes out on a connection of its own, never shared and never batched, by the pipeliner's
+    lone path: the same packing and reply reading, with no pool checkout and no pass through
+    redis-py's client layer. That path costs less than redis-py's own command path, which is
+    what raw redis-py pays. The caller (the cache's guard) admits at most ``max_connections``
+    operations at once and holds their deadline. A backend used alone gets redis-py's error
+    beyond ``limit`` connections, as from its pool.
+    """
+
+    def __init__(self, backend: PipelinedBackend, *, limit: int) -> None:
+        super().__init__(backend)
+        self.limit = limit
+
+    @property
+    def in_use(self) -> int:
+        """Connections carrying an operation now (the backend's pool figures add them)."""
+        return len(self._connections) - len(self._free)
+
+    @property
+    def idle(self) -> int:
+        return sum(1 for c in self._free if c.is_connected)
+
+    def _call(self, commands: Sequence[Command], parse: Parse) -> Awaitable[Any]:
+        return self._alone(commands, parse)
+
+    def _checkout(self) -> Any:
+        if not self._free and len(self._connections) >= self.limit:
+            raise RedisConnectionError("Too many connections")
+        return super()._checkout()
 
 
 class ClusterAutoPipeliner(AutoPipeliner):
