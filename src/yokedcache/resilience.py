@@ -399,7 +399,7 @@ async def _admit(slots: Admission, timeout: float | None) -> float | None:
     deadline = loop.time() + timeout
     try:
         await _deadline(slots.enter(), timeout)
-    except TimeoutError as exc:
+    except (TimeoutError, asyncio.TimeoutError) as exc:  # one class from Python 3.11 on
         _not_sent(exc)
         raise
     return max(0.0, deadline - loop.time())
