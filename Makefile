@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench bench-pipelining soak scale screenshot clean
+.PHONY: install demo test lint bench bench-pipelining bench-peers soak scale screenshot clean
 
 # Not --quiet: the first install takes a minute or so, and pip's "Collecting ..." lines show it moving.
 $(STAMP): pyproject.toml
@@ -53,6 +53,19 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 
 bench-pipelining: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/pipelining.py --peers
+
+# Node's ioredis for the side-by-side table (benchmarks/peers.py runs it when present; git-ignored).
+IOREDIS := tests/.node/node_modules/ioredis/package.json
+$(IOREDIS):
+	@if command -v npm >/dev/null 2>&1; then \
+	  echo "installing ioredis@5 (npm) into tests/.node"; \
+	  npm install --prefix tests/.node --no-audit --no-fund --ignore-scripts --loglevel=error ioredis@5; \
+	else echo "npm not found: benchmarks/peers.py leaves ioredis out (apt-get install nodejs npm)"; fi
+
+# The side-by-side table of docs/peers.md: GLIDE's mix against GLIDE, coredis, aiocache, cashews
+# and Node's ioredis, as goodput ratios to raw redis-py.
+bench-peers: $(BENCH_STAMP) $(IOREDIS)
+	$(BIN)/python benchmarks/peers.py
 
 soak: install
 	$(BIN)/python benchmarks/soak.py --duration 600

@@ -88,6 +88,28 @@ async def test_switched_off_in_config(redis_url):
         RedisBackend(redis_url, auto_pipeline=1)  # type: ignore[arg-type]
 
 
+async def test_switched_off_each_operation_has_a_connection_of_its_own_within_max_connections(redis_url):
+    """auto_pipeline=False: operations never share a round trip, and however many callers there
+    are the server sees at most max_connections of them (plus the side reserve)."""
+    admin = redis.Redis.from_url(redis_url)
+    before = len(admin.client_list())
+    try:
+        async with redis_cache(redis_url, auto_pipeline=False, max_connections=4) as cache:
+            results = await asyncio.gather(*(cache.set(f"k{i}", {"i": i}) for i in range(200)))
+            assert results == [True] * 200
+            assert await asyncio.gather(*(cache.get(f"k{i}") for i in range(200))) == [{"i": i} for i in range(200)]
+            assert await cache.set("tagged", 1, tags=["t"]) and await cache.invalidate_tags(["t"]) == 1
+            stats = cache.backend.pool_stats()
+            assert stats["pipeline_connections"] == 0 and 1 <= stats["idle"] <= 4 + 2, stats
+            assert len(admin.client_list()) - before <= 4 + 2
+        deadline = asyncio.get_running_loop().time() + 5
+        while len(admin.client_list()) != before:  # close() hung them all up (the server notices soon)
+            assert asyncio.get_running_loop().time() < deadline, admin.client_list()
+            await asyncio.sleep(0.01)
+    finally:
+        admin.close()
+
+
 async def test_a_caller_cancelled_while_queued_is_never_sent(redis_url, telemetry):
     async with redis_cache(redis_url, telemetry, fail_open=False) as cache:
         pipeliner = cache.backend.pipeliner

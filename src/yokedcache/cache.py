@@ -359,14 +359,14 @@ class YokedCache:
     def _observe_batches(self) -> None:
         """Auto-pipelined batches feed the batch-size histogram and PIPELINE spans. Pipelined
         calls skip the guard's admission and deadline: the pipeliner bounds its connections,
-        queues in order and puts the same deadline on each round trip itself (admitting
-        max_connections calls at once would only cap its batches, and a deadline per caller
-        would count one hung batch as many failures)."""
+        queues in order and holds each operation to the same deadline itself, from the moment
+        it was issued (admitting max_connections calls at once would only cap its batches, and a
+        timer per caller would count one hung batch as many failures)."""
         self.backend.observe_batches(self.telemetry)
         pipeliner = self.backend.pipeliner
         if self._guard is not None:
             self._guard.self_admitting = pipeliner
-            if pipeliner is not None and self._guard.timeout is not None:  # the deadline, per round trip
+            if pipeliner is not None and self._guard.timeout is not None:  # each operation's deadline
                 pipeliner.timeout = self._guard.timeout
 
     def __repr__(self) -> str:

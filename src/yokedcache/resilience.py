@@ -29,12 +29,24 @@ from .errors import (
     CircuitOpenError,
 )
 
-__all__ = ["CLOSED", "HALF_OPEN", "OPEN", "Admission", "CircuitBreaker", "Guard"]
+__all__ = ["CLOSED", "HALF_OPEN", "OPEN", "Admission", "CircuitBreaker", "Guard", "worst_case_call_seconds"]
 
 log = logging.getLogger("yokedcache.resilience")
 T = TypeVar("T")
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+
+
+def worst_case_call_seconds(operation_timeout: float, retry_attempts: int, retry_backoff: float) -> float:
+    """The longest a guarded call can take (docs/deadlines.md), event-loop delays aside.
+
+    Each attempt ends by its deadline, ``operation_timeout`` seconds after it starts (its wait
+    for admission or in the pipeliner's queue included), and the back-off before retry ``k``
+    (from 0) is at most ``1.5 * retry_backoff * 2**k`` (the jitter is 0.5x to 1.5x)::
+
+        (retry_attempts + 1) * operation_timeout + 1.5 * retry_backoff * (2**retry_attempts - 1)
+    """
+    return (retry_attempts + 1) * operation_timeout + 1.5 * retry_backoff * (2**retry_attempts - 1)
 
 
 class CircuitBreaker:
@@ -221,15 +233,14 @@ class Guard:
         self.max_concurrency = max_concurrency
         self._slots = Admission(max_concurrency) if max_concurrency is not None else None
         self._side = Admission(RESERVED_CONNECTIONS) if max_concurrency is not None else None
-        #: One deadline for each whole backend command (write and reply), in seconds: a true
-        #: total deadline, and cheaper than the driver's per-read timeouts. Admission waits are
-        #: not part of it: under load a queue must not turn into errors.
+        #: Each attempt's deadline, in seconds from the moment it starts: its wait for admission
+        #: and the whole backend command (write and reply). A true total deadline, cheaper than
+        #: the driver's per-read timeouts; the whole call's bound is in docs/deadlines.md.
         self.timeout = timeout
         self._side_timeout = None if timeout is None else max(5.0, 5 * timeout)
         #: Calls to this object's methods skip admission and this deadline: it bounds its own
-        #: connections, serves callers in arrival order and puts the deadline on each round trip
-        #: itself (the Redis backend's auto-pipeliner; a wait in its queue, like a wait for
-        #: admission, is no part of the deadline).
+        #: connections, serves callers in arrival order and holds each operation to the same
+        #: deadline itself, its wait in the queue included (the Redis backend's auto-pipeliner).
         self.self_admitting: object | None = None
         #: Calls between entry and return (close() waits for them, with a deadline).
         self.in_flight = 0
@@ -299,16 +310,18 @@ class Guard:
                 # closed is the common case: decide it without a method call
                 trial = False if breaker is None or breaker.state is CLOSED else breaker.acquire()
                 try:
+                    budget = timeout
                     if slots is not None and not slots.try_enter():
-                        await slots.enter()
+                        # the attempt's deadline covers its wait for admission too
+                        budget = await _admit(slots, timeout)
                     try:
-                        if timeout is None:
+                        if budget is None:
                             result = await fn(*args)
                         elif _timeout is not None:
-                            async with _timeout(timeout):
+                            async with _timeout(budget):
                                 result = await fn(*args)
                         else:  # Python 3.10
-                            result = await asyncio.wait_for(fn(*args), timeout)
+                            result = await asyncio.wait_for(fn(*args), budget)
                     finally:
                         if slots is not None:
                             slots.leave()  # before any retry back-off below
@@ -370,6 +383,33 @@ async def _deadline(awaitable: Awaitable[T], seconds: float) -> T:
         async with _timeout(seconds):
             return await awaitable
     return await asyncio.wait_for(awaitable, seconds)
+
+
+async def _admit(slots: Admission, timeout: float | None) -> float | None:
+    """Wait for an admission slot within the attempt's deadline; the time left of it.
+
+    A caller that waited its whole deadline here never reached the backend: its timeout is
+    raised marked as counted, so the breaker is not told (no round trip failed; the calls that
+    hold the slots are counted themselves when they fail).
+    """
+    if timeout is None:
+        await slots.enter()
+        return None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    try:
+        await _deadline(slots.enter(), timeout)
+    except (TimeoutError, asyncio.TimeoutError) as exc:  # one class from Python 3.11 on
+        _not_sent(exc)
+        raise
+    return max(0.0, deadline - loop.time())
+
+
+def _not_sent(exc: BaseException) -> None:
+    """Mark a timeout of an attempt that never reached the backend (it waited for admission
+    until its deadline): the breaker is not told, since no round trip failed (see below)."""
+    with contextlib.suppress(AttributeError):
+        exc._yokedcache_counted = True  # type: ignore[attr-defined]
 
 
 def _first_report(exc: BaseException) -> bool:

@@ -27,6 +27,13 @@ At most ``max_batches`` batches are in flight at once (each holds one connection
 runs); commands issued meanwhile wait for the next one. This bounds the connections the hot
 path uses to ``max_batches + 1``, whatever the number of callers.
 
+Deadlines are the callers' (``docs/deadlines.md``): each operation's deadline is ``timeout``
+seconds after it was issued, wherever it then waits. A batch must be answered by the deadline of
+its oldest operation (queues are first in, first out, so that is the earliest of the batch);
+an operation whose deadline passes while it is still queued is failed and never sent. So a
+caller queued behind stuck batches waits no longer than ``timeout`` in all: the batches ahead
+of it fail first (their operations are older), and its own batch inherits its deadline.
+
 The backend knows nothing of telemetry: an optional :class:`BatchObserver` is told about each
 batch (the cache's instrumentation records the batch-size histogram and the PIPELINE span).
 """
@@ -40,8 +47,10 @@ from typing import Any, Protocol
 
 if sys.version_info >= (3, 11):
     from asyncio import timeout as _timeout
+    from asyncio import timeout_at as _timeout_at
 else:  # pragma: no cover - redis-py depends on async-timeout below 3.11
     from async_timeout import timeout as _timeout
+    from async_timeout import timeout_at as _timeout_at
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
@@ -51,7 +60,7 @@ from .. import validation
 from ._connections import hang_up
 from .base import BatchObserver
 
-__all__ = ["AutoPipeliner", "BatchObserver", "ClusterAutoPipeliner"]
+__all__ = ["AutoPipeliner", "BatchObserver", "ClusterAutoPipeliner", "DirectCommands"]
 
 #: Batches in flight at once. Two let the client build and parse one batch while Redis serves
 #: the other; more only splits the same commands into smaller batches (measured: see README).
@@ -60,8 +69,20 @@ DEFAULT_MAX_BATCHES = 2
 Command = tuple[Any, ...]
 Parse = Callable[[list[Any]], Any]
 #: One caller's operation: its commands, how to turn their replies into its result, its future,
-#: and what the observer captured when it was queued (the operation's span, or None).
-Entry = tuple[Sequence[Command], Parse, "asyncio.Future[Any]", Any]
+#: what the observer captured when it was queued (the operation's span, or None), and its
+#: deadline on the loop's clock (None: no deadline).
+Entry = tuple[Sequence[Command], Parse, "asyncio.Future[Any]", Any, "float | None"]
+
+
+def _expired() -> TimeoutError:
+    """The error of operations whose deadline passed before their batch left: never sent.
+
+    Marked as already counted: no round trip failed, so the circuit breaker is not told (the
+    batches ahead that held them up are counted, once each; see :mod:`yokedcache.resilience`).
+    """
+    exc = TimeoutError("Timeout: the operation's deadline passed while it was queued (it was not sent)")
+    exc._yokedcache_counted = True  # type: ignore[attr-defined]
+    return exc
 
 
 def _reply(replies: list[Any]) -> Any:
@@ -138,6 +159,24 @@ def _pack(commands: Iterable[Command], encoder: Any) -> bytes:
                 arg = b"%d" % arg
             append(b"$%d\r\n%b\r\n" % (len(arg), arg))
     return b"".join(parts)
+
+
+def _drop_expired(queue: list[Entry], now: float) -> list[Entry]:
+    """The entries of ``queue`` still to send: those whose deadline passed are failed (one
+    error object for all of them), cancelled ones dropped."""
+    kept: list[Entry] = []
+    error: TimeoutError | None = None
+    for entry in queue:
+        future, deadline = entry[2], entry[4]
+        if future.done():
+            continue
+        if deadline is not None and deadline <= now:
+            if error is None:
+                error = _expired()
+            future.set_exception(error)
+            continue
+        kept.append(entry)
+    return kept
 
 
 async def _value(value: Any) -> Any:
@@ -218,8 +257,9 @@ class AutoPipeliner:
         self.max_batches = max_batches
         self.observer: BatchObserver | None = None
         pool = backend.pool  # None on a cluster: a pool per node
-        #: One deadline per round trip (batch or lone), in seconds. The cache sets its
-        #: operation_timeout here; a backend used alone keeps its pool's socket timeout.
+        #: Each operation's deadline, in seconds from when it was issued (queue wait included).
+        #: The cache sets its operation_timeout here; a backend used alone keeps its pool's
+        #: socket timeout.
         self.timeout: float | None = pool.connection_kwargs.get("socket_timeout") if pool is not None else None
         self._queue: list[Entry] = []
         self._scheduled = False
@@ -306,21 +346,38 @@ class AutoPipeliner:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         observer = self.observer
-        self._queue.append((commands, parse, future, observer.pipeline_context() if observer is not None else None))
+        timeout = self.timeout
+        self._queue.append(
+            (
+                commands,
+                parse,
+                future,
+                observer.pipeline_context() if observer is not None else None,
+                None if timeout is None else loop.time() + timeout,
+            )
+        )
         if not self._scheduled and self.batches_in_flight < self.max_batches:
             self._scheduled = True
             loop.call_soon(self._flush)
         return future
 
     def _flush(self) -> None:
-        """End of the tick: everything queued leaves as one batch (cancelled callers dropped)."""
+        """End of the tick: everything queued leaves as one batch (cancelled callers dropped,
+        callers whose deadline passed failed without being sent)."""
         self._scheduled = False
         queue, self._queue = self._queue, []
-        entries = [entry for entry in queue if not entry[2].done()]
+        if not queue:
+            return
+        loop = asyncio.get_running_loop()
+        oldest = queue[0][4]  # first in, first out: no later entry has an earlier deadline
+        if oldest is not None and oldest <= loop.time():
+            entries = _drop_expired(queue, loop.time())
+        else:
+            entries = [entry for entry in queue if not entry[2].done()]
         if not entries:
             return
         self.batches_in_flight += 1
-        task = asyncio.get_running_loop().create_task(self._run(entries))
+        task = loop.create_task(self._run(entries))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -358,17 +415,18 @@ class AutoPipeliner:
                     pass
 
     async def _execute(self, entries: list[Entry]) -> None:
-        """Send every entry's commands in one write on one connection, then read the replies."""
+        """Send every entry's commands in one write on one connection, then read the replies,
+        by the deadline of the oldest entry (the first)."""
         connection = self._checkout()
         try:
-            async with _timeout(self.timeout):
+            async with _timeout_at(entries[0][4]):
                 if not connection.is_connected:
                     await connection.connect()  # the class's own connect: Sentinel asks for the primary
                 await connection.send_packed_command(
                     _pack([c for entry in entries for c in entry[0]], connection.encoder), check_health=False
                 )
                 read = connection.read_response
-                for commands, parse, future, _ in entries:
+                for commands, parse, future, _, _ in entries:
                     if len(commands) == 1:  # most operations: no coroutine of ours per reply
                         try:
                             replies = [await read()]
@@ -457,6 +515,39 @@ class AutoPipeliner:
         self._free.clear()
 
 
+class DirectCommands(AutoPipeliner):
+    """``auto_pipeline=False``: every operation is a lone round trip in its caller's task.
+
+    It goes out on a connection of its own, never shared and never batched, by the pipeliner's
+    lone path: the same packing and reply reading, with no pool checkout and no pass through
+    redis-py's client layer. That path costs less than redis-py's own command path, which is
+    what raw redis-py pays. The caller (the cache's guard) admits at most ``max_connections``
+    operations at once and holds their deadline. A backend used alone gets redis-py's error
+    beyond ``limit`` connections, as from its pool.
+    """
+
+    def __init__(self, backend: PipelinedBackend, *, limit: int) -> None:
+        super().__init__(backend)
+        self.limit = limit
+
+    @property
+    def in_use(self) -> int:
+        """Connections carrying an operation now (the backend's pool figures add them)."""
+        return len(self._connections) - len(self._free)
+
+    @property
+    def idle(self) -> int:
+        return sum(1 for c in self._free if c.is_connected)
+
+    def _call(self, commands: Sequence[Command], parse: Parse) -> Awaitable[Any]:
+        return self._alone(commands, parse)
+
+    def _checkout(self) -> Any:
+        if not self._free and len(self._connections) >= self.limit:
+            raise RedisConnectionError("Too many connections")
+        return super()._checkout()
+
+
 class ClusterAutoPipeliner(AutoPipeliner):
     """Redis Cluster: each batch is a cluster pipeline, which groups the commands by node
     (one write per node, the nodes in parallel) and follows MOVED/ASK redirections.
@@ -498,7 +589,7 @@ class ClusterAutoPipeliner(AutoPipeliner):
             for command in entry[0]:
                 pipe.execute_command(*command)
         try:
-            async with _timeout(self.timeout):
+            async with _timeout_at(entries[0][4]):
                 replies = await pipe.execute(raise_on_error=False)
         except (TimeoutError, asyncio.TimeoutError):
             raise TimeoutError("Timeout reading an auto-pipelined batch from the cluster") from None
@@ -510,7 +601,7 @@ class ClusterAutoPipeliner(AutoPipeliner):
         if lost is not None:
             replies = [lost if isinstance(r, (RedisConnectionError, RedisTimeoutError)) else r for r in replies]
         position = 0
-        for commands, parse, future, _ in entries:
+        for commands, parse, future, _, _ in entries:
             own = replies[position : position + len(commands)]
             position += len(commands)
             if future.done():

@@ -172,30 +172,46 @@ class RedisBackend(Backend):
 
         return AutoPipeliner(self)
 
+    def _new_direct(self) -> AutoPipeliner | None:
+        """The unpipelined fast path (``None``: redis-py's own commands, as on a cluster)."""
+        from .autopipeline import DirectCommands
+
+        return DirectCommands(self, limit=self.max_connections)
+
     def _install_auto_pipeline(self, enabled: bool) -> None:
         """Route GET/SET/DELETE/EXISTS/get_many/set_many through an auto-pipeliner (see
         :mod:`.autopipeline`): a lone command still goes out at once, commands issued together
         share one round trip. Its methods replace this instance's own, as
-        :attr:`Backend.pipeliner` declares."""
+        :attr:`Backend.pipeliner` declares. Switched off, the same commands take the pipeliner's
+        lone path one by one (``DirectCommands``): no batching, and no redis-py client layer."""
         validation.boolean("auto_pipeline", enabled)
         self.auto_pipeline = enabled
         self.pipeliner: AutoPipeliner | None = None
+        self._direct: AutoPipeliner | None = None
         if enabled:
             p = self.pipeliner = self._new_pipeliner()
+        else:
+            p = self._direct = self._new_direct()
+        if p is not None:
             self.get, self.delete, self.exists, self.get_many = p.get, p.delete, p.exists, p.get_many  # type: ignore[method-assign]
-            pipelined_set, pipelined_set_many = p.set, p.set_many
+            self._install_tagged_writes(p.set, p.set_many)
 
-            def set(key: str, value: bytes, ttl: float | None, tags: Sequence[str] = ()) -> Awaitable[Any]:
-                if not tags:  # nothing to refuse: the pipeliner's awaitable as it is
-                    return pipelined_set(key, value, ttl)
-                return self._undone_if_refused(pipelined_set(key, value, ttl, tags), (key,))
+    def _install_tagged_writes(self, plain_set: Any, plain_set_many: Any) -> None:
+        """Bind ``set``/``set_many`` to the pipeliner's (or the direct path's): untagged writes
+        take its awaitable as it is, tagged ones are undone if Redis refuses them
+        (``_undone_if_refused``)."""
 
-            def set_many(items: Sequence[tuple[str, bytes]], ttl: float | None, tags: Sequence[str] = ()) -> Any:
-                if not tags:
-                    return pipelined_set_many(items, ttl)
-                return self._undone_if_refused(pipelined_set_many(items, ttl, tags), [k for k, _ in items])
+        def set(key: str, value: bytes, ttl: float | None, tags: Sequence[str] = ()) -> Awaitable[Any]:
+            if not tags:  # nothing to refuse: the pipeliner's awaitable as it is
+                return plain_set(key, value, ttl)  # type: ignore[no-any-return]
+            return self._undone_if_refused(plain_set(key, value, ttl, tags), (key,))
 
-            self.set, self.set_many = set, set_many  # type: ignore[method-assign]
+        def set_many(items: Sequence[tuple[str, bytes]], ttl: float | None, tags: Sequence[str] = ()) -> Any:
+            if not tags:
+                return plain_set_many(items, ttl)
+            return self._undone_if_refused(plain_set_many(items, ttl, tags), [k for k, _ in items])
+
+        self.set, self.set_many = set, set_many  # type: ignore[method-assign]
 
     def observe_batches(self, observer: BatchObserver) -> None:
         """Tell ``observer`` (the cache's instrumentation) about every auto-pipelined batch."""
@@ -472,6 +488,10 @@ class RedisBackend(Backend):
         in_use = len(getattr(pool, "_in_use_connections", ()))
         # redis-py keeps a connection object whose connect failed: it is no idle socket
         idle = sum(1 for c in getattr(pool, "_available_connections", ()) if c.is_connected)
+        direct = self._direct
+        if direct is not None:  # auto_pipeline=False: operations use their own connections
+            in_use += direct.in_use  # type: ignore[attr-defined]
+            idle += direct.idle  # type: ignore[attr-defined]
         maximum = self.max_connections  # what operations may use; side work has its reserve
         return {
             "max_connections": maximum,
@@ -487,8 +507,9 @@ class RedisBackend(Backend):
         """After an outage every idle socket points at a dead server; without this, each one
         fails its next command once (and can re-open the breaker right after it closed)."""
         await self._pool.disconnect(inuse_connections=False)
-        if self.pipeliner is not None:
-            await self.pipeliner.drop_idle_connections()
+        for commands in (self.pipeliner, self._direct):
+            if commands is not None:
+                await commands.drop_idle_connections()
 
     def abandon_connections(self) -> None:
         """Hang up every pooled socket without the event loop that owns them (it is closed).
@@ -496,16 +517,18 @@ class RedisBackend(Backend):
         The sockets' file descriptors go with the garbage collector; the server sees the hang-up
         now, so its connection count does not wait for a collection.
         """
-        if self.pipeliner is not None:
-            self.pipeliner.abandon_connections()
+        for commands in (self.pipeliner, self._direct):
+            if commands is not None:
+                commands.abandon_connections()
         pool = self._pool
         if pool is not None:
             hang_up([*getattr(pool, "_available_connections", ()), *getattr(pool, "_in_use_connections", ())])
 
     async def close(self) -> None:
         self._closed = True  # a running invalidation or count stops before its next command
-        if self.pipeliner is not None:
-            await self.pipeliner.close()
+        for commands in (self.pipeliner, self._direct):
+            if commands is not None:
+                await commands.close()
         await self._client.aclose()
         if self._pool is not None:  # the Cluster's pools are per node: aclose() closed them
             await self._pool.disconnect()

@@ -68,6 +68,9 @@ class RedisClusterBackend(RedisBackend):
 
         return ClusterAutoPipeliner(self)
 
+    def _new_direct(self) -> AutoPipeliner | None:
+        return None  # unpipelined, a cluster keeps redis-py's commands (they route by slot)
+
     def classify_error(self, exc: BaseException) -> Failure | None:
         """As for a single server, and a node without cluster mode is a configuration error that
         names the URL (redacted), the node and the fix."""
