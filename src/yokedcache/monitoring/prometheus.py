@@ -32,7 +32,7 @@ from prometheus_client.exposition import choose_encoder  # noqa: E402
 
 from ..exporters.collectors import Collector  # noqa: E402
 from ..exporters.prometheus import NamespacedReader  # noqa: E402
-from ..server.http import MetricsServer, ReadinessRoute, Route  # noqa: E402
+from ..server.http import MetricsServer, ReadinessRoute, Route, json_response  # noqa: E402
 from ..server.mount import RouteTable  # noqa: E402
 
 #: The collector ``make_asgi_app()`` / ``make_wsgi_app()`` serve when given none: the last bound.
@@ -94,6 +94,8 @@ class PrometheusCollector(Collector):
         if port is not None:
             self.server = MetricsServer(addr, port, reuse_port=self.store is not None)
         self._route("/metrics", self._metrics)
+        # Until bind(): in multiprocess mode the kernel may hand a probe to a worker still starting.
+        self._route("/readyz", lambda headers: json_response(503, {"status": "unhealthy", "reasons": ["starting"]}))
 
     def _route(self, path: str, handler: Route) -> None:
         """Serve ``handler`` on the port (if any) and in the mountable apps."""
