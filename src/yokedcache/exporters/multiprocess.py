@@ -143,7 +143,8 @@ def _gauge_mode(suffix: str, shared: bool) -> str | None:
 
 def _entries(family: Any, now: float) -> Iterator[tuple[str, str, float, float]]:
     """``(file type, key, value, timestamp)`` for one family's samples, in the store's layout:
-    histogram buckets per bucket (the merge accumulates them again), no ``_count`` or ``_created``."""
+    histogram buckets per bucket (the merge accumulates them again; empty ones left out, and put
+    back by ``_complete``), no ``_count`` or ``_created``."""
     if family.type == "histogram":
         previous: dict[tuple[tuple[str, str], ...], float] = {}
         for s in family.samples:
@@ -151,6 +152,8 @@ def _entries(family: Any, now: float) -> Iterator[tuple[str, str, float, float]]
                 rest = tuple((k, v) for k, v in s.labels.items() if k != "le")
                 value = s.value - previous.get(rest, 0.0)
                 previous[rest] = s.value
+                if not value:  # most buckets are empty: the merge reads what is written, at every scrape
+                    continue
             elif s.name.endswith("_sum"):
                 value = s.value
             else:
@@ -194,6 +197,7 @@ class ProcessStore:
         #: Units and label value spellings of the last collection, to give the merged families back.
         self.units: dict[str, str] = {}
         self.docs: dict[str, str] = {}
+        self.bounds: dict[str, list[str]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -231,6 +235,8 @@ class ProcessStore:
                 if family.unit:
                     self.units[family.name] = family.unit
                 self.docs[family.name] = family.documentation
+                if family.type == "histogram":
+                    self.bounds[family.name] = _bounds(family)
                 suffix = "target_info" if family.type == "info" else family.name[len(self.prefix) + 1 :]
                 mode = _gauge_mode(suffix, shared) if family.type != "counter" else ""
                 if family.type in ("gauge", "unknown", "info") and mode is None:
@@ -377,12 +383,13 @@ class MergedView:
         with _locked(store.path, exclusive=False):
             files = glob.glob(os.path.join(store.path, "*.db"))
             families = list(MultiProcessCollector.merge(files, accumulate=True))
-        return _finish(families, store.prefix, store.units, store.docs)
+        return _finish(families, store)
 
 
-def _finish(families: list[Any], prefix: str, units: dict[str, str], docs: dict[str, str]) -> list[Any]:
-    """The merged families as a single process renders them: units back, histogram samples in
-    bucket/count/sum order, and ``hit_rate`` from the summed hits and misses."""
+def _finish(families: list[Any], store: ProcessStore) -> list[Any]:
+    """The merged families as a single process renders them: units back, every bucket of each
+    histogram series in bucket/count/sum order, and ``hit_rate`` from the summed hits and misses."""
+    prefix, units, docs = store.prefix, store.units, store.docs
     by_name = {f.name: f for f in families}
     out = []
     for family in families:
@@ -390,7 +397,7 @@ def _finish(families: list[Any], prefix: str, units: dict[str, str], docs: dict[
         if unit:
             family.unit = unit
         if family.type == "histogram":
-            family.samples.sort(key=_histogram_order)
+            family.samples = _complete(family, store.bounds.get(family.name, []))
         out.append(family)
     name = f"{prefix}_cache_hit_rate"
     rate = _hit_rate(by_name.get(f"{prefix}_cache_hits"), by_name.get(f"{prefix}_cache_misses"), name, docs.get(name))
@@ -399,10 +406,40 @@ def _finish(families: list[Any], prefix: str, units: dict[str, str], docs: dict[
     return out
 
 
-def _histogram_order(sample: Any) -> tuple[Any, ...]:
-    """One series after another, each as buckets (in the merge's ``le`` order), count, sum."""
-    rest = tuple(sorted((k, v) for k, v in sample.labels.items() if k != "le"))
-    return rest, sample.name.endswith("_count") + 2 * sample.name.endswith("_sum")
+def _bounds(family: Any) -> list[str]:
+    """The ``le`` values of a histogram's first series (one instrument, one set of boundaries)."""
+    les: list[str] = []
+    for s in family.samples:
+        if s.name.endswith("_bucket"):
+            if les and s.labels["le"] == les[0]:
+                break
+            les.append(s.labels["le"])
+    return les
+
+
+def _complete(family: Any, bounds: list[str]) -> list[Any]:
+    """Each series as buckets (every boundary: an empty bucket holds the previous cumulative
+    count), count, sum, one series after another."""
+    series: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
+    for s in family.samples:
+        rest = tuple(sorted((k, v) for k, v in s.labels.items() if k != "le"))
+        entry = series.setdefault(rest, {"buckets": {}, "other": []})
+        if s.name.endswith("_bucket"):
+            entry["buckets"][float(s.labels["le"])] = s
+        else:
+            entry["other"].append(s)
+    out = []
+    bucket_name = family.name + "_bucket"
+    for rest, entry in series.items():
+        found = entry["buckets"]
+        les = bounds or [found[b].labels["le"] for b in sorted(found)]
+        carry = 0.0
+        for le in les:
+            sample = found.get(float(le))
+            carry = sample.value if sample is not None else carry
+            out.append(Sample(bucket_name, {**dict(rest), "le": le}, carry))
+        out += sorted(entry["other"], key=lambda s: s.name.endswith("_sum"))
+    return out
 
 
 def _hit_rate(hits: Any, misses: Any, name: str, doc: str | None) -> Any:
