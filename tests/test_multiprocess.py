@@ -297,3 +297,11 @@ def test_two_processes_with_the_guides_line_both_start_and_one_answers_for_both(
     finally:
         first.stdin.close()
         first.wait(timeout=10)
+
+
+def test_the_prefork_example_scrapes_every_worker_once():
+    from .test_examples import run_example
+
+    out = run_example("prefork_workers.py", WORKERS="3", METRICS_PORT=str(free_port()))
+    assert out.count("done") == 3
+    assert "for 3 workers: hits 270, misses 30" in out  # 3 x (90 hits, 10 misses), summed by one scrape
