@@ -305,3 +305,22 @@ def test_the_prefork_example_scrapes_every_worker_once():
     out = run_example("prefork_workers.py", WORKERS="3", METRICS_PORT=str(free_port()))
     assert out.count("done") == 3
     assert "for 3 workers: hits 270, misses 30" in out  # 3 x (90 hits, 10 misses), summed by one scrape
+
+
+_PRELOAD = """
+import os
+from yokedcache.monitoring import CacheMetrics, PrometheusCollector
+metrics = CacheMetrics([PrometheusCollector(port=None)])
+pid = os.fork()
+if pid == 0:
+    os._exit(0)
+os.waitpid(pid, 0)
+metrics.shutdown()
+"""
+
+
+def test_a_worker_forked_after_the_telemetry_was_built_says_it_does_not_report(tmp_path):
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", _PRELOAD], env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("CacheMetrics was built before this worker was forked") == 1, result.stderr

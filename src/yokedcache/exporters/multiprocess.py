@@ -48,6 +48,7 @@ import os
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -211,6 +212,8 @@ class ProcessStore:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"yokedcache-mp-{self.token}", daemon=True)
         self._thread.start()
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _forked(ref))
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -274,6 +277,19 @@ class ProcessStore:
         except Exception as exc:
             log.warning("multiprocess store final write failed: %s", type(exc).__name__)
         self._closed = True
+
+
+def _forked(ref: weakref.ref[ProcessStore]) -> None:
+    """In a child forked after the store started (gunicorn ``--preload``): the writer thread and
+    the HTTP server did not survive the fork, and the SDK's state is the parent's. Say so once
+    instead of writing the parent's figures under a second name."""
+    store = ref()
+    if store is not None and not store._closed:
+        log.warning(
+            "CacheMetrics was built before this worker was forked (gunicorn --preload?): pid %d does not "
+            "report; build it in the worker (docs/multiprocess.md)",
+            os.getpid(),
+        )
 
 
 def _token_of(filename: str) -> str:
