@@ -1,4 +1,4 @@
-"""Every code block in README.md, collector-config/README.md and docs/limits.md is either a complete program that
+"""Every code block in README.md, collector-config/README.md and the docs pages in DOCS is either a complete program that
 runs here (Python, against a private redis-server where it needs one) or is marked, on the line
 before its fence, ``<!-- fragment: why -->``. Fragments in Python must still compile."""
 
@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = ["README.md", "collector-config/README.md", "docs/limits.md", "docs/deadlines.md", "docs/peers.md"]
+DOCS = [
+    "README.md",
+    "collector-config/README.md",
+    "docs/limits.md",
+    "docs/deadlines.md",
+    "docs/peers.md",
+    "docs/multiprocess.md",
+]
 FENCE = re.compile(r"^```(\S*)\s*$")
 
 

@@ -141,6 +141,13 @@ class NamespacedReader(PrometheusMetricReader):
         registry.unregister(self._collector)
         self._yc_locked = _OneScrapeAtATime(self._collector)
         registry.register(self._yc_locked)
+        #: Called first thing in ``shutdown``, while the SDK still collects (the multiprocess
+        #: store's last write).
+        self.before_shutdown: list[Any] = []
+
+    def families(self) -> list[Any]:
+        """One collection as prometheus_client families (what a scrape of this process renders)."""
+        return self._yc_locked.collect()
 
     def _receive_metrics(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> None:
         if metrics_data is not None:
@@ -156,4 +163,6 @@ class NamespacedReader(PrometheusMetricReader):
         return True
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        for hook in self.before_shutdown:
+            hook()
         self._registry.unregister(self._yc_locked)

@@ -17,7 +17,7 @@ from .metrics import CacheMetrics, NoOpCollector
 
 if TYPE_CHECKING:
     from .otlp import OTLPCollector
-    from .prometheus import PrometheusCollector
+    from .prometheus import PrometheusCollector, child_exit, make_asgi_app, make_wsgi_app, mark_process_dead
     from .statsd import StatsDCollector
 
 __all__ = [
@@ -28,12 +28,21 @@ __all__ = [
     "PrometheusCollector",
     "SMTPSettings",
     "StatsDCollector",
+    "child_exit",
+    "make_asgi_app",
+    "make_wsgi_app",
+    "mark_process_dead",
 ]
 
 _LAZY = {
     "PrometheusCollector": ".prometheus",
     "StatsDCollector": ".statsd",
     "OTLPCollector": ".otlp",
+    # multiprocess mode and the mountable endpoints (docs/multiprocess.md)
+    "make_asgi_app": ".prometheus",
+    "make_wsgi_app": ".prometheus",
+    "child_exit": ".prometheus",
+    "mark_process_dead": ".prometheus",
 }
 
 

@@ -236,18 +236,28 @@ class _Server(ThreadingHTTPServer):
             log.warning("request from %s failed: %s", client_address[0], type(exc).__name__)
 
 
+class _SharedPortServer(_Server):
+    """Binds with ``SO_REUSEPORT``: the workers of one service (same user) all listen on the
+    port and the kernel spreads connections over them. Used only in multiprocess mode, where
+    any worker answers for the whole service."""
+
+    allow_reuse_port = True
+
+
 class MetricsServer:
     """Serves routes on ``addr:port`` from a daemon thread (``port=0`` picks a free port).
 
     ``request_timeout``: seconds a request may take in all, from waiting for it to answering.
+    ``reuse_port``: share the port with the other processes of this service (``SO_REUSEPORT``).
     """
 
-    def __init__(self, addr: str = "127.0.0.1", port: int = 9464, *, request_timeout: float = REQUEST_TIMEOUT) -> None:
+    def __init__(self, addr: str = "127.0.0.1", port: int = 9464, *, request_timeout: float = REQUEST_TIMEOUT,
+                 reuse_port: bool = False) -> None:  # fmt: skip
         validation.port("port", port, allow_zero=True)
         validation.number("request_timeout", request_timeout, rule="expected a positive number of seconds",
                           minimum=0, allow_zero=False, finite=True)  # fmt: skip
         try:
-            self._httpd = _Server((addr, port), _Handler)
+            self._httpd = (_SharedPortServer if reuse_port else _Server)((addr, port), _Handler)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise OSError(exc.errno, f"port {port} on {addr} is already in use") from None

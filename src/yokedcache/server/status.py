@@ -161,6 +161,9 @@ class StatusBoard:
         #: Per name: (monotonic time, latency rows), made by the tick while someone watches.
         self._latency: dict[str, tuple[float, list[dict[str, Any]]]] = {}
         self._watched_until = -math.inf
+        #: More top-level members of the document, computed per snapshot (multiprocess mode
+        #: adds ``workers``: see monitoring/prometheus.py).
+        self.extras: dict[str, Callable[[], Any]] = {}
 
     # -- reading the caches ---------------------------------------------------------------
     def _groups(self) -> list[_Group]:
@@ -229,6 +232,7 @@ class StatusBoard:
             "chart_seconds": chart_seconds,
             "status": worst_status([c["health"]["status"] for c in caches]) if caches else UNHEALTHY,
             "caches": caches,
+            **{name: compute() for name, compute in self.extras.items()},
         }
 
     def _group_status(self, group: _Group, chart_seconds: float, mono: float, wall: float) -> dict[str, Any]:
