@@ -377,10 +377,13 @@ class CacheAside:
         options: Options,
     ) -> None:
         """XFetch chose this caller: recompute in the background while callers keep the value."""
-        if key in self._flights:
+        flights = self._flights
+        if key in flights:
             return
         self.telemetry.early_refresh()
-        task = asyncio.get_running_loop().create_task(self._early(key, fn, args, kwargs, options))
+        loop = asyncio.get_running_loop()
+        flight = flights[key] = loop.create_future()  # now: the next caller's draw sees it
+        task = loop.create_task(self._early(key, fn, args, kwargs, options, flight))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -391,13 +394,9 @@ class CacheAside:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         options: Options,
+        flight: asyncio.Future[Any],
     ) -> None:
-        loop = asyncio.get_running_loop()
         flights = self._flights
-        if key in flights:
-            return
-        flight: asyncio.Future[Any] = loop.create_future()
-        flights[key] = flight
         outcome: Any = _TAKE_OVER  # unless a value was computed, a waiter computes instead
         try:
             if options.lock:
