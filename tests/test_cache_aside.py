@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from yokedcache import CacheConfig, CacheConnectionError, YokedCache
 from yokedcache.cache_aside import ENVELOPE, LOCK_ROOT
-from yokedcache.cache_keys import KeyBuilder, encode
+from yokedcache.cache_keys import encode, key_builder
 from yokedcache.telemetry import semconv as sc
 
 from .redis_server import free_port
@@ -366,7 +366,7 @@ def test_property_positional_and_keyword_spellings_give_one_key(x: Any, y: Any, 
     async def f(x: Any, y: Any = 3) -> None:
         return None
 
-    build = KeyBuilder(f)
+    build = key_builder(f)
     if use_default:
         y = 3
     reference = build((x, y), {})

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from . import validation
 from .backends.base import Backend
-from .cache_keys import KeyBuilder
+from .cache_keys import key_builder
 from .errors import CacheBackendError
 from .telemetry import semconv as sc
 from .telemetry.aside import AsideTelemetry
@@ -434,7 +434,7 @@ def cached_function(
     """
     if not inspect.iscoroutinefunction(fn):
         raise TypeError(f"cached: expected an async function (async def), got {_name_of(fn)}")
-    build = KeyBuilder(fn)
+    build = key_builder(fn)
     host = aside._host
 
     def key_of(*args: Any, **kwargs: Any) -> str:
@@ -446,20 +446,24 @@ def cached_function(
             raise TypeError(f"key: the key function must return a str, got {type(made).__name__}")
         return made
 
+    make_key: Any = build if custom is None else None
     fast = not options.envelope
     telemetry = host.telemetry
+    get = host.get
+    miss = aside.miss
+    fetch = aside.fetch
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        key = build(args, kwargs) if custom is None else key_of(*args, **kwargs)
-        if fast and telemetry.tracing_enabled is False:
+        key = make_key(args, kwargs) if make_key is not None else key_of(*args, **kwargs)
+        if fast and not telemetry.tracing_enabled:
             failure = host.last_failure
-            found = await host.get(key, _MISSING)
+            found = await get(key, _MISSING)
             if found is not _MISSING:
                 return found
             aside._count_failed_read(failure)
-            return (await aside.miss(key, fn, args, kwargs, options, _MISSING))[0]
-        return await aside.fetch(key, fn, args, kwargs, options)
+            return (await miss(key, fn, args, kwargs, options, _MISSING))[0]
+        return await fetch(key, fn, args, kwargs, options)
 
     async def invalidate(*args: Any, **kwargs: Any) -> bool:
         """Delete the entry this call would read; True when there was one."""
