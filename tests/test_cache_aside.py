@@ -551,3 +551,53 @@ async def test_stale_ttl_keeps_an_entry_past_its_ttl_and_it_recomputes_when_the_
     expired_at = time.time() + 0.06
     await _until(lambda: time.time() > expired_at)
     assert await cache.get_or_set("k", lambda: "v2", ttl=0.05, stale_ttl=60) == "v2"
+
+
+# -- settings and the lock primitives ------------------------------------------------------------
+def test_lock_settings_are_validated_by_name():
+    with pytest.raises(TypeError, match="lock: expected a bool, got str"):
+        CacheConfig(lock="yes")
+    with pytest.raises(ValueError, match="lock_ttl: must be a positive finite number"):
+        CacheConfig(lock_ttl=0)
+    with pytest.raises(ValueError, match="lock_wait: must be a positive finite number"):
+        CacheConfig(lock_wait=-1)
+    with pytest.raises(ValueError, match="early_refresh"):
+        YokedCache().cached(early_refresh=-1)
+    with pytest.raises(ValueError, match="stale_ttl"):
+        YokedCache().cached(stale_ttl=0)
+    with pytest.raises(ValueError, match="ttl: must be a positive number of seconds up to"):
+        YokedCache().cached(ttl=1e11)
+
+
+async def test_get_or_set_refuses_a_factory_that_is_not_callable():
+    async with YokedCache() as cache:
+        with pytest.raises(TypeError, match="factory: expected a callable, got int"):
+            await cache.get_or_set("k", 42)
+
+
+async def test_a_redis_lock_is_released_only_by_its_own_token(redis_url):
+    from yokedcache.backends import RedisBackend
+
+    backend = RedisBackend(redis_url)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert await backend.acquire_lock("l", "mine", 10)
+        assert not await backend.acquire_lock("l", "theirs", 10)
+        assert 9000 < client.pttl("l") <= 10000
+        client.set("l", "theirs")  # mine expired meanwhile and another process took it
+        assert not await backend.release_lock("l", "mine")
+        assert client.get("l") == b"theirs" and await backend.lock_held("l")
+        assert await backend.release_lock("l", "theirs") and not await backend.lock_held("l")
+    finally:
+        client.close()
+        await backend.close()
+
+
+async def test_the_process_local_lock_expires():
+    from yokedcache.backends.base import ProcessLocks
+
+    locks = ProcessLocks()
+    assert locks.acquire("l", "a", 0.01) and not locks.acquire("l", "b", 10)
+    await _until(lambda: not locks.held("l"))
+    assert locks.acquire("l", "b", 10)
+    assert not locks.release("l", "a") and locks.release("l", "b")

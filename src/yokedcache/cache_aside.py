@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from . import validation
 from .backends.base import Backend
 from .cache_keys import key_builder
+from .config import MAX_TTL
 from .errors import CacheBackendError
 from .telemetry import semconv as sc
 from .telemetry.aside import AsideTelemetry
@@ -102,8 +103,9 @@ class CacheAside:
         stale_ttl: float | None,
     ) -> Options:
         """Check once what a call or a decorator was given (errors name the argument)."""
-        validation.number("ttl", ttl, rule="must be a positive finite number", kind="a number or None",
-                          minimum=0, allow_zero=False, finite=True, allow_none=True)  # fmt: skip
+        validation.number("ttl", ttl, rule=f"must be a positive number of seconds up to {MAX_TTL:.0e}",
+                          kind="seconds as a number or None", minimum=0, maximum=MAX_TTL, allow_zero=False,
+                          finite=True, allow_none=True)  # fmt: skip
         validation.boolean("lock", lock, allow_none=True)
         if early_refresh is True:
             early_refresh = 1.0
