@@ -269,8 +269,12 @@ async def test_methods_are_keyed_without_self(make_cache):
             Repo.calls += 1
             return ident * 2
 
-    assert await Repo().find(3) == 6 and await Repo().find(ident=3) == 6
+    repo = Repo()
+    assert await Repo().find(3) == 6 and await repo.find(ident=3) == 6
     assert Repo.calls == 1
+    assert repo.find.key_of(3) == Repo.find.key_of(ident=3)
+    assert await repo.find.invalidate(3) is True  # without self, however it is reached
+    assert await repo.find(3) == 6 and Repo.calls == 2
 
 
 async def test_an_unkeyable_argument_raises_a_type_error_at_call_time_naming_it(make_cache):

@@ -429,7 +429,7 @@ class CacheAside:
 def cached_function(
     aside: CacheAside, fn: Callable[..., Awaitable[Any]], options: Options, custom: Callable[..., str] | None
 ) -> Callable[..., Awaitable[Any]]:
-    """Wrap an async function: its calls are cached under keys from :class:`KeyBuilder` (or
+    """Wrap an async function: its calls are cached under keys from ``cache_keys.key_builder`` (or
     ``custom(*args, **kwargs)``); the wrapper gains ``invalidate(*args, **kwargs)`` and ``key_of``.
 
     The hit path is the wrapper, the key and one ``get``: no span, no lock, no extra coroutine.
@@ -440,7 +440,11 @@ def cached_function(
     host = aside._host
 
     def key_of(*args: Any, **kwargs: Any) -> str:
-        """The cache key (under the cache's prefix) this call is stored under."""
+        """The cache key (under the cache's prefix) this call is stored under; a method's
+        arguments come without ``self`` (``Repo.find.key_of(3)`` and ``repo.find.key_of(3)``)."""
+        return call_key((None, *args) if method else args, kwargs)
+
+    def call_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         if custom is None:
             return build(args, kwargs)
         made = custom(*args, **kwargs)
@@ -448,7 +452,8 @@ def cached_function(
             raise TypeError(f"key: the key function must return a str, got {type(made).__name__}")
         return made
 
-    make_key: Any = build if custom is None else None
+    method = build.skips_self  # type: ignore[attr-defined]
+    make_key = build if custom is None else call_key
     fast = not options.envelope
     telemetry = host.telemetry
     get = host.get
@@ -457,7 +462,7 @@ def cached_function(
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        key = make_key(args, kwargs) if make_key is not None else key_of(*args, **kwargs)
+        key = make_key(args, kwargs)
         if fast and not telemetry.tracing_enabled:
             failure = host.last_failure
             found = await get(key, _MISSING)
@@ -468,7 +473,8 @@ def cached_function(
         return await fetch(key, fn, args, kwargs, options)
 
     async def invalidate(*args: Any, **kwargs: Any) -> bool:
-        """Delete the entry this call would read; True when there was one."""
+        """Delete the entry this call would read; True when there was one (a method's
+        arguments without ``self``, as for :func:`key_of`)."""
         return await host.delete(key_of(*args, **kwargs))
 
     wrapper.invalidate = invalidate  # type: ignore[attr-defined]

@@ -126,6 +126,7 @@ def key_builder(fn: Callable[..., Any]) -> Callable[[tuple[Any, ...], dict[str, 
         return head + text + ")"
 
     build.function = function  # type: ignore[attr-defined]
+    build.skips_self = bool(skip)  # type: ignore[attr-defined]
     return build
 
 
