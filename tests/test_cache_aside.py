@@ -573,10 +573,18 @@ def test_lock_settings_are_validated_by_name():
         YokedCache().cached(ttl=1e11)
 
 
-async def test_get_or_set_refuses_a_factory_that_is_not_callable():
+async def test_get_or_set_refuses_a_factory_that_is_not_callable_and_bad_tags_before_computing():
+    calls = []
     async with YokedCache() as cache:
         with pytest.raises(TypeError, match="factory: expected a callable, got int"):
             await cache.get_or_set("k", 42)
+        with pytest.raises(TypeError, match="tags: every tag must be a str, got int"):
+            await cache.get_or_set("k", lambda: calls.append(1), tags=[1])
+        with pytest.raises(TypeError, match="tags: every tag must be a str, got int"):
+            cache.cached(tags=[1])
+        assert await cache.get_or_set("k", lambda: 5, tags="t") == 5
+        assert await cache.invalidate_tags("t") == 1
+    assert calls == []
 
 
 async def test_a_redis_lock_is_released_only_by_its_own_token(redis_url):

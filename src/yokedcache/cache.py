@@ -786,7 +786,8 @@ class YokedCache:
         """The value under ``key``; on a miss ``factory()``'s (sync or async), run once for all
         concurrent callers (``lock``: across processes too) and stored (``None`` is not)."""
         aside = self.cache_aside
-        return await aside.get_or_set(key, factory, aside.options(ttl, tags, lock, early_refresh, stale_ttl))
+        options = aside.options(ttl, _check_tags(tags) or None, lock, early_refresh, stale_ttl)
+        return await aside.get_or_set(key, factory, options)
 
     def cached(
         self,
@@ -801,7 +802,7 @@ class YokedCache:
         """Decorate an async function: ``get_or_set`` under a key built from its module,
         qualified name and arguments (or ``key(*args, **kwargs)``); adds ``.invalidate(...)``."""
         aside = self.cache_aside
-        return aside.decorate(aside.options(ttl, tags, lock, early_refresh, stale_ttl), key)
+        return aside.decorate(aside.options(ttl, _check_tags(tags) or None, lock, early_refresh, stale_ttl), key)
 
     def computations(self) -> dict[str, int]:
         """Cache-aside counts since start: factory runs, coalesced callers, saved computations."""
