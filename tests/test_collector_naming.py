@@ -32,6 +32,7 @@ from yokedcache.telemetry.semconv import DURATION_BUCKETS
 
 from .receivers import StatsDListener
 from .redis_server import free_port
+from .test_telemetry import _every_cache_aside_event
 
 CONFIG = Path(__file__).resolve().parent.parent / "collector-config"
 
@@ -153,6 +154,8 @@ async def live_traffic(redis_url: str, **config: object) -> AsyncIterator[None]:
             await cache.refresh_usage()
         for _ in range(3):
             await failing.get("k")
+        async with YokedCache(CacheConfig(name="aside", **config)) as aside_cache:  # type: ignore[arg-type]
+            await _every_cache_aside_event(aside_cache)  # the cache-aside instruments
         yield
 
 

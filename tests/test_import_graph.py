@@ -36,12 +36,13 @@ LAYERS: list[list[str]] = [
     # foundations: import nothing of ours but each other
     ["yokedcache._version", "yokedcache._text", "yokedcache._extras", "yokedcache._glob", "yokedcache._urls",
      "yokedcache.errors", "yokedcache.validation", "yokedcache.percentiles", "yokedcache.window",
-     "yokedcache.serializers"],
+     "yokedcache.serializers", "yokedcache.cache_keys"],
     # what the cache is built from: storage, per-operation telemetry (OTel API only), the breaker
     ["yokedcache.backends", "yokedcache.backends.*", "yokedcache.telemetry", "yokedcache.telemetry.*",
      "yokedcache.resilience"],
     # SDK readers and exporters, the health report, the configuration
-    ["yokedcache.exporters", "yokedcache.exporters.*", "yokedcache.health", "yokedcache.config"],
+    ["yokedcache.exporters", "yokedcache.exporters.*", "yokedcache.health", "yokedcache.config",
+     "yokedcache.cache_aside"],
     # the facade
     ["yokedcache.cache"],
     # what reads a running cache: alert rules and notifiers, the demo's workload

@@ -21,6 +21,7 @@ DOCS = [
     "docs/deadlines.md",
     "docs/peers.md",
     "docs/multiprocess.md",
+    "docs/cache-aside.md",
 ]
 FENCE = re.compile(r"^```(\S*)\s*$")
 

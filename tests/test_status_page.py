@@ -143,6 +143,9 @@ def _documented_paths() -> set[str]:
     text = README.read_text()
     section = text[text.index("### `/status.json`") :]
     section = section[: section.index("\n## ")]
+    # cache-aside's fields are documented on its own page (docs/cache-aside.md)
+    aside = (README.parent / "docs" / "cache-aside.md").read_text()
+    section += aside[aside.index("### `/status.json`") :]
     return set(re.findall(r"^\| `([a-z0-9_.\[\]]+)`", section, flags=re.M))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from opentelemetry.trace import SpanKind, StatusCode
@@ -238,8 +239,28 @@ async def test_every_built_in_instrument_is_listed_with_its_unit(redis_url, tele
         await memory_cache.set("a", 1)
         await memory_cache.set("b", 2)
         await failing.get("k")
+        await _every_cache_aside_event(memory_cache)
         found = {name: metric.unit for name, (metric, _) in telemetry.instruments().items()}
     assert found == sc.BUILT_IN_UNITS
+
+
+async def _every_cache_aside_event(cache: YokedCache) -> None:
+    """A computation, a coalesced caller, a failed one, a stale serve and an early refresh."""
+    from yokedcache.cache_aside import ENVELOPE
+
+    async def one() -> int:
+        await asyncio.sleep(0)
+        return 1
+
+    await asyncio.gather(cache.get_or_set("c", one), cache.get_or_set("c", one))
+    with pytest.raises(ZeroDivisionError):
+        await cache.get_or_set("e", lambda: 1 / 0)
+    await cache.set("s", {ENVELOPE: 1, "v": 1, "x": 0.0, "d": 0.0})  # expired
+    assert await cache.get_or_set("s", lambda: 1 / 0, stale_ttl=60) == 1
+    await cache.set("r", {ENVELOPE: 1, "v": 1, "x": time.time() + 1000, "d": 1e9})  # due for XFetch
+    assert await cache.get_or_set("r", one, early_refresh=True) == 1
+    counts = cache.computations()
+    assert counts["coalesced_process"] == 1 and counts["stale_serves"] == 1 and counts["early_refreshes"] == 1
 
 
 async def test_duration_records_are_queued_off_the_call_and_all_counted(telemetry):

@@ -22,6 +22,7 @@ from . import health, validation
 from ._glob import escape_glob
 from .backends.base import Backend, Usage
 from .backends.memory import MemoryBackend
+from .cache_aside import CacheAside
 from .config import MAX_TTL, CacheConfig
 from .errors import CacheBackendError, CacheClosedError, CircuitOpenError
 from .health import CacheStats, ComprehensiveMetrics
@@ -316,6 +317,8 @@ class YokedCache:
         #: Operations, errors and hits over a sliding window (ops/s, error rate, health).
         self.rates = CounterWindow(self._totals)
         self._bind_backend()
+        #: get_or_set and @cached: single-flight, locks, early refresh (cache_aside.py).
+        self.cache_aside = CacheAside(self, self._call)
 
     @staticmethod
     def _make_backend(config: CacheConfig) -> Backend:
@@ -767,6 +770,43 @@ class YokedCache:
         removed = await self.backend.invalidate_pattern(escape_glob(self._prefix) + "*")
         await self.backend.invalidate_pattern(escape_glob(self._tag_prefix) + "*")
         return removed
+
+    # -- cache-aside (cache_aside.py; docs/cache-aside.md) --------------------------------
+    async def get_or_set(
+        self,
+        key: str,
+        factory: Callable[[], Any],
+        ttl: float | None = None,
+        tags: Iterable[str] | None = None,
+        *,
+        lock: bool | None = None,
+        early_refresh: float | bool | None = None,
+        stale_ttl: float | None = None,
+    ) -> Any:
+        """The value under ``key``; on a miss ``factory()``'s (sync or async), run once for all
+        concurrent callers (``lock``: across processes too) and stored (``None`` is not)."""
+        aside = self.cache_aside
+        options = aside.options(ttl, _check_tags(tags) or None, lock, early_refresh, stale_ttl)
+        return await aside.get_or_set(key, factory, options)
+
+    def cached(
+        self,
+        ttl: float | None = None,
+        tags: Iterable[str] | None = None,
+        key: Callable[..., str] | None = None,
+        *,
+        lock: bool | None = None,
+        early_refresh: float | bool | None = None,
+        stale_ttl: float | None = None,
+    ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
+        """Decorate an async function: ``get_or_set`` under a key built from its module,
+        qualified name and arguments (or ``key(*args, **kwargs)``); adds ``.invalidate(...)``."""
+        aside = self.cache_aside
+        return aside.decorate(aside.options(ttl, _check_tags(tags) or None, lock, early_refresh, stale_ttl), key)
+
+    def computations(self) -> dict[str, int]:
+        """Cache-aside counts since start: factory runs, coalesced callers, saved computations."""
+        return self.cache_aside.telemetry.counts.as_dict()
 
     # -- health and statistics ------------------------------------------------------------
     async def connect(self) -> None:

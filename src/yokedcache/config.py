@@ -20,9 +20,9 @@ __all__ = ["CacheConfig", "MetricsSource"]
 
 _BACKEND_NAMES = ("memory", "redis")
 _FLAGS = ("enable_metrics", "fail_open", "capture_keys", "circuit_breaker_enabled", "stats_exact_keys",
-          "db_client_metrics", "auto_pipeline")  # fmt: skip
+          "db_client_metrics", "auto_pipeline", "lock")  # fmt: skip
 _SECONDS = ("connect_timeout", "operation_timeout", "circuit_recovery_timeout", "stats_refresh_interval",
-            "health_check_timeout", "close_timeout")  # fmt: skip
+            "health_check_timeout", "close_timeout", "lock_ttl", "lock_wait")  # fmt: skip
 
 #: Longest accepted TTL: ~317 years (Redis keeps expiry times in milliseconds since the epoch).
 MAX_TTL = 1e10
@@ -110,6 +110,14 @@ class CacheConfig:
     #: Redis backends: commands issued in the same event-loop tick share one pipelined round trip
     #: (a lone command still goes out at once). See README "Performance".
     auto_pipeline: bool = True
+    #: get_or_set / @cached default: on a miss, take a per-key lock in the backend first, so one
+    #: caller computes per key across every process sharing the Redis (docs/cache-aside.md).
+    lock: bool = False
+    #: Seconds a lock lives: it expires by itself if its holder dies, so set it above the
+    #: slowest computation.
+    lock_ttl: float = 10.0
+    #: Seconds a caller waits for another's lock before computing for itself (never a deadlock).
+    lock_wait: float = 10.0
 
     def __post_init__(self) -> None:
         # The order of the checks is the order of the errors a config with several mistakes

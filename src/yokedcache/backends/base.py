@@ -13,6 +13,7 @@ the abstract members.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ __all__ = [
     "DatabaseUsage",
     "Failure",
     "Pipeliner",
+    "ProcessLocks",
     "Usage",
 ]
 
@@ -264,6 +266,24 @@ class Backend(ABC):
         ``cpu_budget`` of a core; only called when ``counts_keys``."""
         raise NotImplementedError(f"{type(self).__name__} does not count keys (counts_keys is False)")
 
+    # -- locks (cache-aside's ``lock=True``) ---------------------------------------------------
+    #: Locks are seen by every process sharing the store (Redis). False: the default below, a
+    #: lock in this process only, shared by every cache on this backend instance (all the memory
+    #: backend's callers live in one process anyway).
+    shared_locks: bool = False
+
+    async def acquire_lock(self, name: str, token: str, ttl: float) -> bool:
+        """Take ``name`` for at most ``ttl`` seconds unless someone holds it; True if taken."""
+        return _process_locks(self).acquire(name, token, ttl)
+
+    async def release_lock(self, name: str, token: str) -> bool:
+        """Release ``name`` if ``token`` still holds it (it may have expired and been retaken)."""
+        return _process_locks(self).release(name, token)
+
+    async def lock_held(self, name: str) -> bool:
+        """True while anyone holds ``name``."""
+        return _process_locks(self).held(name)
+
     # -- connections --------------------------------------------------------------------------
     async def ping(self) -> None:
         """Round-trip to the store; raise if it cannot be reached (nothing to reach: return)."""
@@ -289,3 +309,37 @@ class Backend(ABC):
     async def close(self) -> None:
         """Release everything this backend holds; the facade calls nothing on it afterwards."""
         return None
+
+
+class ProcessLocks:
+    """Expiring locks in this process: :class:`Backend`'s default lock capability."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[str, float]] = {}
+
+    def acquire(self, name: str, token: str, ttl: float) -> bool:
+        now = time.monotonic()
+        current = self._held.get(name)
+        if current is not None and current[1] > now:
+            return False
+        self._held[name] = (token, now + ttl)
+        return True
+
+    def release(self, name: str, token: str) -> bool:
+        current = self._held.get(name)
+        if current is None or current[0] != token:
+            return False
+        del self._held[name]
+        return current[1] > time.monotonic()
+
+    def held(self, name: str) -> bool:
+        current = self._held.get(name)
+        return current is not None and current[1] > time.monotonic()
+
+
+def _process_locks(backend: Backend) -> ProcessLocks:
+    """The backend's own :class:`ProcessLocks`, made at its first lock."""
+    locks: ProcessLocks | None = backend.__dict__.get("_process_locks")
+    if locks is None:
+        locks = backend.__dict__["_process_locks"] = ProcessLocks()
+    return locks

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from .. import validation
 from .._extras import require
 from .._urls import check_redis_url, env_redis_url, redact_url, url_error
-from . import redis_usage
+from . import redis_lock, redis_usage
 from ._connections import hang_up
 from .base import REJECTED, RESERVED_CONNECTIONS, Backend, BackendInfo, BatchObserver, Failure, Usage
 from .redis_errors import classify_redis_error
@@ -407,6 +407,18 @@ class RedisBackend(Backend):
             pipe.unlink(*keys)
             _, unlinked = await pipe.execute()
         return int(unlinked)
+
+    # -- locks: one per key across every process sharing this Redis (backends/redis_lock.py) --
+    shared_locks = True
+
+    async def acquire_lock(self, name: str, token: str, ttl: float) -> bool:
+        return await redis_lock.acquire(self._client, name, token, ttl)
+
+    async def release_lock(self, name: str, token: str) -> bool:
+        return await redis_lock.release(self._client, name, token)
+
+    async def lock_held(self, name: str) -> bool:
+        return await redis_lock.held(self._client, name)
 
     async def ping(self) -> None:
         await self._client.ping()

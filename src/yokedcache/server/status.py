@@ -251,6 +251,7 @@ class StatusBoard:
             "window": self._window(caches),
             "hit_rate_since_start": _r(totals["hits"] / gets, 6) if gets else None,
             "totals": totals,
+            "computations": _computations(caches),
             "latency": self._latency_for(group, mono),
             "errors": errors,
             "pool": _pool([p for p in (c.backend.pool_stats() for c in caches) if p is not None]),
@@ -403,6 +404,19 @@ def _totals(caches: list[YokedCache]) -> tuple[dict[str, int], list[dict[str, An
         uptime = max(uptime, time.monotonic() - c.started_monotonic)
     rows = [{"operation": op, "error_type": etype, "count": n} for (op, etype), n in sorted(errors.items())]
     return totals, rows, uptime
+
+
+def _computations(caches: list[YokedCache]) -> dict[str, int]:
+    """Cache-aside since start (``get_or_set``, ``@cached``): factory runs and callers spared one."""
+    out = {"ok": 0, "error": 0, "coalesced_process": 0, "coalesced_lock": 0, "saved": 0, "early_refreshes": 0,
+           "stale_serves": 0}  # fmt: skip
+    for cache in caches:
+        counts = cache.computations()
+        out["ok"] += counts["computations_ok"]
+        out["error"] += counts["computations_error"]
+        for name in ("coalesced_process", "coalesced_lock", "saved", "early_refreshes", "stale_serves"):
+            out[name] += counts[name]
+    return out
 
 
 def _pool(pools: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -168,6 +168,8 @@ class Instrumentation:
             self._observed.discard(self)
             self._observed = None
         self._histogram = self._db_histogram = self._batch_histogram = None
+        #: The meter this cache records into (None: metrics off); cache-aside's instruments use it.
+        self.meter: Any = None
         if self._closed:
             self.tracing_enabled = False
             return
@@ -224,8 +226,14 @@ class Instrumentation:
                 description="Duration of database client operations",
                 explicit_bucket_boundaries_advisory=list(sc.DB_CLIENT_DURATION_BUCKETS),
             )
+        self.meter = meter
         self._observed = observed_caches(meter_provider, meter)
         self._observed.add(self)
+
+    @property
+    def tracer(self) -> Any:
+        """The tracer spans go to while tracing is on, else None (cache-aside's spans use it)."""
+        return self._tracer if self.tracing_enabled else None
 
     def close(self) -> None:
         """Stop reporting this cache's counts and gauges."""

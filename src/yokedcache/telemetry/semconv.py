@@ -42,6 +42,26 @@ DB_CONNECTION_POOL_NAME: Final = "db.client.connection.pool.name"
 #: Cache operations per auto-pipelined round trip (histogram; Redis backends).
 PIPELINE_BATCH_SIZE: Final = "yokedcache.cache.pipeline.batch_size"
 
+# Cache-aside (get_or_set, @cached: cache_aside.py): recorded only off the hit path.
+#: Factory runs, with ``outcome`` = ok / error.
+COMPUTATIONS: Final = "yokedcache.cache.computations"
+#: Callers served by another caller's computation, with ``scope`` = process / lock.
+COALESCED: Final = "yokedcache.cache.coalesced"
+#: How long a factory ran (histogram, seconds), with ``outcome``.
+COMPUTE_DURATION: Final = "yokedcache.cache.compute.duration"
+#: XFetch early recomputations started before the entry expired.
+EARLY_REFRESHES: Final = "yokedcache.cache.early_refreshes"
+#: Callers given an expired value because the factory failed (stale-on-error).
+STALE_SERVES: Final = "yokedcache.cache.stale_serves"
+ATTR_OUTCOME: Final = "outcome"
+OUTCOME_OK: Final = "ok"
+OUTCOME_ERROR: Final = "error"
+ATTR_SCOPE: Final = "scope"
+SCOPE_PROCESS: Final = "process"
+SCOPE_LOCK: Final = "lock"
+#: Bucket advisory for factory durations: from a fast lookup to a slow report.
+COMPUTE_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
 #: Every built-in instrument and its unit (the Prometheus exporter derives name suffixes from it).
 #: No gauge uses unit ``1``: the Collector's Prometheus naming (Go otlptranslator) appends
 #: ``_ratio`` to a gauge of unit ``1`` and the Python exporter does not, so the two paths would
@@ -55,6 +75,8 @@ BUILT_IN_UNITS: Final = {
     POOL_CONNECTIONS: "{connection}", POOL_MAX: "{connection}", POOL_UTILIZATION: "{ratio}",
     DB_CONNECTION_COUNT: "{connection}", DB_CONNECTION_MAX: "{connection}", DB_CONNECTION_PENDING: "{request}",
     PIPELINE_BATCH_SIZE: "{operation}",
+    COMPUTATIONS: "{computation}", COALESCED: "{call}", COMPUTE_DURATION: "s", EARLY_REFRESHES: "{refresh}",
+    STALE_SERVES: "{call}",
 }  # fmt: skip
 
 #: ``yokedcache.cache.circuit_breaker.state`` values (alert on ``== 2``).
@@ -100,6 +122,11 @@ CACHE_HIT: Final = "yokedcache.cache.hit"
 CACHE_KEY: Final = "yokedcache.cache.key"
 CACHE_BACKEND: Final = "yokedcache.backend"
 CACHE_CANCELLED: Final = "yokedcache.cache.cancelled"
+#: On a get_or_set / @cached span: whether the value came from the cache (Sentry's cache spans'
+#: name, as no OTel cache convention exists yet).
+SPAN_CACHE_HIT: Final = "cache.hit"
+#: On a get_or_set span: how the value was obtained (hit, computed, coalesced, stale).
+ASIDE_SOURCE: Final = "yokedcache.cache.source"
 #: On a PIPELINE span: the cache operations it carried (db.operation.batch.size counts commands).
 PIPELINE_OPERATIONS: Final = "yokedcache.pipeline.operations"
 #: The span name and db.operation.name of an auto-pipelined batch (semantic conventions' value).
