@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from . import validation
-from ._urls import REDIS_URL_ENV, env_redis_url, redact_url
+from ._urls import DEFAULT_REDIS_URL, REDIS_URL_ENV, env_redis_url, redact_url
 from .serializers import Serializer
 
 if TYPE_CHECKING:
@@ -194,7 +194,7 @@ class CacheConfig:
         if env is not None:
             return validation.redis_url(REDIS_URL_ENV, env)
         if self.backend == "redis":
-            return "redis://localhost:6379/0"
+            return DEFAULT_REDIS_URL
         return None
 
     def __repr__(self) -> str:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import validation
 from .._extras import require
-from .._urls import check_redis_url, env_redis_url, redact_url, url_error
+from .._urls import check_redis_url, default_redis_url, redact_url, url_error
 from . import redis_usage
 from ._connections import hang_up
 from .base import RESERVED_CONNECTIONS, Backend, BackendInfo, BatchObserver, Failure, Usage
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisBackend"]
 
-DEFAULT_URL = "redis://localhost:6379/0"
 
 #: Members per SSCAN/UNLINK batch and keys per UNLINK: each call stays far below a millisecond.
 BATCH = 500
@@ -95,7 +94,7 @@ class RedisBackend(Backend):
         **connection_kwargs: Any,
     ) -> None:
         require("redis.asyncio", "redis")
-        url = redis_url if redis_url is not None else (env_redis_url() or DEFAULT_URL)
+        url = redis_url if redis_url is not None else default_redis_url()
         check_redis_url(url)
         if self.schemes and not self.serves(url):
             shown = redact_url(url)
