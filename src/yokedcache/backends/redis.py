@@ -356,7 +356,8 @@ class RedisBackend(Backend):
     async def estimate_usage(
         self, prefix: str, *, max_age: float = 0.0, samples: int = redis_usage.DEFAULT_SAMPLES
     ) -> Usage:
-        """Keys and bytes under the literal ``prefix``, estimated in O(1) (see ``redis_usage``).
+        """Keys and bytes under the literal ``prefix``, estimated in O(1) (see ``redis_usage``);
+        counted exactly when the database holds at most ``redis_usage.EXACT_LIMIT`` keys.
 
         ``max_age`` > 0 reuses a sample that any cache on this database shared within that many
         seconds; 0 draws a new one (and shares it). One round trip, one bounded Lua call.
@@ -366,7 +367,7 @@ class RedisBackend(Backend):
         self._check_open()
         shared = redis_usage.STATS_ROOT + prefix
         ttl_ms = max(1000, int(max(max_age, 1.0) * 3000))
-        args = [samples, prefix, escape_glob(prefix) + "*", int(max_age * 1000), ttl_ms]
+        args = [samples, prefix, escape_glob(prefix) + "*", int(max_age * 1000), ttl_ms, redis_usage.EXACT_LIMIT]
         exceptions = require("redis.exceptions", "redis")
         for attempt in (0, 1):
             if self._estimate_sha is None:
