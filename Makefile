@@ -4,13 +4,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench bench-pipelining soak scale screenshot clean
+.PHONY: install demo test lint docs docs-samples bench bench-pipelining soak scale screenshot clean
 
 # Not --quiet: the first install takes a minute or so, and pip's "Collecting ..." lines show it moving.
 $(STAMP): pyproject.toml
-	@echo "creating $(VENV) and installing yokedcache-otel[all,test] into it (a minute or so, once)"
+	@echo "creating $(VENV) and installing yokedcache-otel[all,test,docs] into it (a minute or so, once)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --disable-pip-version-check --progress-bar on -e ".[all,test]"
+	$(BIN)/pip install --disable-pip-version-check --progress-bar on -e ".[all,test,docs]"
 	touch $(STAMP)
 	@echo "installed: $(BIN)/yokedcache, $(BIN)/python"
 
@@ -42,13 +42,21 @@ lint: install
 	  if [ -n "$$complex" ]; then echo "radon: blocks rated worse than C:"; echo "$$complex"; exit 1; fi
 	$(BIN)/vulture src vulture_whitelist.py --min-confidence 80
 
+# The manual (docs/, mkdocs.yml): served with live reload; tests/test_docs.py builds it --strict.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
+
+# The sample outputs the manual shows, made by the commands they show (tests/docs_samples.py).
+docs-samples: install
+	$(BIN)/python -m tests.docs_samples
+
 bench: install
 	$(BIN)/python benchmarks/overhead.py
 
 # Auto-pipelining vs raw redis-py, aiocache and cashews (README "Performance"): the [bench] extra.
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): $(STAMP) pyproject.toml
-	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[all,test,bench]"
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[all,test,docs,bench]"
 	touch $(BENCH_STAMP)
 
 bench-pipelining: $(BENCH_STAMP)
@@ -65,4 +73,4 @@ screenshot: install
 	$(BIN)/python -m tests.screenshot docs/status-page.png
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache site

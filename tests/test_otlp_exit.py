@@ -133,7 +133,7 @@ def test_the_exit_hook_still_delivers_the_final_export_to_a_live_collector(proto
 
 
 def readme_collectors_snippet() -> str:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = (ROOT / "docs" / "telemetry.md").read_text(encoding="utf-8")
     block = text.split("## Collectors: Prometheus, StatsD, OTLP and your own", 1)[1].split("```python\n", 1)[1]
     return block.split("```", 1)[0]
 
@@ -150,7 +150,7 @@ def test_the_readme_collectors_snippet_exits_within_2_s_with_one_warning(protoco
                 f'OTLPCollector(endpoint="{collector.endpoint}", protocol="{protocol}")',
         }  # fmt: skip
         for old, new in replacements.items():
-            assert old in code, f"the README snippet changed: {old!r} not found"
+            assert old in code, f"the docs/telemetry.md snippet changed: {old!r} not found"
             code = code.replace(old, new)
         code += textwrap.dedent("""
             import asyncio
