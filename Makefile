@@ -70,7 +70,7 @@ scale: install
 
 # The README's picture of the status page: the demo for a minute, then headless chromium.
 screenshot: install
-	$(BIN)/python -m tests.screenshot docs/status-page.png
+	$(BIN)/python -m tests.screenshot docs/status-page.png --height 1180
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache site

@@ -80,5 +80,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Screenshot of the status page for the README")
     parser.add_argument("out", nargs="?", default="docs/status-page.png", type=Path)
     parser.add_argument("--seconds", type=float, default=60.0, help="let the demo run this long first (default 60)")
+    parser.add_argument("--height", type=int, default=840, help="viewport height in pixels (default 840)")
     options = parser.parse_args()
-    capture(options.out, options.seconds)
+    capture(options.out, options.seconds, height=options.height)
