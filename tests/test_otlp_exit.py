@@ -3,7 +3,7 @@
 Real subprocesses, real sockets: an absent Collector is a free port nobody listens on (connection
 refused); a silent one is a TCP server that accepts and never answers. Both transports (gRPC and
 HTTP/protobuf), for a program that never calls ``metrics.shutdown()`` (the exit hook), the
-README's collectors snippet and ``examples/prefork_workers.py`` (an explicit shutdown per worker).
+docs/telemetry.md's collectors snippet and ``examples/prefork_workers.py`` (an explicit shutdown per worker).
 Before: 7-14 s and a page of retry messages from the OTel exporters.
 """
 
@@ -165,7 +165,7 @@ def test_the_readme_collectors_snippet_exits_within_2_s_with_one_warning(protoco
         took, _, stderr = run_until_exit([sys.executable, str(script)], "main returned")
     finally:
         collector.close()
-    print(f"README snippet, {protocol}, collector {state}: exited {took:.2f} s after main returned")
+    print(f"docs/telemetry.md snippet, {protocol}, collector {state}: exited {took:.2f} s after main returned")
     assert took < 2.0, f"exited {took:.2f} s after main returned\n{stderr}"
     lines = stderr.splitlines()
     assert len(lines) == 1 and WARNING.fullmatch(lines[0]), stderr  # no logging configured: the message alone

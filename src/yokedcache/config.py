@@ -97,14 +97,14 @@ class CacheConfig:
     stats_exact_cpu_budget: float = 0.01
     health_check_timeout: float = 1.0
     #: Also record ``db.client.operation.duration`` (stable database conventions) for Redis:
-    #: one more histogram record per operation, so off by default (README "Telemetry reference").
+    #: one more histogram record per operation, so off by default (docs/telemetry.md, "Telemetry reference").
     db_client_metrics: bool = False
     #: close() waits this long for operations in flight, then closes every connection anyway.
     close_timeout: float = 5.0
     #: Health says "degraded" while more than this share of the last minute's operations failed.
     degraded_error_rate: float = 0.05
     #: Redis backends: commands issued in the same event-loop tick share one pipelined round trip
-    #: (a lone command still goes out at once). See README "Performance".
+    #: (a lone command still goes out at once). See docs/performance.md.
     auto_pipeline: bool = True
 
     def __post_init__(self) -> None:
