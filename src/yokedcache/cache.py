@@ -923,9 +923,13 @@ class YokedCache:
         if (
             usage is None
             or self.backend.invalidations != self._usage_generation
-            # written since: drawn before this cache's first writes, or counted exactly (a small
-            # database, redis_usage.EXACT_LIMIT) and so cheap to count again rather than be stale
-            or (c.sets + c.deletes != self._usage_sets and (self._usage_sets == 0 or not usage.estimated))
+            # written since: drawn before this cache's first writes, or measured exactly (a small
+            # database, redis_usage.EXACT_LIMIT) and so cheap to count again rather than be stale;
+            # live figures (measured_at 0: the memory backend) are never stale
+            or (
+                c.sets + c.deletes != self._usage_sets
+                and (self._usage_sets == 0 or (bool(usage.measured_at) and not usage.estimated))
+            )
         ):
             usage = await self.refresh_usage()
         return CacheStats.with_usage(
