@@ -8,13 +8,20 @@ STAMP := $(VENV)/.installed
 
 # Not --quiet: the first install takes a minute or so, and pip's "Collecting ..." lines show it moving.
 $(STAMP): pyproject.toml
-	@echo "creating $(VENV) and installing yokedcache-otel[all,test,docs] into it (a minute or so, once)"
+	@echo "creating $(VENV) and installing yokedcache-otel[all,test] into it (a minute or so, once)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --disable-pip-version-check --progress-bar on -e ".[all,test,docs]"
+	$(BIN)/pip install --disable-pip-version-check --progress-bar on -e ".[all,test]"
 	touch $(STAMP)
 	@echo "installed: $(BIN)/yokedcache, $(BIN)/python"
 
 install: $(STAMP)
+
+# The manual's tools (MkDocs, Material, mkdocstrings): for make test, make docs and the samples,
+# not for make demo, whose first value should not wait for them.
+DOCS_STAMP := $(VENV)/.docs-installed
+$(DOCS_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[all,test,docs]"
+	touch $(DOCS_STAMP)
 
 # "@": the demo's first line is the status page's URL, not make's echo of the command.
 demo: install
@@ -30,7 +37,7 @@ $(ETSY_STATSD):
 
 # lint first: CI (.ci/run) runs `make test` only, and the layering, complexity and dead-code
 # rules must hold there too
-test: install $(ETSY_STATSD) lint
+test: install $(DOCS_STAMP) $(ETSY_STATSD) lint
 	$(BIN)/python -m pytest
 
 # radon prints every block rated D or worse (issue 17: none may be); vulture reports code nothing
@@ -43,11 +50,11 @@ lint: install
 	$(BIN)/vulture src vulture_whitelist.py --min-confidence 80
 
 # The manual (docs/, mkdocs.yml): served with live reload; tests/test_docs.py builds it --strict.
-docs: install
+docs: $(DOCS_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 # The sample outputs the manual shows, made by the commands they show (tests/docs_samples.py).
-docs-samples: install
+docs-samples: $(DOCS_STAMP)
 	$(BIN)/python -m tests.docs_samples
 
 bench: install
@@ -56,7 +63,7 @@ bench: install
 # Auto-pipelining vs raw redis-py, aiocache and cashews (README "Performance"): the [bench] extra.
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): $(STAMP) pyproject.toml
-	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[all,test,docs,bench]"
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[all,test,bench]"
 	touch $(BENCH_STAMP)
 
 bench-pipelining: $(BENCH_STAMP)

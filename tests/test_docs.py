@@ -23,7 +23,7 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 def mkdocs_build(root: Path, site: Path) -> subprocess.CompletedProcess[str]:
     if shutil.which("mkdocs", path=str(Path(sys.executable).parent)) is None and not in_ci():
-        pytest.skip("mkdocs not installed: pip install -e '.[docs]' (make install does)")
+        pytest.skip("mkdocs not installed: pip install -e '.[docs]' (make test does)")
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
     return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
                           cwd=root, capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
