@@ -142,9 +142,10 @@ async def _stats(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
     else:
-        print(f"{stats.name}: {stats.backend} {redact_url(url)} prefix {args.key_prefix!r}")
+        print(f"{stats.name}: {stats.backend} at {redact_url(url)}, prefix {args.key_prefix!r}")
+        how = "counted" if not stats.estimated else f"estimated, +- {stats.total_keys_error:,} keys"
+        print(f"  keys {stats.total_keys:,}   bytes {stats.total_memory_bytes:,}   ({how})")
         print(f"  url from: {_url_source(args)}")
-        print(f"  keys {stats.total_keys:,}   bytes {stats.total_memory_bytes:,}")
         print("  (hit/miss counts live in each application process: scrape its /metrics)")
     return 0
 
