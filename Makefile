@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench bench-pipelining bench-peers soak scale screenshot clean
+.PHONY: install demo test lint docs docs-samples bench bench-pipelining bench-peers soak scale screenshot clean
 
 # Not --quiet: the first install takes a minute or so, and pip's "Collecting ..." lines show it moving.
 $(STAMP): pyproject.toml
@@ -15,6 +15,13 @@ $(STAMP): pyproject.toml
 	@echo "installed: $(BIN)/yokedcache, $(BIN)/python"
 
 install: $(STAMP)
+
+# The manual's tools (MkDocs, Material, mkdocstrings): for make test, make docs and the samples,
+# not for make demo, whose first value should not wait for them.
+DOCS_STAMP := $(VENV)/.docs-installed
+$(DOCS_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[all,test,docs]"
+	touch $(DOCS_STAMP)
 
 # "@": the demo's first line is the status page's URL, not make's echo of the command.
 demo: install
@@ -30,7 +37,7 @@ $(ETSY_STATSD):
 
 # lint first: CI (.ci/run) runs `make test` only, and the layering, complexity and dead-code
 # rules must hold there too
-test: install $(ETSY_STATSD) lint
+test: install $(DOCS_STAMP) $(ETSY_STATSD) lint
 	$(BIN)/python -m pytest
 
 # radon prints every block rated D or worse (issue 17: none may be); vulture reports code nothing
@@ -41,6 +48,14 @@ lint: install
 	@complex="$$($(BIN)/radon cc -s -n D src)"; \
 	  if [ -n "$$complex" ]; then echo "radon: blocks rated worse than C:"; echo "$$complex"; exit 1; fi
 	$(BIN)/vulture src vulture_whitelist.py --min-confidence 80
+
+# The manual (docs/, mkdocs.yml): served with live reload; tests/test_docs.py builds it --strict.
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
+
+# The sample outputs the manual shows, made by the commands they show (tests/docs_samples.py).
+docs-samples: $(DOCS_STAMP)
+	$(BIN)/python -m tests.docs_samples
 
 bench: install
 	$(BIN)/python benchmarks/overhead.py
@@ -75,7 +90,7 @@ scale: install
 
 # The README's picture of the status page: the demo for a minute, then headless chromium.
 screenshot: install
-	$(BIN)/python -m tests.screenshot docs/status-page.png
+	$(BIN)/python -m tests.screenshot docs/status-page.png --height 1180
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache site

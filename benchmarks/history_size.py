@@ -1,4 +1,4 @@
-"""What a full metrics history costs in memory (README: ``start_metrics_collection``).
+"""What a full metrics history costs in memory (docs/operations.md: ``start_metrics_collection``).
 
     python benchmarks/history_size.py [--days 7] [--interval 60]
 

@@ -101,7 +101,7 @@ async def target_1(url: str, rounds: int, ops: int) -> None:
     cache = YokedCache(CacheConfig(redis_url=url, meter_provider=provider, enable_tracing=False))
     await cache.set_many({k: "v" for k in KEYS})
     # The opt-in db.client.operation.duration (a second record per operation): its cost is this
-    # line's difference to "cache GET hit" (README "Telemetry reference").
+    # line's difference to "cache GET hit" (docs/telemetry.md, "Telemetry reference").
     semconv = YokedCache(CacheConfig(redis_url=url, meter_provider=provider, enable_tracing=False,
                                      db_client_metrics=True, name="semconv"))  # fmt: skip
     # What users compare with: a client of their own from from_url(), (de)serialising the value.

@@ -243,7 +243,7 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=1.0, help="per client per round")
     parser.add_argument("--tasks", default="1,10,100,1000", help="concurrency levels")
-    parser.add_argument("--peers", action="store_true", help="also aiocache and cashews (README table)")
+    parser.add_argument("--peers", action="store_true", help="also aiocache and cashews (docs/performance.md table)")
     parser.add_argument("--no-single", action="store_true", help="skip the single-task T1 loops")
     args = parser.parse_args()
     print(f"machine: {machine()}")

@@ -1,6 +1,6 @@
 """A small async service that uses the cache and knows nothing about OpenTelemetry.
 
-Run it under auto-instrumentation (see README, 'Traces and auto-instrumentation'):
+Run it under auto-instrumentation (see docs/telemetry.md, 'Traces and auto-instrumentation'):
 
     opentelemetry-instrument --traces_exporter otlp --metrics_exporter otlp \\
         --service_name catalog python examples/auto_instrumented_app.py

@@ -1,4 +1,4 @@
-"""Regenerate the README's screenshot of the status page: ``make screenshot``.
+"""Regenerate the screenshot of the status page (README.md, docs/operations.md): ``make screenshot``.
 
     python -m tests.screenshot [docs/status-page.png] [--seconds 60]
 
@@ -77,8 +77,9 @@ def capture(out: Path, seconds: float, width: int = 1280, height: int = 840) -> 
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="Screenshot of the status page for the README")
+    parser = argparse.ArgumentParser(description="Screenshot of the status page for README.md and docs/operations.md")
     parser.add_argument("out", nargs="?", default="docs/status-page.png", type=Path)
     parser.add_argument("--seconds", type=float, default=60.0, help="let the demo run this long first (default 60)")
+    parser.add_argument("--height", type=int, default=840, help="viewport height in pixels (default 840)")
     options = parser.parse_args()
-    capture(options.out, options.seconds)
+    capture(options.out, options.seconds, height=options.height)

@@ -76,6 +76,9 @@ def test_health_checks_example(backend, request):
         assert "'max_connections': 50" in out
         assert "Circuit breaker: {'state': 'closed'" in out
     assert "History: up to 10080 snapshots, one per 60s" in out
+    # the detailed check's performance figures and the snapshot describe the same operations
+    performance = next(line for line in out.splitlines() if line.startswith("Performance metrics: "))
+    assert "'hit_rate': 0.5," in performance and "'total_operations': 150," in performance, performance
 
 
 def test_health_monitor_example():

@@ -220,3 +220,16 @@ async def test_readiness_from_another_thread_runs_on_the_caches_loop_through_the
     report = await asyncio.to_thread(health.readiness_report, SeamOnly(cache), 5.0)
     assert report["status"] == "healthy" and "checked_on" not in report
     assert (await cache.get_stats()).operations == {"set": 1}  # the check counted nothing
+
+
+async def test_cache_stats_reads_as_a_mapping_too():
+    """``stats["hit_rate"]`` as ``detailed_health_check()["status"]`` reads: both spellings work."""
+    async with YokedCache() as cache:
+        await cache.set("k", 1)
+        await cache.get("k")
+        stats = await cache.get_stats()
+    assert stats["hit_rate"] == stats.hit_rate == 1.0
+    assert dict(stats) == stats.to_dict() and list(stats) == list(stats.to_dict())
+    assert "total_keys" in stats and "nope" not in stats and stats.get("nope") is None
+    with pytest.raises(KeyError):
+        stats["nope"]

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -28,10 +29,11 @@ async def test_before_any_read_every_python_surface_has_no_hit_rate(make_cache, 
     assert telemetry.value(sc.HIT_RATE) == 1.0
 
 
-def test_stats_json_and_health_json_print_null():
+def test_stats_json_and_health_json_print_null(redis_url):
+    env = {**os.environ, "YOKEDCACHE_REDIS_URL": redis_url}  # the probes' default: the library's Redis URL
     for command in (["stats", "--json"], ["health", "--json"]):
         result = subprocess.run([sys.executable, "-m", "yokedcache", *command], capture_output=True, text=True,
-                                timeout=60)  # fmt: skip
+                                timeout=60, env=env)  # fmt: skip
         assert result.returncode == 0, result.stderr
         data = json.loads(result.stdout)
         hit_rate = data["hit_rate"] if command[0] == "stats" else data["performance_metrics"]["hit_rate"]

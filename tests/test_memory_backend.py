@@ -110,6 +110,6 @@ async def test_memory_growth_stays_within_twice_max_memory_bytes_with_small_valu
     print(
         f"\n4 MiB limit, 60,000 sets (tags={tags}): {cache.backend.snapshot().keys:,} entries held, "
         f"{grown / 2**20:.1f} MiB traced growth"
-    )  # README (the memory backend); run with -s
+    )  # docs/getting-started.md (the memory backend); run with -s
     assert grown <= 2 * limit, f"grew {grown / limit:.2f}x max_memory_bytes"
     await cache.close()

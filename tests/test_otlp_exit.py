@@ -3,7 +3,7 @@
 Real subprocesses, real sockets: an absent Collector is a free port nobody listens on (connection
 refused); a silent one is a TCP server that accepts and never answers. Both transports (gRPC and
 HTTP/protobuf), for a program that never calls ``metrics.shutdown()`` (the exit hook), the
-README's collectors snippet and ``examples/prefork_workers.py`` (an explicit shutdown per worker).
+docs/telemetry.md's collectors snippet and ``examples/prefork_workers.py`` (an explicit shutdown per worker).
 Before: 7-14 s and a page of retry messages from the OTel exporters.
 """
 
@@ -133,7 +133,7 @@ def test_the_exit_hook_still_delivers_the_final_export_to_a_live_collector(proto
 
 
 def readme_collectors_snippet() -> str:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = (ROOT / "docs" / "telemetry.md").read_text(encoding="utf-8")
     block = text.split("## Collectors: Prometheus, StatsD, OTLP and your own", 1)[1].split("```python\n", 1)[1]
     return block.split("```", 1)[0]
 
@@ -150,7 +150,7 @@ def test_the_readme_collectors_snippet_exits_within_2_s_with_one_warning(protoco
                 f'OTLPCollector(endpoint="{collector.endpoint}", protocol="{protocol}")',
         }  # fmt: skip
         for old, new in replacements.items():
-            assert old in code, f"the README snippet changed: {old!r} not found"
+            assert old in code, f"the docs/telemetry.md snippet changed: {old!r} not found"
             code = code.replace(old, new)
         code += textwrap.dedent("""
             import asyncio
@@ -165,7 +165,7 @@ def test_the_readme_collectors_snippet_exits_within_2_s_with_one_warning(protoco
         took, _, stderr = run_until_exit([sys.executable, str(script)], "main returned")
     finally:
         collector.close()
-    print(f"README snippet, {protocol}, collector {state}: exited {took:.2f} s after main returned")
+    print(f"docs/telemetry.md snippet, {protocol}, collector {state}: exited {took:.2f} s after main returned")
     assert took < 2.0, f"exited {took:.2f} s after main returned\n{stderr}"
     lines = stderr.splitlines()
     assert len(lines) == 1 and WARNING.fullmatch(lines[0]), stderr  # no logging configured: the message alone

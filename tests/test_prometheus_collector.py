@@ -93,7 +93,7 @@ async def test_promtool_check_metrics_reports_only_the_documented_count_names(se
     findings = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
     # The metric contract names this gauge yokedcache_cache_keys_count (dashboards and alerts query it),
     # and the database conventions name db.client.connection.count (Redis pools); promtool's naming lint
-    # dislikes a "_count" suffix on a gauge. Those are the accepted findings, documented in the README.
+    # dislikes a "_count" suffix on a gauge. Those are the accepted findings, documented in docs/telemetry.md.
     assert set(findings) <= set(ACCEPTED_FINDINGS) and ACCEPTED_FINDINGS[0] in findings, findings
 
 

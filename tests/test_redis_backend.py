@@ -121,3 +121,29 @@ def test_env_var_selects_redis(monkeypatch, redis_url):
 def test_rediss_url_enables_tls():
     backend = RedisBackend("rediss://127.0.0.1:6380/0")
     assert backend.info.extra["tls"] is True
+
+
+async def test_total_keys_is_exact_right_after_writes_while_the_database_is_small(redis_url):
+    """What a newcomer tries first: set, then get_stats. Under redis_usage.EXACT_LIMIT keys the
+    figures are counted (usage_method "exact"), fresh after this cache's own writes; above it they
+    are sampled and labelled so, with an error bar."""
+    from yokedcache.backends.redis_usage import EXACT_LIMIT
+
+    async with YokedCache(CacheConfig(redis_url=redis_url, stats_refresh_interval=3600)) as cache:
+        await cache.set("a", 1)
+        first = await cache.get_stats()
+        assert (first.total_keys, first["usage_method"], first.estimated) == (1, "exact", False)
+        await cache.set_many({f"k{i}": i for i in range(50)})
+        await cache.delete("k0")
+        after = await cache.get_stats()
+        assert (after.total_keys, after.usage_method, after.total_keys_error) == (50, "exact", 0)
+        client = redis.Redis.from_url(redis_url)
+        try:
+            # other data beyond the limit: the same call now samples, and says so
+            client.mset({f"other:{i}": 1 for i in range(EXACT_LIMIT + 1000)})
+            await cache.set("b", 2)
+            big = await cache.get_stats()
+            assert big.usage_method == "sampled" and big.estimated and big.total_keys_error > 0
+            assert abs(big.total_keys - 51) <= big.total_keys_error
+        finally:
+            client.close()

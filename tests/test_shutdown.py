@@ -125,7 +125,7 @@ def test_a_stuck_notifier_never_keeps_the_process_alive(kind: str, peer: Hostile
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, stderr
-    print(f"\n{kind} peer {peer.mode}: exited {exited - returned:.2f} s after main returned")  # README; -s
+    print(f"\n{kind} peer {peer.mode}: exited {exited - returned:.2f} s after main returned")  # docs/operations.md; -s
     assert exited - returned < 2.0, f"exited {exited - returned:.2f} s after main returned"
     assert "Traceback" not in stderr, stderr
     # one line says a notification was abandoned; nothing else was printed

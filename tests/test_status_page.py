@@ -28,7 +28,7 @@ from yokedcache.window import CounterWindow
 
 from .redis_server import free_port
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parent.parent / "docs" / "operations.md"  # the status page's reference
 
 
 def _get(url: str, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
@@ -142,9 +142,9 @@ def _paths(value: Any, prefix: str = "") -> set[str]:
 def _documented_paths() -> set[str]:
     text = README.read_text()
     section = text[text.index("### `/status.json`") :]
-    section = section[: section.index("\n## ")]
+    section = section.split("\n## ", 1)[0]  # to the next section or the page's end
     # cache-aside's fields are documented on its own page (docs/cache-aside.md)
-    aside = (README.parent / "docs" / "cache-aside.md").read_text()
+    aside = (README.parent / "cache-aside.md").read_text()
     section += aside[aside.index("### `/status.json`") :]
     return set(re.findall(r"^\| `([a-z0-9_.\[\]]+)`", section, flags=re.M))
 
@@ -174,8 +174,8 @@ async def test_every_field_of_status_json_is_documented_in_the_readme_and_no_oth
             manager.stop(1)
     live = _paths(doc)
     documented = _documented_paths()
-    assert live - documented == set(), "fields missing from the README's /status.json table"
-    assert documented - live == set(), "README documents fields /status.json does not have"
+    assert live - documented == set(), "fields missing from docs/operations.md's /status.json table"
+    assert documented - live == set(), "docs/operations.md documents fields /status.json does not have"
     (good_entry,) = [c for c in doc["caches"] if c["name"] == "good"]
     assert [a["alert"] for a in good_entry["alerts"]] == ["busy"]
 
@@ -369,3 +369,59 @@ async def test_a_failing_tick_or_snapshot_never_stops_the_server(served, caplog)
         assert (await _status(collector))["caches"][0]["totals"]["misses"] == 1
     assert _get(collector.url + "/healthz")[0] == 200
     assert any("periodic task" in r.getMessage() for r in caplog.records)
+
+
+async def test_status_json_gives_per_operation_rates_evictions_memory_against_its_bound_and_rules(served):
+    """What the page draws besides the totals: calls per second by operation, evictions, bytes held
+    against ``max_memory_bytes``, every alert rule (firing or not) and the error-rate chart."""
+    collector, metrics = served
+    config = CacheConfig(metrics=metrics, name="bounded", max_memory_bytes=64 * 1024)
+    async with YokedCache(config) as cache:
+        manager = AlertManager(cache, interval=0.05)
+        manager.add_alert("never", "hit_rate", -1, "<", description="cannot fire")
+        manager.add_alert("filling", "memory_usage_ratio", 0.0, ">", severity="info")
+        manager.start()
+        try:
+            for i in range(2000):  # ~1 kB values into 64 KiB: most are evicted
+                await cache.set(f"k{i}", "x" * 1000)
+            for i in range(300):
+                await cache.get(f"k{i}")
+            deadline = time.monotonic() + 10
+            while not manager.active_alerts():
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            deadline = time.monotonic() + 10
+            while True:  # chart points are differences of readings a second apart: wait for one
+                collector.status._next_tick = 0.0
+                collector.status.tick()  # a reading now, as the server's thread takes once a second
+                doc = await _status(collector, "?charts=300")
+                if doc["caches"][0]["charts"]["error_ratio"]:
+                    break
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.2)
+        finally:
+            manager.stop(1)
+    (entry,) = doc["caches"]
+    assert entry["max_memory_bytes"] == 64 * 1024
+    assert 0 < entry["usage"]["bytes"] <= entry["max_memory_bytes"]
+    evicted = cache.backend.evictions
+    assert evicted > 1000 and entry["totals"]["evictions"] == evicted
+    assert entry["window"]["evictions_per_second"] > 0
+    rates = {r["operation"]: r["operations_per_second"] for r in entry["window"]["rates"]}
+    assert set(rates) == {"set", "get"} and rates["set"] > rates["get"] > 0
+    assert sum(rates.values()) == pytest.approx(entry["window"]["operations_per_second"], rel=0.05)
+    rules = {r["alert"]: r for r in entry["alert_rules"]}
+    assert rules["never"]["state"] == "inactive" and rules["filling"]["state"] == "firing"
+    assert rules["filling"]["metric"] == "memory_usage_ratio" and rules["filling"]["severity"] == "info"
+    assert [a["alert"] for a in entry["alerts"]] == ["filling"]
+    assert entry["charts"]["error_ratio"] and all(v in (0.0, None) for _, v in entry["charts"]["error_ratio"])
+
+
+async def test_redis_has_no_memory_bound_or_eviction_count_on_the_page(served, redis_url):
+    collector, metrics = served
+    async with YokedCache(CacheConfig(metrics=metrics, redis_url=redis_url)) as cache:
+        await cache.set("k", 1)
+        doc = await _status(collector)
+    (entry,) = doc["caches"]
+    assert entry["max_memory_bytes"] is None and entry["totals"]["evictions"] is None
+    assert entry["window"]["evictions_per_second"] is None and entry["alert_rules"] == []

@@ -33,7 +33,8 @@ pytestmark = pytest.mark.slow
 
 #: Everything the test reads from the page: each figure's text (for people) and raw value
 #: (data-v, what the text was formatted from), the latency rows, the charts' point counts, the
-#: health panel's reasons and colour, the alerts listed.
+#: health panel's reasons and colour, the alerts listed; the card's title, each chart's y-axis
+#: labels and x-axis span (and where its line starts, 0-1 across), the alert rules and their state.
 READ_PAGE = """(() => {
   const card = document.querySelector("[data-cache]");
   if (!card) { return null; }
@@ -48,6 +49,14 @@ READ_PAGE = """(() => {
     out.latency[tr.dataset.op] = row;
   });
   card.querySelectorAll("svg[data-chart]").forEach(s => { out.charts[s.dataset.chart] = Number(s.dataset.points); });
+  out.title = card.querySelector("h2").textContent;
+  out.axes = {};
+  card.querySelectorAll(".yaxis[data-axis]").forEach(a => {
+    const svg = card.querySelector(`svg[data-chart="${a.dataset.axis}"]`);
+    out.axes[a.dataset.axis] = {labels: [...a.children].map(e => e.textContent), span: Number(svg.dataset.span),
+                                xmin: svg.dataset.xmin === "" ? null : Number(svg.dataset.xmin)};
+  });
+  out.rules = [...card.querySelectorAll("tr[data-rule]")].map(tr => [tr.dataset.rule, tr.lastChild.textContent]);
   const health = card.querySelector(".health");
   out.health = health.dataset.v;
   out.health_colour = getComputedStyle(health).backgroundColor;
@@ -222,6 +231,30 @@ def test_the_status_page_in_headless_chromium(chromium_binary, tmp_path):
             above = min([b for b in (*DURATION_BUCKETS, float("inf")) if b > high], default=float("inf"))
             assert below <= p99 <= above, (p99, low, high)
 
+            # -- 1b. what the page must say besides the numbers ------------------------------
+            # the header names the cache and its backend without saying "redis redis"
+            assert shown["title"].startswith("redis") and "Redis server" in shown["title"], shown["title"]
+            assert not re.search(r"\b(\w+) \1\b", shown["title"].lower()), shown["title"]
+            # four charts, each with a y-axis scale: top, half, 0
+            uptime = float(figures["uptime_seconds"]["v"])
+            assert set(shown["axes"]) == {"operations_per_second", "hit_rate", "p99_seconds", "error_ratio"}
+            for key, axis in shown["axes"].items():
+                top, half, bottom = axis["labels"]
+                assert bottom == "0" and top not in ("", "0", "-") and half not in ("", "-"), (key, axis)
+                # the x-axis spans the history there is (30 s at least): a young page is not mostly
+                # empty, its line starts within a few seconds of the cache's start
+                assert axis["span"] <= max(30.0, uptime + 5), (key, axis, uptime)
+                if axis["xmin"] is not None:
+                    assert (1 - axis["xmin"]) * axis["span"] >= min(uptime, axis["span"]) - 5, (key, axis, uptime)
+            assert shown["axes"]["hit_rate"]["labels"][0] == "100%"
+            # the rules that exist, not only the ones firing (the demo runs two)
+            assert {rule for rule, _ in shown["rules"]} == {"backend_down", "slow_operations"}, shown["rules"]
+            assert dict(shown["rules"])["backend_down"] == "ok"
+            # per-operation rates that add up to the ops/s figure
+            rates = {op: float(row["ops"]["v"]) for op, row in shown["latency"].items()}
+            assert rates["get"] > 0 and rates["set"] > 0, rates
+            assert sum(rates.values()) == pytest.approx(ops, rel=0.25), (rates, ops)
+
             # -- 2. the charts gain points --------------------------------------------------
             before = shown["charts"]
             grown = " && ".join(
@@ -229,7 +262,7 @@ def test_the_status_page_in_headless_chromium(chromium_binary, tmp_path):
             )
             after = page.wait_until(f"(() => {{ const r = {READ_PAGE.strip()}; return r && {grown} && r; }})()",
                                     timeout=15)["charts"]  # fmt: skip
-            for chart in ("operations_per_second", "hit_rate", "p99_seconds"):
+            for chart in ("operations_per_second", "hit_rate", "p99_seconds", "error_ratio"):
                 assert after[chart] > before[chart] >= 5, (chart, before, after)
 
             # -- 3. nothing from another origin ---------------------------------------------
@@ -289,8 +322,9 @@ def test_the_status_page_in_headless_chromium(chromium_binary, tmp_path):
 
 def test_the_page_screenshot_in_the_readme_exists_and_is_a_png():
     shot = Path(__file__).resolve().parent.parent / "docs" / "status-page.png"
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    assert "](docs/status-page.png)" in readme and "make screenshot" in readme
+    root = Path(__file__).resolve().parent.parent
+    assert "](docs/status-page.png)" in (root / "README.md").read_text()
+    assert "make screenshot" in (root / "docs" / "operations.md").read_text()
     colours, drawn = colour_census(shot.read_bytes())
     assert colours >= 20 and drawn >= 0.05
     assert re.search(rb"IHDR", shot.read_bytes()[:40])

@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ._urls import env_redis_url, redact_url
+from ._urls import default_redis_url, env_redis_url, redact_url
 from .config import CacheConfig
 
-__all__ = ["UserError", "build_cache", "build_config", "redis_failed", "redis_url"]
+__all__ = ["UserError", "build_cache", "build_config", "probe_url", "redis_failed", "redis_url"]
 
 
 class UserError(Exception):
@@ -21,7 +21,17 @@ class UserError(Exception):
 
 
 def redis_url(args: argparse.Namespace) -> str | None:
+    """``--redis-url``, else ``$YOKEDCACHE_REDIS_URL``, else ``None``: the in-memory backend (demo, bench)."""
     return args.redis_url or env_redis_url()
+
+
+def probe_url(args: argparse.Namespace) -> str:
+    """The Redis a probe (``health``, ``stats``) checks: ``--redis-url``, else the library's own default.
+
+    Never the in-memory backend: a brand-new in-memory cache is always healthy and empty, so a probe
+    of it could never fail. ``backend="redis"`` and the probe therefore read the same URL.
+    """
+    return args.redis_url or default_redis_url()
 
 
 async def redis_failed(cache: Any, url: str) -> UserError:

@@ -48,6 +48,8 @@ __all__ = [
 
 #: The environment variable that names the Redis to use when no URL is given.
 REDIS_URL_ENV = "YOKEDCACHE_REDIS_URL"
+#: The Redis URL when none is given: the library (``backend="redis"``) and the CLI probes agree on it.
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
 REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "redis+sentinel", "rediss+sentinel")
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
@@ -177,6 +179,11 @@ def safe_url(url: str) -> str:
         return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
     except ValueError:
         return "<unparseable url>"
+
+
+def default_redis_url() -> str:
+    """``$YOKEDCACHE_REDIS_URL``, else ``redis://localhost:6379/0``: what ``backend="redis"`` uses."""
+    return env_redis_url() or DEFAULT_REDIS_URL
 
 
 def env_redis_url() -> str | None:

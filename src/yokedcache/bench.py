@@ -128,7 +128,8 @@ class Progress:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--redis-url", help="benchmark Redis (default: $YOKEDCACHE_REDIS_URL, else memory)")
     parser.add_argument("--ops", type=int, default=10_000, help="operations per kind (default 10,000)")
-    parser.add_argument("--duration", type=float, help="instead of --ops: run each kind for this many seconds")
+    parser.add_argument("--duration", type=float,
+                        help="instead of --ops: about this many seconds in all, shared by the four kinds")  # fmt: skip
     parser.add_argument("--concurrency", type=int, default=1, help="concurrent tasks (default 1)")
     parser.add_argument("--warmup", type=int, default=1000, help="untimed operations first (default 1,000)")
     parser.add_argument("--no-metrics", action="store_true", help="cache without an SDK (API no-ops)")

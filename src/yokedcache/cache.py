@@ -275,7 +275,7 @@ class YokedCache:
         #: Last exact count with ``stats_exact_keys``: (keys, invalidations at its start, time).
         self._exact_keys: tuple[int, int | None, float] | None = None
         self._exact_counter: asyncio.Task[None] | None = None
-        #: This cache's SET count when the kept usage sample was started.
+        #: This cache's SET + DELETE count when the kept usage sample was started.
         self._usage_sets = 0
         #: The event loop that uses this cache (health checks from other threads run there).
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -618,7 +618,7 @@ class YokedCache:
     async def _refresh_usage(self, max_age: float) -> Usage | None:
         backend = self.backend
         generation = backend.invalidations
-        sets = self.telemetry.counters.sets
+        sets = self.telemetry.counters.sets + self.telemetry.counters.deletes  # writes the figures include
         if self._usage is not None and generation != self._usage_generation:
             max_age = 0.0  # we invalidated since: a shared pre-invalidation sample is stale
         try:
@@ -954,15 +954,22 @@ class YokedCache:
         """Counts since start plus keys/bytes held (for Redis: this prefix, refreshed in the background).
 
         Figures measured before an invalidation of this cache are never returned: one O(1)
-        sample is taken first. ``usage_method`` and the ``*_error`` fields say what is estimated.
+        sample is taken first; on a database small enough to count exactly (5,000 keys), so
+        are figures that predate this cache's own writes. ``usage_method`` and the ``*_error``
+        fields say what is estimated.
         """
         usage = self.usage_snapshot()
         c = self.telemetry.counters
         if (
             usage is None
             or self.backend.invalidations != self._usage_generation
-            # drawn while this cache's first writes were still on the wire: it predates them
-            or (self._usage_sets == 0 and c.sets > 0)
+            # written since: drawn before this cache's first writes, or measured exactly (a small
+            # database, redis_usage.EXACT_LIMIT) and so cheap to count again rather than be stale;
+            # live figures (measured_at 0: the memory backend) are never stale
+            or (
+                c.sets + c.deletes != self._usage_sets
+                and (self._usage_sets == 0 or (bool(usage.measured_at) and not usage.estimated))
+            )
         ):
             usage = await self.refresh_usage()
         return CacheStats.with_usage(

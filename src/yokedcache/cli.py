@@ -11,13 +11,14 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ._cli_common import UserError, build_cache, build_config, redis_failed, redis_url
-from ._urls import redact_url
+from ._cli_common import UserError, build_cache, build_config, probe_url, redis_failed, redis_url
+from ._urls import DEFAULT_REDIS_URL, redact_url
 from ._version import __version__
 
 EXIT_BY_STATUS = {"healthy": 0, "degraded": 1, "unhealthy": 2}
@@ -95,7 +96,7 @@ async def _demo(args: argparse.Namespace) -> int:
 
 # -- health and stats ---------------------------------------------------------------------
 async def _health(args: argparse.Namespace) -> int:
-    config = build_config(redis_url=redis_url(args), name=args.name, health_check_timeout=args.timeout,
+    config = build_config(redis_url=probe_url(args), name=args.name, health_check_timeout=args.timeout,
                      enable_metrics=False, enable_tracing=False)  # fmt: skip
     async with build_cache(config) as cache:
         report = await cache.detailed_health_check()
@@ -115,16 +116,25 @@ async def _health(args: argparse.Namespace) -> int:
                 print(f"  pool: not connected yet, max {pool['max_connections']}")
             else:
                 print(f"  pool: {pool['in_use']} in use, {pool['idle']} idle, max {pool['max_connections']}")
+        print(f"  url from: {_url_source(args)}")
     return EXIT_BY_STATUS.get(report["status"], 2)
 
 
-async def _stats(args: argparse.Namespace) -> int:
+def _url_source(args: argparse.Namespace) -> str:
+    """Where the probed URL came from, so a probe never leaves its reader guessing."""
+    if args.redis_url:
+        return "--redis-url"
+    if redis_url(args):
+        return "$YOKEDCACHE_REDIS_URL"
+    return "the default, as backend='redis' uses (--redis-url or $YOKEDCACHE_REDIS_URL to check another)"
 
-    url = redis_url(args)
+
+async def _stats(args: argparse.Namespace) -> int:
+    url = probe_url(args)
     config = build_config(redis_url=url, name=args.name, key_prefix=args.key_prefix, enable_metrics=False,
                      enable_tracing=False)  # fmt: skip
     async with build_cache(config) as cache:
-        if url is not None and not await cache.health_check():
+        if not await cache.health_check():
             raise await redis_failed(cache, url)
         await cache.refresh_usage()
         stats = await cache.get_stats()
@@ -132,9 +142,10 @@ async def _stats(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=2))
     else:
-        where = f"{stats.backend} {redact_url(url) if url else ''}".strip()
-        print(f"{stats.name}: {where} prefix {args.key_prefix!r}")
-        print(f"  keys {stats.total_keys:,}   bytes {stats.total_memory_bytes:,}")
+        print(f"{stats.name}: {stats.backend} at {redact_url(url)}, prefix {args.key_prefix!r}")
+        how = "counted" if not stats.estimated else f"estimated, +- {stats.total_keys_error:,} keys"
+        print(f"  keys {stats.total_keys:,}   bytes {stats.total_memory_bytes:,}   ({how})")
+        print(f"  url from: {_url_source(args)}")
         print("  (hit/miss counts live in each application process: scrape its /metrics)")
     return 0
 
@@ -145,8 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"yokedcache {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def redis_option(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--redis-url", help="Redis URL (default: $YOKEDCACHE_REDIS_URL, else the in-memory backend)")
+    def redis_option(p: argparse.ArgumentParser, fallback: str = "the in-memory backend") -> None:
+        p.add_argument("--redis-url", help=f"Redis URL (default: $YOKEDCACHE_REDIS_URL, else {fallback})")
 
     def name_option(p: argparse.ArgumentParser) -> None:
         p.add_argument("--name", help="the cache's name, as its cache.name label (default: the backend kind)")
@@ -163,13 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="no live view; print the summary only")
 
     health = sub.add_parser("health", help="detailed health check; exit 0 healthy, 1 degraded, 2 unhealthy")
-    redis_option(health)
+    redis_option(health, DEFAULT_REDIS_URL)
     name_option(health)
     health.add_argument("--json", action="store_true", help="print the full report as JSON")
     health.add_argument("--timeout", type=float, default=1.0, help="ping timeout in seconds (default 1)")
 
     stats = sub.add_parser("stats", help="keys and bytes held under a key prefix")
-    redis_option(stats)
+    redis_option(stats, DEFAULT_REDIS_URL)
     name_option(stats)
     stats.add_argument("--key-prefix", default="yokedcache:", help="key prefix to count (default yokedcache:)")
     stats.add_argument("--json", action="store_true")
@@ -197,6 +208,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `yokedcache demo | head -5`: the reader left; that ends the run, quietly
+        _silence_stdout()
+        return 0
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush finds no closed pipe to complain about."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":

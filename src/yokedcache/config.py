@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from . import validation
-from ._urls import REDIS_URL_ENV, env_redis_url, redact_url
+from ._urls import DEFAULT_REDIS_URL, REDIS_URL_ENV, env_redis_url, redact_url
 from .serializers import Serializer
 
 if TYPE_CHECKING:
@@ -101,14 +101,14 @@ class CacheConfig:
     stats_exact_cpu_budget: float = 0.01
     health_check_timeout: float = 1.0
     #: Also record ``db.client.operation.duration`` (stable database conventions) for Redis:
-    #: one more histogram record per operation, so off by default (README "Telemetry reference").
+    #: one more histogram record per operation, so off by default (docs/telemetry.md, "Telemetry reference").
     db_client_metrics: bool = False
     #: close() waits this long for operations in flight, then closes every connection anyway.
     close_timeout: float = 5.0
     #: Health says "degraded" while more than this share of the last minute's operations failed.
     degraded_error_rate: float = 0.05
     #: Redis backends: commands issued in the same event-loop tick share one pipelined round trip
-    #: (a lone command still goes out at once). See README "Performance".
+    #: (a lone command still goes out at once). See docs/performance.md.
     auto_pipeline: bool = True
     #: get_or_set / @cached default: on a miss, take a per-key lock in the backend first, so one
     #: caller computes per key across every process sharing the Redis (docs/cache-aside.md).
@@ -207,7 +207,7 @@ class CacheConfig:
         if env is not None:
             return validation.redis_url(REDIS_URL_ENV, env)
         if self.backend == "redis":
-            return "redis://localhost:6379/0"
+            return DEFAULT_REDIS_URL
         return None
 
     def __repr__(self) -> str:

@@ -12,8 +12,8 @@ import concurrent.futures
 import contextlib
 import time
 from collections import deque
-from collections.abc import Awaitable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Awaitable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .percentiles import percentile
@@ -79,10 +79,12 @@ class HealthSource(Protocol):
 
 
 @dataclass(frozen=True)
-class CacheStats:
+class CacheStats(Mapping[str, Any]):
     """``await cache.get_stats()``: counts since start and what the cache holds now.
 
     ``hit_rate`` is ``None`` until something has been read: no value, not a misleading 0.
+    Read it as attributes (``stats.hit_rate``) or as a read-only mapping (``stats["hit_rate"]``,
+    ``dict(stats)``), as ``detailed_health_check()``'s dict reads: both spellings work.
     """
 
     hit_rate: float | None
@@ -137,6 +139,21 @@ class CacheStats:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    # -- the Mapping view: the field names are the keys --------------------------------------
+    def __getitem__(self, key: str) -> Any:
+        if key not in _STATS_FIELDS:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_STATS_FIELDS)
+
+    def __len__(self) -> int:
+        return len(_STATS_FIELDS)
+
+
+_STATS_FIELDS = tuple(f.name for f in fields(CacheStats))
 
 
 @dataclass(frozen=True)

@@ -417,7 +417,7 @@ def _first_report(exc: BaseException) -> bool:
 
     An auto-pipelined batch that loses its connection (or times out) hands one exception object
     to every command it carried: one failed round trip is one failure for the breaker, not one
-    per command, or a single lost batch of 50 would open it ten times over (README "Failure
+    per command, or a single lost batch of 50 would open it ten times over (docs/operations.md, "Failure
     behaviour"). Each retry is a new round trip with a new exception, counted again.
     """
     if getattr(exc, "_yokedcache_counted", False):

@@ -386,6 +386,21 @@ def firing_for(cache: YokedCache) -> list[dict[str, Any]]:
     return firing
 
 
+def rules_for(cache: YokedCache) -> list[dict[str, Any]]:
+    """Every rule of every running manager on ``cache``, firing or not (for the status page,
+    which shows which rules exist, not only which fire)."""
+    rules: list[dict[str, Any]] = []
+    for manager in list(_MANAGERS):
+        thread = manager._thread
+        if manager.cache is cache and thread is not None and thread.is_alive():
+            with manager._lock:
+                rules.extend({
+                    "alert": r.name, "metric": r.metric, "comparison": r.comparison, "threshold": r.threshold,
+                    "for_seconds": r.for_seconds, "severity": r.severity, "state": r.state, "value": r.value,
+                } for r in manager.rules.values())  # fmt: skip
+    return rules
+
+
 def _on_exit() -> None:
     started = time.monotonic()
     for manager in list(_MANAGERS):

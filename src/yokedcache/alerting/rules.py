@@ -1,7 +1,7 @@
 """What an alert rule is written in: the metrics it may watch, its comparisons, its states.
 
 Apart from the evaluator (``manager.py``) because none of this needs its threads or the cache:
-it is the vocabulary ``add_alert`` checks a rule against and the README lists, in one place.
+it is the vocabulary ``add_alert`` checks a rule against and docs/operations.md lists, in one place.
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ from .base import BatchObserver
 __all__ = ["AutoPipeliner", "BatchObserver", "ClusterAutoPipeliner", "DirectCommands"]
 
 #: Batches in flight at once. Two let the client build and parse one batch while Redis serves
-#: the other; more only splits the same commands into smaller batches (measured: see README).
+#: the other; more only splits the same commands into smaller batches (measured: docs/performance.md).
 DEFAULT_MAX_BATCHES = 2
 
 Command = tuple[Any, ...]

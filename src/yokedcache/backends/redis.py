@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import validation
 from .._extras import require
-from .._urls import check_redis_url, env_redis_url, redact_url, url_error
+from .._urls import check_redis_url, default_redis_url, redact_url, url_error
 from . import redis_lock, redis_usage
 from ._connections import hang_up
 from .base import REJECTED, RESERVED_CONNECTIONS, Backend, BackendInfo, BatchObserver, Failure, Usage
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisBackend"]
 
-DEFAULT_URL = "redis://localhost:6379/0"
 
 #: Members per SSCAN/UNLINK batch and keys per UNLINK: each call stays far below a millisecond.
 BATCH = 500
@@ -102,7 +101,7 @@ class RedisBackend(Backend):
     ) -> None:
         require("redis.asyncio", "redis")
         validation.boolean("auto_pipeline", auto_pipeline)
-        url = redis_url if redis_url is not None else (env_redis_url() or DEFAULT_URL)
+        url = redis_url if redis_url is not None else default_redis_url()
         check_redis_url(url)
         if self.schemes and not self.serves(url):
             shown = redact_url(url)
@@ -430,7 +429,8 @@ class RedisBackend(Backend):
     async def estimate_usage(
         self, prefix: str, *, max_age: float = 0.0, samples: int = redis_usage.DEFAULT_SAMPLES
     ) -> Usage:
-        """Keys and bytes under the literal ``prefix``, estimated in O(1) (see ``redis_usage``).
+        """Keys and bytes under the literal ``prefix``, estimated in O(1) (see ``redis_usage``);
+        counted exactly when the database holds at most ``redis_usage.EXACT_LIMIT`` keys.
 
         ``max_age`` > 0 reuses a sample that any cache on this database shared within that many
         seconds; 0 draws a new one (and shares it). One round trip, one bounded Lua call.
@@ -440,7 +440,7 @@ class RedisBackend(Backend):
         self._check_open()
         shared = redis_usage.STATS_ROOT + prefix
         ttl_ms = max(1000, int(max(max_age, 1.0) * 3000))
-        args = [samples, prefix, escape_glob(prefix) + "*", int(max_age * 1000), ttl_ms]
+        args = [samples, prefix, escape_glob(prefix) + "*", int(max_age * 1000), ttl_ms, redis_usage.EXACT_LIMIT]
         exceptions = require("redis.exceptions", "redis")
         for attempt in (0, 1):
             if self._estimate_sha is None:

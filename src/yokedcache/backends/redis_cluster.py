@@ -119,7 +119,7 @@ class RedisClusterBackend(RedisBackend):
         self._check_open()
         nodes = await self._scan_targets()
         per_node = max(1, samples // max(1, len(nodes)))
-        args = [per_node, prefix, escape_glob(prefix) + "*", 0, 1000]
+        args = [per_node, prefix, escape_glob(prefix) + "*", 0, 1000, redis_usage.EXACT_LIMIT // max(1, len(nodes))]
         client = self._client
 
         async def one(node: Any) -> tuple[redis_usage.Sample, dict[str, Any], dict[str, Any]]:

@@ -1,6 +1,6 @@
 """What each redis-py exception means for the cache: retry, open the breaker, or just fail.
 
-The policy (also in README "Failure behaviour"):
+The policy (also in docs/operations.md, "Failure behaviour"):
 
 - **transient** -- refused, reset, timed out, pool exhausted, TRYAGAIN: the breaker counts it and
   the facade retries while the breaker is closed.

@@ -158,6 +158,9 @@ class StatusBoard:
         self._p99: dict[str, deque[tuple[float, float | None]]] = {}
         #: Per cache (by id): its recent durations as the tick chunked them (latency tables).
         self._chunks: dict[int, _Chunks] = {}
+        #: Per cache (by id): (monotonic time, calls per operation + evictions) readings, one a
+        #: tick, for the window's per-operation rates (a window's worth: a few dozen ints each).
+        self._calls: dict[int, deque[tuple[float, tuple[int, ...]]]] = {}
         #: Per name: (monotonic time, latency rows), made by the tick while someone watches.
         self._latency: dict[str, tuple[float, list[dict[str, Any]]]] = {}
         self._watched_until = -math.inf
@@ -188,6 +191,7 @@ class StatusBoard:
         with self._lock:
             self._next_tick = now + TICK_SECONDS
             chunks: dict[int, _Chunks] = {}
+            calls: dict[int, deque[tuple[float, tuple[int, ...]]]] = {}
             groups = self._groups()
             since = time.perf_counter() - self.window
             for group in groups:
@@ -197,6 +201,11 @@ class StatusBoard:
                     state = chunks[id(cache)] = self._chunks.get(id(cache)) or _Chunks()
                     fresh = state.take(cache.telemetry.counters.total_calls, cache.telemetry.recent, since)
                     durations.extend(elapsed for _, elapsed, _ in fresh)
+                    readings = self._calls.pop(id(cache), None)
+                    if readings is None:
+                        readings = deque(maxlen=int(self.window / TICK_SECONDS) + 3)
+                    readings.append((now, _calls_reading(cache)))
+                    calls[id(cache)] = readings
                 series = self._p99.get(group.name)
                 if series is None:
                     series = self._p99[group.name] = deque(maxlen=self.chart_seconds + 1)
@@ -206,6 +215,7 @@ class StatusBoard:
                 else:
                     series.append((now, None))
             self._chunks = chunks
+            self._calls = calls  # caches gone since the last tick drop out
             # While someone polls (the page: every second), the latency tables are made here,
             # once a second for every viewer, so a request only reads them (~4 ms of sorting
             # for 10 busy caches would otherwise be in every answer).
@@ -236,7 +246,7 @@ class StatusBoard:
         }
 
     def _group_status(self, group: _Group, chart_seconds: float, mono: float, wall: float) -> dict[str, Any]:
-        from ..alerting.manager import firing_for
+        from ..alerting.manager import firing_for, rules_for
 
         caches = group.caches
         totals, errors, uptime = _totals(caches)
@@ -248,7 +258,7 @@ class StatusBoard:
             "health": _health(caches),
             "breaker": _breaker([c.breaker for c in caches if c.breaker is not None]),
             "uptime_seconds": round(uptime, 3),
-            "window": self._window(caches),
+            "window": self._window(caches, mono),
             "hit_rate_since_start": _r(totals["hits"] / gets, 6) if gets else None,
             "totals": totals,
             "computations": _computations(caches),
@@ -257,7 +267,10 @@ class StatusBoard:
             "pool": _pool([p for p in (c.backend.pool_stats() for c in caches) if p is not None]),
             "usage": _usage([u for u in (c.usage_snapshot() for c in caches) if u is not None], wall),
             "alerts": [{k: a.get(k) for k in _ALERT_FIELDS} for c in caches for a in firing_for(c)],
+            "alert_rules": [rule for c in caches for rule in rules_for(c)],
+            "max_memory_bytes": _max_memory(caches),
         }
+        doc["totals"]["evictions"] = _evictions(caches)
         if chart_seconds > 0:
             doc["charts"] = self._charts(group, chart_seconds, mono, wall)
         return doc
@@ -269,7 +282,7 @@ class StatusBoard:
         # nobody watched a moment ago (or the tick is late): make them now
         return self._latency_rows(group.caches, time.perf_counter())
 
-    def _window(self, caches: list[YokedCache]) -> dict[str, Any]:
+    def _window(self, caches: list[YokedCache], mono: float) -> dict[str, Any]:
         """Rates over the last ``window`` seconds: counter differences, summed over the caches."""
         ops = errors = hits = misses = 0
         ops_per_second = 0.0
@@ -280,6 +293,9 @@ class StatusBoard:
             ops, errors, hits, misses = ops + d_ops, errors + d_errors, hits + d_hits, misses + d_misses
             if elapsed > 0:
                 ops_per_second += d_ops / elapsed
+        per_operation, evictions_per_second = self._call_rates(caches, mono)
+        rates = [{"operation": op, "operations_per_second": round(rate, 3)}
+                 for op, rate in zip(OPERATIONS, per_operation, strict=True) if rate > 0]  # fmt: skip
         return {
             "seconds": round(elapsed_max, 3),
             "operations": ops,
@@ -287,7 +303,30 @@ class StatusBoard:
             "hit_rate": _r(hits / (hits + misses), 6) if hits + misses else None,
             "errors": errors,
             "error_ratio": _r(errors / ops, 6) if ops else None,
+            "rates": rates,
+            "evictions_per_second": evictions_per_second,
         }
+
+    def _call_rates(self, caches: list[YokedCache], mono: float) -> tuple[list[float], float | None]:
+        """Per-operation calls per second and evictions per second over about the last window:
+        from the newest tick reading at least a window old, else since the cache's start."""
+        rates = [0.0] * len(OPERATIONS)
+        evictions: float | None = None
+        for cache in caches:
+            now_values = _calls_reading(cache)
+            base_t, base = cache.telemetry.counters.started_monotonic, (0,) * len(now_values)
+            for t, values in reversed(self._calls.get(id(cache), ())):
+                if mono - t >= self.window:
+                    base_t, base = t, values
+                    break
+            elapsed = mono - base_t
+            if elapsed <= 0:
+                continue
+            diffs = [(a - b) / elapsed for a, b in zip(now_values, base, strict=True)]
+            rates = [r + d for r, d in zip(rates, diffs, strict=False)]
+            if cache.backend.evictions is not None:
+                evictions = (evictions or 0.0) + diffs[-1]
+        return rates, None if evictions is None else round(evictions, 3)
 
     def _latency_rows(self, caches: list[YokedCache], now_perf: float) -> list[dict[str, Any]]:
         """p50/p95/p99 per operation over the caches' recent operations inside the window."""
@@ -318,29 +357,32 @@ class StatusBoard:
         counter windows (true averages over each interval); with several caches of one name,
         intervals ending in the same second are added up.
         """
-        merged: dict[float, list[float]] = {}  # key -> [ops/s, hits, misses]
+        merged: dict[float, list[float]] = {}  # key -> [ops/s, hits, misses, operations, errors]
         single = len(group.caches) == 1
         for cache in group.caches:
             readings = cache.rates.history(seconds)
-            for (t0, (ops0, _e0, h0, m0)), (t1, (ops1, _e1, h1, m1)) in itertools.pairwise(readings):
+            for (t0, (ops0, e0, h0, m0)), (t1, (ops1, e1, h1, m1)) in itertools.pairwise(readings):
                 dt = t1 - t0
                 if dt <= 0 or mono - t1 >= seconds:
                     continue
                 key = t1 if single else float(round(t1))
-                point = merged.setdefault(key, [0.0, 0.0, 0.0])
+                point = merged.setdefault(key, [0.0, 0.0, 0.0, 0.0, 0.0])
                 point[0] += (ops1 - ops0) / dt
                 point[1] += h1 - h0
                 point[2] += m1 - m0
-        ops, hit_rate = [], []
+                point[3] += ops1 - ops0
+                point[4] += e1 - e0
+        ops, hit_rate, error_ratio = [], [], []
         for t in sorted(merged):
-            rate, hits, misses = merged[t]
+            rate, hits, misses, operations, errors = merged[t]
             at = round(wall - (mono - t), 3)
             ops.append([at, round(rate, 3)])
             hit_rate.append([at, _r(hits / (hits + misses), 6) if hits + misses else None])
+            error_ratio.append([at, _r(errors / operations, 6) if operations else None])
         with self._lock:
             points = list(self._p99.get(group.name, ()))
         p99 = [[round(wall - (mono - t), 3), v] for t, v in points if mono - t < seconds]
-        return {"operations_per_second": ops, "hit_rate": hit_rate, "p99_seconds": p99}
+        return {"operations_per_second": ops, "hit_rate": hit_rate, "p99_seconds": p99, "error_ratio": error_ratio}
 
 
 def _durations_by_operation(recent: Iterable[tuple[float, float, str]], since: float,
@@ -362,6 +404,25 @@ def _durations_by_operation(recent: Iterable[tuple[float, float, str]], since: f
     for op in set(operations):
         found = into.setdefault(op, [])
         found.extend(itertools.compress(durations, map(operator.eq, itertools.repeat(op), operations)))
+
+
+def _calls_reading(cache: YokedCache) -> tuple[int, ...]:
+    """Calls per operation (in :data:`OPERATIONS` order), then evictions (0 when not counted)."""
+    calls = cache.telemetry.counters.calls
+    return (*(calls.get(op, 0) for op in OPERATIONS), cache.backend.evictions or 0)
+
+
+def _evictions(caches: list[YokedCache]) -> int | None:
+    """Entries evicted since start; ``None`` when no cache of the name counts evictions (Redis)."""
+    counted = [c.backend.evictions for c in caches if c.backend.evictions is not None]
+    return sum(counted) if counted else None
+
+
+def _max_memory(caches: list[YokedCache]) -> int | None:
+    """The bound on bytes held (``CacheConfig.max_memory_bytes``, memory backend), summed over the
+    instances; ``None`` when any is unbounded or the backend is not the in-process one."""
+    limits = [c.config.max_memory_bytes if c.backend.info.kind == "memory" else None for c in caches]
+    return None if not limits or None in limits else sum(limits)  # type: ignore[arg-type]
 
 
 def _health(caches: list[YokedCache]) -> dict[str, Any]:

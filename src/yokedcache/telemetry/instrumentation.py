@@ -320,7 +320,7 @@ class Instrumentation:
         self.recent.append((started, elapsed, op))
         histogram = self._histogram
         if histogram is not None:
-            if self._db_histogram is not None:  # opt-in: a second record (README "Telemetry reference")
+            if self._db_histogram is not None:  # opt-in: a second record (docs/telemetry.md, "Telemetry reference")
                 self._db_histogram.record(elapsed, self._db_attrs[op])
             if active is None and self._defer:
                 # An SDK record costs ~4 µs warm but ~12 µs once redis-py's round trip (or an
