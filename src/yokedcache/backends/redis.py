@@ -350,6 +350,23 @@ class RedisBackend(Backend):
     async def ping(self) -> None:
         await self._client.ping()
 
+    # -- near cache (backends/near_cache.py) ---------------------------------------------------
+    def tracking_connection(self) -> Any:
+        """A connection with this pool's settings (address, password, TLS, Sentinel master
+        lookup) but RESP2: its invalidations arrive as Pub/Sub messages on ``SUBSCRIBE``."""
+        kwargs = {**self._pool.connection_kwargs, "protocol": 2}
+        if "maint_notifications_config" in kwargs:  # redis-py 7+: RESP3 only, so off here
+            kwargs["maint_notifications_config"] = None
+        return self._pool.connection_class(**kwargs)
+
+    async def get_with_ttl(self, key: str) -> tuple[bytes | None, int]:
+        # Not atomic, and need not be: a write between the two is invalidated on the link.
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.get(key)
+            pipe.pttl(key)
+            value, pttl = await pipe.execute()
+        return value, int(pttl)
+
     # -- statistics ---------------------------------------------------------------------------
     def _db_index(self) -> int:
         return int(self._pool.connection_kwargs.get("db", 0) or 0)

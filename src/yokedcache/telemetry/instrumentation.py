@@ -147,6 +147,7 @@ class Instrumentation:
             self._observed.discard(self)
             self._observed = None
         self._histogram = self._db_histogram = self._batch_histogram = None
+        self.meter: Any = None  # what further instruments (telemetry/near.py) record into, if any
         if self._closed:
             self.tracing_enabled = False
             return
@@ -159,6 +160,7 @@ class Instrumentation:
             meter = metrics.get_meter(
                 sc.SCOPE_NAME, __version__, meter_provider=meter_provider, schema_url=sc.SCHEMA_URL
             )
+            self.meter = meter
             self._histogram = meter.create_histogram(
                 sc.DURATION,
                 unit=sc.BUILT_IN_UNITS[sc.DURATION],

@@ -42,6 +42,23 @@ DB_CONNECTION_POOL_NAME: Final = "db.client.connection.pool.name"
 #: Cache operations per auto-pipelined round trip (histogram; Redis backends).
 PIPELINE_BATCH_SIZE: Final = "yokedcache.cache.pipeline.batch_size"
 
+#: Near cache (docs/near-cache.md): GETs served from process memory and GETs that went on to
+#: Redis (the seed's hits/misses still count every GET), keys Redis invalidated, whole-store
+#: flushes (link lost, FLUSHDB), local entries and bytes, and the sampled invalidation lag.
+NEAR_HITS: Final = "yokedcache.cache.near.hits"
+NEAR_MISSES: Final = "yokedcache.cache.near.misses"
+NEAR_INVALIDATIONS: Final = "yokedcache.cache.near.invalidations"
+NEAR_FLUSHES: Final = "yokedcache.cache.near.flushes"
+NEAR_ENTRIES: Final = "yokedcache.cache.near.entries"
+NEAR_SIZE: Final = "yokedcache.cache.near.size"
+NEAR_INVALIDATION_LAG: Final = "yokedcache.cache.near.invalidation_lag"
+NEAR_UNITS: Final = {
+    NEAR_HITS: "{hit}", NEAR_MISSES: "{miss}", NEAR_INVALIDATIONS: "{invalidation}", NEAR_FLUSHES: "{flush}",
+    NEAR_ENTRIES: "{entry}", NEAR_SIZE: "By", NEAR_INVALIDATION_LAG: "s",
+}  # fmt: skip
+#: Invalidation lag buckets (seconds): loopback is tens of µs, a cloud hop hundreds.
+NEAR_LAG_BUCKETS: Final = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
 #: Every built-in instrument and its unit (the Prometheus exporter derives name suffixes from it).
 #: No gauge uses unit ``1``: the Collector's Prometheus naming (Go otlptranslator) appends
 #: ``_ratio`` to a gauge of unit ``1`` and the Python exporter does not, so the two paths would
