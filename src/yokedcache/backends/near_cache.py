@@ -194,6 +194,7 @@ class NearCache:
 
     @classmethod
     def install(cls, backend: Backend, config: NearCacheConfig, prefix: str, stats: NearStats) -> NearCache:
+        backend.tracking_connection()  # built, not connected: refuses here, at start-up, saying why
         near = cls(backend, config, prefix, stats)
         backend.get = near.fill  # type: ignore[method-assign]
         backend.set = near.set  # type: ignore[method-assign]
@@ -393,6 +394,9 @@ class NearCache:
     async def _open_link(self) -> None:
         conn = self._conn = self._connect()
         await conn.connect()
+        # Every write Redis runs after it turns tracking on is invalidated on this link; fills
+        # start only once it is live, so this moment bounds staleness like a pong would.
+        tracked_from = _monotonic()
         await conn.send_command("CLIENT", "ID")
         client_id = await conn.read_response()
         await conn.send_command("CLIENT", "TRACKING", "ON", "REDIRECT", client_id, "BCAST", "PREFIX", self.prefix)
@@ -402,7 +406,7 @@ class NearCache:
         # Anything stored before this point missed the invalidations of the outage.
         self.flush()
         self.live = True
-        self.fresh_until = _monotonic() + self.config.max_staleness
+        self.fresh_until = tracked_from + self.config.max_staleness
 
     async def _ping(self, waiter: asyncio.Future[None] | None = None) -> None:
         self._seq += 1
