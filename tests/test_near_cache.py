@@ -337,3 +337,63 @@ async def test_local_hits_are_counted_apart_and_record_a_duration_but_no_span(re
 def _lag_count(telemetry) -> int:
     points = telemetry.metrics().get(sc.NEAR_INVALIDATION_LAG, [])
     return sum(p.count for _, p in points)
+
+
+class FreezingProxy:
+    """A TCP relay in front of Redis that can stop delivering to the invalidation link only:
+    the link then goes silent (a partition that sends no reset) while the data path works."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.frozen = False
+        self.server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.port)
+        is_link = [False]
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, upstream: bool) -> None:
+            while data := await src.read(65536):
+                if upstream and b"SUBSCRIBE" in data:
+                    is_link[0] = True
+                while not upstream and is_link[0] and self.frozen:
+                    await asyncio.sleep(0.01)
+                dst.write(data)
+                await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pump(reader, up_writer, True), pump(up_reader, writer, False), return_exceptions=True)
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+async def test_a_silent_link_stops_local_serving_within_max_staleness(redis_server, redis_url):
+    proxy = FreezingProxy(redis_server.port)
+    port = await proxy.start()
+    writer = redis.Redis.from_url(redis_url)
+    try:
+        async with near_cache(f"redis://127.0.0.1:{port}/0", NearCacheConfig(max_staleness=0.2)) as a:
+            await live(a)
+            await a.set("k", 1)
+            assert await a.get("k") == 1 and await held(a, "k")
+            flushes = a.near_stats.flushes
+            proxy.frozen = True  # invalidations and pongs stop arriving; nothing is reset
+            writer.set("yokedcache:k", b"2")
+            await until(lambda: reads_two(a))
+            # the staleness bound did it, not a flush: the link is still taken for alive
+            assert a._near.live and a.near_stats.flushes == flushes
+            proxy.frozen = False
+            await until(lambda: a._near.fresh_until > time.monotonic())
+    finally:
+        writer.close()
+        await proxy.close()
+
+
+async def reads_two(cache: YokedCache) -> bool:
+    return await cache.get("k") == 2
