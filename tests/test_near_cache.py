@@ -345,7 +345,8 @@ class FreezingProxy:
 
     def __init__(self, port: int) -> None:
         self.port = port
-        self.frozen = False
+        self.thawed = asyncio.Event()
+        self.thawed.set()
         self.server: asyncio.AbstractServer | None = None
 
     async def start(self) -> int:
@@ -360,8 +361,8 @@ class FreezingProxy:
             while data := await src.read(65536):
                 if upstream and b"SUBSCRIBE" in data:
                     is_link[0] = True
-                while not upstream and is_link[0] and self.frozen:
-                    await asyncio.sleep(0.01)
+                if not upstream and is_link[0]:
+                    await self.thawed.wait()
                 dst.write(data)
                 await dst.drain()
             dst.close()
@@ -383,12 +384,12 @@ async def test_a_silent_link_stops_local_serving_within_max_staleness(redis_serv
             await a.set("k", 1)
             assert await a.get("k") == 1 and await held(a, "k")
             flushes = a.near_stats.flushes
-            proxy.frozen = True  # invalidations and pongs stop arriving; nothing is reset
+            proxy.thawed.clear()  # invalidations and pongs stop arriving; nothing is reset
             writer.set("yokedcache:k", b"2")
             await until(lambda: reads_two(a))
             # the staleness bound did it, not a flush: the link is still taken for alive
             assert a._near.live and a.near_stats.flushes == flushes
-            proxy.frozen = False
+            proxy.thawed.set()
             await until(lambda: a._near.fresh_until > time.monotonic())
     finally:
         writer.close()

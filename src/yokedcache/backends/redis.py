@@ -177,6 +177,7 @@ class RedisBackend(Backend):
             p = self.pipeliner = self._new_pipeliner()
             self.get, self.set, self.set_many = p.get, p.set, p.set_many  # type: ignore[method-assign]
             self.delete, self.exists, self.get_many = p.delete, p.exists, p.get_many  # type: ignore[method-assign]
+            self.get_with_ttl = p.get_with_ttl  # type: ignore[method-assign,assignment]
 
     def observe_batches(self, observer: BatchObserver) -> None:
         """Tell ``observer`` (the cache's instrumentation) about every auto-pipelined batch."""
