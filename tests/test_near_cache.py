@@ -398,3 +398,44 @@ async def test_a_silent_link_stops_local_serving_within_max_staleness(redis_serv
 
 async def reads_two(cache: YokedCache) -> bool:
     return await cache.get("k") == 2
+
+
+async def test_the_prometheus_names_are_the_documented_ones(redis_url):
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from opentelemetry.sdk.metrics import MeterProvider
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry()
+    provider = MeterProvider(metric_readers=[PrometheusMetricReader(registry=registry)])
+    cfg = CacheConfig(redis_url=redis_url, near_cache=FAST, meter_provider=provider, default_ttl=None)
+    async with YokedCache(cfg) as a:
+        await a.connect()
+        await a.set("k", 1)
+        await a.get("k")
+        await a.get("k")
+        await until(lambda: _lag_samples(provider, registry) > 0)
+        text = generate_latest(registry).decode()
+    documented = _documented_prometheus_names()
+    for name in documented:
+        assert f"\n{name}" in text or text.startswith(name), name
+    assert len(documented) == 7
+    provider.shutdown()
+
+
+def _lag_samples(provider, registry) -> int:
+    from prometheus_client import generate_latest
+
+    for line in generate_latest(registry).decode().splitlines():
+        if line.startswith("yokedcache_cache_near_invalidation_lag_seconds_count"):
+            return int(float(line.split()[-1]))
+    return 0
+
+
+def _documented_prometheus_names() -> list[str]:
+    """The Prometheus column of docs/near-cache.md's metrics table."""
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "near-cache.md").read_text()
+    section = page[page.index("## Observing it") :]
+    return re.findall(r"^\| `[a-z._]+` \| `([a-z_]+)` \|", section, flags=re.M)

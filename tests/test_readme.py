@@ -1,4 +1,4 @@
-"""Every code block in README.md and collector-config/README.md is either a complete program that
+"""Every code block in README.md, collector-config/README.md and docs/near-cache.md is either a complete program that
 runs here (Python, against a private redis-server where it needs one) or is marked, on the line
 before its fence, ``<!-- fragment: why -->``. Fragments in Python must still compile."""
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = ["README.md", "collector-config/README.md"]
+DOCS = ["README.md", "collector-config/README.md", "docs/near-cache.md"]
 FENCE = re.compile(r"^```(\S*)\s*$")
 
 

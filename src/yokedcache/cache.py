@@ -814,7 +814,8 @@ class YokedCache:
         A configuration the server cannot serve (a cluster URL at a node without cluster mode)
         raises ``CacheConfigurationError`` whatever ``fail_open`` says, as every operation then
         would. An unreachable server raises its ``CacheConnectionError`` with ``fail_open=False``;
-        with ``fail_open`` it logs the outage's one WARNING and returns, like an operation.
+        with ``fail_open`` it logs the outage's one WARNING and returns, like an operation. With a
+        near cache it also waits (up to ``connect_timeout``) for its invalidation link.
         """
         try:  # not through _run: a start-up check is no operation (no span, counted nowhere)
             await self._call(self.backend.ping)
@@ -822,6 +823,9 @@ class YokedCache:
             self._note_failure(exc)
             if not self._fail_open:
                 raise
+            return
+        if self._near is not None:  # and the near cache's link (docs/near-cache.md), briefly
+            await self._near.wait_live(self.config.connect_timeout)
 
     async def health(self) -> bool:
         """True when the backend answers a ping within ``health_check_timeout``. Never raises."""

@@ -185,6 +185,8 @@ class NearCache:
         self._inflight: dict[str, list[int]] = {}
         self._conn: Any = None
         self._task: asyncio.Task[None] | None = None
+        #: Set while the link is subscribed (made with the link task, on its loop).
+        self._up: asyncio.Event | None = None
         self._pings: dict[int, tuple[float, asyncio.Future[None] | None]] = {}
         self._seq = 0
         self._closed = False
@@ -351,7 +353,16 @@ class NearCache:
     def start(self) -> None:
         """Start the link on the running loop (idempotent); the store serves once it is up."""
         if self._task is None and not self._closed:
+            self._up = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._link_forever(), name="yokedcache-near-cache")
+
+    async def wait_live(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the link; whether it is up (reads work either way)."""
+        self.start()
+        if self._up is not None and not self.live:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._up.wait(), timeout)
+        return self.live
 
     def flush(self) -> None:
         """Forget every local copy and spoil every fill in flight."""
@@ -364,6 +375,8 @@ class NearCache:
         if self.live and not self._closed:
             log.warning("near cache: invalidation link lost; local copies dropped until it is back")
         self.live = False
+        if self._up is not None:
+            self._up.clear()
         self.fresh_until = 0.0
         self.flush()
         for _, waiter in self._pings.values():
@@ -407,6 +420,8 @@ class NearCache:
         self.flush()
         self.live = True
         self.fresh_until = tracked_from + self.config.max_staleness
+        if self._up is not None:
+            self._up.set()
 
     async def _ping(self, waiter: asyncio.Future[None] | None = None) -> None:
         self._seq += 1
