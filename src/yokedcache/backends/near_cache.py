@@ -364,24 +364,28 @@ class NearCache:
                 await asyncio.wait_for(self._up.wait(), timeout)
         return self.live
 
-    def flush(self) -> None:
-        """Forget every local copy and spoil every fill in flight."""
+    def flush(self, *, counted: bool = True) -> None:
+        """Forget every local copy and spoil every fill in flight (``counted``: a flush the
+        metrics report -- a lost link, FLUSHDB, an unproven sync -- not a close or a start)."""
         self.epoch += 1
         if self.store.entries:
             self.store.clear()
-        self.stats.flushes += 1
+        if counted:
+            self.stats.flushes += 1
 
     def _down(self) -> None:
-        if self.live and not self._closed:
+        lost = self.live and not self._closed
+        if lost:
             log.warning("near cache: invalidation link lost; local copies dropped until it is back")
         self.live = False
         if self._up is not None:
             self._up.clear()
         self.fresh_until = 0.0
-        self.flush()
+        self.flush(counted=lost)
         for _, waiter in self._pings.values():
             if waiter is not None and not waiter.done():
-                waiter.set_exception(ConnectionError("near cache invalidation link lost"))
+                with contextlib.suppress(RuntimeError):  # its loop is closed (abandon_connections)
+                    waiter.set_exception(ConnectionError("near cache invalidation link lost"))
         self._pings.clear()
         self._probe = None
 
@@ -391,7 +395,7 @@ class NearCache:
             try:
                 await self._open_link()
                 delay = 0.05
-                await asyncio.gather(self._read_forever(), self._heartbeat_forever())
+                await self._serve_link()
             except asyncio.CancelledError:
                 self._down()
                 raise
@@ -403,6 +407,19 @@ class NearCache:
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+    async def _serve_link(self) -> None:
+        """Read and ping until either fails; then both stop (the caller reconnects)."""
+        reading = asyncio.ensure_future(self._read_forever())
+        pinging = asyncio.ensure_future(self._heartbeat_forever())
+        try:
+            done, _ = await asyncio.wait((reading, pinging), return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # raises what ended it
+        finally:
+            for task in (reading, pinging):
+                task.cancel()
+            await asyncio.gather(reading, pinging, return_exceptions=True)
 
     async def _open_link(self) -> None:
         conn = self._conn = self._connect()
@@ -417,7 +434,7 @@ class NearCache:
         await conn.send_command("SUBSCRIBE", CHANNEL)
         await conn.read_response()
         # Anything stored before this point missed the invalidations of the outage.
-        self.flush()
+        self.flush(counted=False)
         self.live = True
         self.fresh_until = tracked_from + self.config.max_staleness
         if self._up is not None:
