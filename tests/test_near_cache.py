@@ -439,3 +439,28 @@ def _documented_prometheus_names() -> list[str]:
     page = (Path(__file__).resolve().parent.parent / "docs" / "near-cache.md").read_text()
     section = page[page.index("## Observing it") :]
     return re.findall(r"^\| `[a-z._]+` \| `([a-z_]+)` \|", section, flags=re.M)
+
+
+async def test_a_server_that_refuses_tracking_degrades_health_and_reads_still_work(redis_server, redis_url):
+    admin = redis.Redis.from_url(redis_url)
+    admin.execute_command("ACL", "SETUSER", "notrack", "on", ">notrack-pw", "~*", "&*", "+@all", "-client")
+    try:
+        url = f"redis://notrack:notrack-pw@127.0.0.1:{redis_server.port}/0"
+        async with near_cache(url) as a:
+            await a.connect()
+            await until(lambda: a.near_stats.link_error is not None)
+            await a.set("k", 1)
+            assert await a.get("k") == 1 and await a.get("k") == 1
+            assert a.near_stats.hits == 0 and not a._near.store.entries  # nothing kept without the link
+            report = await a.detailed_health_check()
+            assert report["status"] == "degraded"
+            assert any("near cache invalidation link down" in r for r in report["reasons"])
+            assert report["near_cache"]["link_up"] is False
+            assert "notrack-pw" not in repr(report)
+        async with near_cache(redis_url) as b:
+            await b.connect()
+            report = await b.detailed_health_check()
+            assert report["status"] == "healthy" and report["near_cache"]["link_up"] is True
+    finally:
+        admin.execute_command("ACL", "DELUSER", "notrack")
+        admin.close()

@@ -95,7 +95,7 @@ class NearCacheConfig:
 class NearStats:
     """Counts of one cache's near cache, kept across backend rebuilds (read by telemetry)."""
 
-    __slots__ = ("flushes", "hits", "invalidations", "misses", "store")
+    __slots__ = ("flushes", "hits", "invalidations", "link_error", "link_up", "misses", "store")
 
     def __init__(self) -> None:
         #: GETs answered from process memory, and GETs that went on to Redis.
@@ -105,6 +105,10 @@ class NearStats:
         self.invalidations = 0
         #: Whole-store flushes because the link dropped, could not be proven fresh, or FLUSHDB.
         self.flushes = 0
+        #: The invalidation link is subscribed: local copies may be served (health reads it).
+        self.link_up = False
+        #: Why the link last failed (an exception's type name), until it is up again.
+        self.link_error: str | None = None
         self.store: LocalStore | None = None
 
     @property
@@ -377,7 +381,7 @@ class NearCache:
         lost = self.live and not self._closed
         if lost:
             log.warning("near cache: invalidation link lost; local copies dropped until it is back")
-        self.live = False
+        self.live = self.stats.link_up = False
         if self._up is not None:
             self._up.clear()
         self.fresh_until = 0.0
@@ -399,7 +403,8 @@ class NearCache:
             except asyncio.CancelledError:
                 self._down()
                 raise
-            except Exception as exc:
+            except Exception as exc:  # any link failure: flush, reconnect
+                self.stats.link_error = type(exc).__name__
                 log.debug("near cache link failed: %s", type(exc).__name__)
             self._down()
             await self._hang_up()
@@ -435,7 +440,8 @@ class NearCache:
         await conn.read_response()
         # Anything stored before this point missed the invalidations of the outage.
         self.flush(counted=False)
-        self.live = True
+        self.live = self.stats.link_up = True
+        self.stats.link_error = None
         self.fresh_until = tracked_from + self.config.max_staleness
         if self._up is not None:
             self._up.set()
