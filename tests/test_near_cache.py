@@ -464,3 +464,25 @@ async def test_a_server_that_refuses_tracking_degrades_health_and_reads_still_wo
     finally:
         admin.execute_command("ACL", "DELUSER", "notrack")
         admin.close()
+
+
+def test_a_second_event_loop_gets_its_own_link_and_keeps_the_counts(redis_url):
+    cache = near_cache(redis_url)
+
+    async def use(value: int) -> int:
+        await cache.get("k")  # the first operation on a loop moves the cache there (not connect():
+        await until(lambda: cache._near is not None and cache._near.live)  # it pings the old backend)
+        await cache.set("k", value)
+        hits = cache.near_stats.hits
+        await until(lambda: reads_locally(cache, value, hits))
+        return cache.near_stats.hits
+
+    first = asyncio.run(use(1))
+    second = asyncio.run(use(2))  # a new loop: the backend and its near cache are rebuilt
+    assert second > first > 0
+    asyncio.run(cache.close())
+
+
+async def reads_locally(cache: YokedCache, value: int, hits_before: int) -> bool:
+    assert await cache.get("k") == value
+    return cache.near_stats.hits > hits_before

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import validation
+from ._connections import hang_up
 
 if TYPE_CHECKING:
     from .base import Backend
@@ -515,8 +516,6 @@ class NearCache:
         self._down()
         conn, self._conn = self._conn, None
         if conn is not None:
-            from ._connections import hang_up
-
             hang_up([conn])
         self._abandon()
 
