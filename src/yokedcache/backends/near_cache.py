@@ -39,7 +39,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -138,10 +138,10 @@ class LocalStore:
         self.bytes = 0
 
     def put(self, key: str, value: bytes, deadline: float) -> None:
+        self.pop(key)  # first: a value too big to keep must not leave an older one behind
         size = len(key) + len(value) + ENTRY_OVERHEAD
         if size > self.max_bytes:
             return
-        self.pop(key)
         self.entries[key] = (value, deadline, size)
         self.bytes += size
         while len(self.entries) > self.max_entries or self.bytes > self.max_bytes:
@@ -171,7 +171,6 @@ class NearCache:
         self.prefix = prefix
         self.stats = stats
         self.store = stats.store = LocalStore(config.max_entries, config.max_bytes)
-        self._backend = backend
         self._connect: Callable[[], Any] = backend.tracking_connection
         self._get_with_ttl = backend.get_with_ttl
         #: The backend's own methods, called by the wrappers.
@@ -518,7 +517,3 @@ class NearCache:
         if conn is not None:
             hang_up([conn])
         self._abandon()
-
-    def drop_link(self) -> Awaitable[None]:
-        """Hang up the link as a network failure would (tests and benchmarks)."""
-        return self._hang_up()
