@@ -486,3 +486,21 @@ def test_a_second_event_loop_gets_its_own_link_and_keeps_the_counts(redis_url):
 async def reads_locally(cache: YokedCache, value: int, hits_before: int) -> bool:
     assert await cache.get("k") == value
     return cache.near_stats.hits > hits_before
+
+
+async def test_pipelined_calls_skip_the_guards_admission_and_invalidations_keep_it(redis_url):
+    """As without a near cache: calls that end in the pipeliner are bounded by it (connections,
+    a deadline per round trip); invalidations, which scan on pooled connections, are admitted."""
+    async with near_cache(redis_url) as a:
+        await a.get("x")
+        near, backend = a._near, a.backend
+        assert a._guard is not None and a._guard.self_admitting is near
+        for fn in (backend.get, backend.set, backend.set_many, backend.delete, backend.get_many, backend.exists):
+            assert fn.__self__ is near
+        for fn in (backend.invalidate_pattern, backend.invalidate_tags):
+            assert getattr(fn, "__self__", None) is not near
+    async with near_cache(redis_url, auto_pipeline=False) as b:
+        await b.set("k", 1)
+        assert await b.get("k") == 1
+        await until(lambda: reads_locally(b, 1, 0))
+        assert b._guard is not None and b._guard.self_admitting is None  # the pool: every call admitted

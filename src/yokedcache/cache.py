@@ -367,6 +367,8 @@ class YokedCache:
         if self._near_instruments is None:
             self._near_instruments = NearInstruments.create(self.telemetry, self.near_stats)
         near.on_lag = self._near_instruments.record_lag
+        if self._guard is not None and backend.pipeliner is not None:
+            self._guard.self_admitting = near  # see _observe_batches
         self.get = self._near_get  # type: ignore[method-assign]
 
     async def _near_get(self, key: str, default: Any = None) -> Any:
@@ -402,7 +404,9 @@ class YokedCache:
         self.backend.observe_batches(self.telemetry)
         pipeliner = self.backend.pipeliner
         if self._guard is not None:
-            self._guard.self_admitting = pipeliner
+            # A near cache's fill and writes call the pipeliner: they skip them alike.
+            near = self._near if pipeliner is not None else None
+            self._guard.self_admitting = near if near is not None else pipeliner
             if pipeliner is not None and self._guard.timeout is not None:  # the deadline, per round trip
                 pipeliner.timeout = self._guard.timeout
 

@@ -39,7 +39,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -176,6 +176,7 @@ class NearCache:
         #: The backend's own methods, called by the wrappers.
         self._plain_get = backend.get
         self._set, self._set_many, self._delete = backend.set, backend.set_many, backend.delete
+        self._get_many, self._exists = backend.get_many, backend.exists
         self._invalidate_pattern, self._invalidate_tags = backend.invalidate_pattern, backend.invalidate_tags
         self._close, self._abandon = backend.close, backend.abandon_connections
         #: Called with each invalidation-lag sample, in seconds.
@@ -206,8 +207,11 @@ class NearCache:
         backend.set = near.set  # type: ignore[method-assign]
         backend.set_many = near.set_many  # type: ignore[method-assign]
         backend.delete = near.delete  # type: ignore[method-assign]
-        backend.invalidate_pattern = near.invalidate_pattern  # type: ignore[method-assign]
-        backend.invalidate_tags = near.invalidate_tags  # type: ignore[method-assign]
+        backend.get_many, backend.exists = near.get_many, near.exists  # type: ignore[method-assign]
+        # Plain functions, not methods of ``near``: when the facade lets the near cache's pipelined
+        # calls skip its admission and deadline (``Guard.self_admitting``), these keep both.
+        backend.invalidate_pattern = lambda pattern: near.invalidate_pattern(pattern)  # type: ignore[method-assign]
+        backend.invalidate_tags = lambda tag_keys: near.invalidate_tags(tag_keys)  # type: ignore[method-assign]
         backend.close = near.close  # type: ignore[method-assign]
         backend.abandon_connections = near.abandon_connections  # type: ignore[method-assign]
         return near
@@ -251,6 +255,14 @@ class NearCache:
                 deadline = min(deadline, started + limit)
             self.store.put(key, value, deadline)
         return value
+
+    # Unchanged reads, as methods of this object like every call the facade makes through it
+    # (see install): the guard then treats them alike.
+    def get_many(self, keys: Sequence[str]) -> Awaitable[list[bytes | None]]:
+        return self._get_many(keys)
+
+    def exists(self, key: str) -> Awaitable[bool]:
+        return self._exists(key)
 
     # -- writes by this process -----------------------------------------------------------------
     def discard(self, key: str) -> None:
