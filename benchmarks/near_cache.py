@@ -51,8 +51,11 @@ def zipf_sample(n: int, seed: int = 27) -> list[int]:
     return random.Random(seed).choices(range(KEYS), cum_weights=list(weights), k=n)
 
 
-def goodput(get: Callable[[str], Awaitable[Any]], names: list[str]) -> Callable[[int], Awaitable[float]]:
-    """A round of ``ops`` GETs spread over TASKS tasks; returns seconds per successful GET."""
+def goodput(get: Callable[[str], Awaitable[Any]], names: list[str],
+            cpu: list[float] | None = None) -> Callable[[int], Awaitable[float]]:  # fmt: skip
+    """A round of ``ops`` GETs spread over TASKS tasks; returns seconds per successful GET and
+    appends this process's CPU seconds per GET to ``cpu`` (steadier than wall time when other
+    jobs share the machine)."""
 
     async def run(ops: int) -> float:
         per_task = ops // TASKS
@@ -65,8 +68,10 @@ def goodput(get: Callable[[str], Awaitable[Any]], names: list[str]) -> Callable[
                 if await get(name) is not None:
                     ok += 1
 
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         await asyncio.gather(*(task(offset + t * per_task) for t in range(TASKS)))
+        if cpu is not None:
+            cpu.append((time.process_time() - cpu_started) / max(ok, 1))
         return (time.perf_counter() - started) / max(ok, 1)
 
     return run
@@ -136,10 +141,11 @@ async def measure(url: str, rounds: int, ops: int) -> None:
         report("1. single task, GET of one hot key (per GET)", costs, ratios, "µs")
 
         names = [f"z{i}" for i in zipf_sample(max(ops * 4, 400_000))]
-        zipf = {"yokedcache": goodput(plain.get, names), "yokedcache near_cache": goodput(near.get, names),
-                "near_cache, 100k entries": goodput(big.get, names)}  # fmt: skip
+        cpu: dict[str, list[float]] = {}
+        contenders = {"yokedcache": plain.get, "yokedcache near_cache": near.get, "near_cache, 100k entries": big.get}
         if cored is not None:
-            zipf["coredis TrackingCache"] = goodput(coredis_get, names)
+            contenders["coredis TrackingCache"] = coredis_get
+        zipf = {name: goodput(get, names, cpu.setdefault(name, [])) for name, get in contenders.items()}
         zops = max(ops, 20_000)
         samples = await interleaved_samples(zipf, rounds, zops)
         print(f"\n2. Zipf(1.1) over {KEYS:,} keys, {TASKS} tasks, read only (goodput, ops/s per round)")
@@ -147,7 +153,9 @@ async def measure(url: str, rounds: int, ops: int) -> None:
         for name, values in samples.items():
             ratio = statistics.median(b / v for v, b in zip(values, base, strict=True))
             rounds_ = " ".join(f"{1 / v:7,.0f}" for v in values)
-            print(f"  {name:<26} {rounds_}   median {1 / statistics.median(values):7,.0f}   {ratio:5.2f}x")
+            cpu_us = statistics.median(cpu[name][1:]) * 1e6  # [0] is the warm-up round
+            print(f"  {name:<26} {rounds_}   median {1 / statistics.median(values):7,.0f}   {ratio:5.2f}x"
+                  f"   client CPU {cpu_us:5.1f} µs/GET")  # fmt: skip
         for label, cache in (("default bounds", near), ("100k entries", big)):
             stats = cache.near_stats
             assert stats is not None and stats.hit_rate is not None
