@@ -504,3 +504,13 @@ async def test_pipelined_calls_skip_the_guards_admission_and_invalidations_keep_
         assert await b.get("k") == 1
         await until(lambda: reads_locally(b, 1, 0))
         assert b._guard is not None and b._guard.self_admitting is None  # the pool: every call admitted
+
+
+async def test_the_link_ignores_a_health_check_interval_in_the_url(redis_url):
+    """redis-py's own health check would read replies on the link behind its reader's back."""
+    async with near_cache(redis_url + "?health_check_interval=1") as a:
+        await a.connect()
+        assert a._near is not None and a._near.live
+        assert a._near._conn.health_check_interval == 0
+        await a.set("k", 1)
+        await until(lambda: reads_locally(a, 1, 0))

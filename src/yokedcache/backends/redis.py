@@ -355,7 +355,9 @@ class RedisBackend(Backend):
     def tracking_connection(self) -> Any:
         """A connection with this pool's settings (address, password, TLS, Sentinel master
         lookup) but RESP2: its invalidations arrive as Pub/Sub messages on ``SUBSCRIBE``."""
-        kwargs = {**self._pool.connection_kwargs, "protocol": 2}
+        # health_check_interval 0: redis-py's own PING-and-read before a command would race the
+        # link's reader for the replies; the link checks itself with PINGs its reader answers.
+        kwargs = {**self._pool.connection_kwargs, "protocol": 2, "health_check_interval": 0}
         if "maint_notifications_config" in kwargs:  # redis-py 7+: RESP3 only, so off here
             kwargs["maint_notifications_config"] = None
         return self._pool.connection_class(**kwargs)
