@@ -140,20 +140,22 @@ def _paths(value: Any, prefix: str = "") -> set[str]:
 
 
 def _documented_paths() -> set[str]:
-    text = README.read_text()
-    section = text[text.index("### `/status.json`") :]
-    section = section.split("\n## ", 1)[0]  # to the next section or the page's end
-    # cache-aside's fields are documented on its own page (docs/cache-aside.md)
-    aside = (README.parent / "cache-aside.md").read_text()
-    section += aside[aside.index("### `/status.json`") :]
-    return set(re.findall(r"^\| `([a-z0-9_.\[\]]+)`", section, flags=re.M))
+    """The status page reference's /status.json table, plus the rows of the pages of cache-aside
+    and the near cache, which document their own fields."""
+    found = set()
+    for page in (README, README.parent / "cache-aside.md", README.parent / "near-cache.md"):
+        text = page.read_text()
+        section = text[text.index("### `/status.json`") :]
+        section = section.split("\n## ", 1)[0]  # to the next section or the page's end
+        found |= set(re.findall(r"^\| `([a-z0-9_.\[\]]+)`", section, flags=re.M))
+    return found
 
 
 async def test_every_field_of_status_json_is_documented_in_the_readme_and_no_other(served, redis_url):
     collector, metrics = served
     dead = f"redis://127.0.0.1:{free_port()}/0"
     async with (
-        YokedCache(CacheConfig(metrics=metrics, redis_url=redis_url, name="good")) as good,
+        YokedCache(CacheConfig(metrics=metrics, redis_url=redis_url, name="good", near_cache=True)) as good,
         YokedCache(CacheConfig(metrics=metrics, redis_url=dead, name="gone", retry_attempts=0)) as gone,
     ):
         manager = AlertManager(good, interval=0.05)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._version import __version__
+from .backends.near_cache import NearCacheConfig
 from .cache import YokedCache
 from .config import CacheConfig
 from .errors import (
@@ -28,6 +29,7 @@ __all__ = [
     "CacheTimeoutError",
     "CacheUnavailableError",
     "CircuitOpenError",
+    "NearCacheConfig",
     "SerializationError",
     "YokedCache",
     "YokedCacheError",

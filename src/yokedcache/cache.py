@@ -23,6 +23,7 @@ from ._glob import escape_glob
 from .backends.base import Backend, Usage
 from .backends.memory import MemoryBackend
 from .cache_aside import CacheAside
+from .backends.near_cache import NearCache, NearCacheConfig, NearStats
 from .config import MAX_TTL, CacheConfig
 from .errors import CacheBackendError, CacheClosedError, CircuitOpenError
 from .health import CacheStats, ComprehensiveMetrics
@@ -30,6 +31,7 @@ from .resilience import CLOSED, OPEN, CircuitBreaker, Guard
 from .serializers import resolve_serializer
 from .telemetry import semconv as sc
 from .telemetry.instrumentation import Instrumentation, detach_background_context, suppressed
+from .telemetry.near import NearInstruments
 from .telemetry.observers import StateReading
 from .window import CounterWindow
 
@@ -233,6 +235,10 @@ class YokedCache:
         self._default_ttl = config.default_ttl
         self._fail_open = config.fail_open
         self.backend: Backend = self._make_backend(config)
+        #: Near cache (docs/near-cache.md): its counts outlive a backend rebuilt for a new loop.
+        self.near_stats: NearStats | None = NearStats() if config.near_cache is not None else None
+        self._near: NearCache | None = None
+        self._near_instruments: NearInstruments | None = None
 
         #: Built from the config (so it can be rebuilt for another event loop), or handed to us.
         self._owns_backend = config.backend is None or isinstance(config.backend, str)
@@ -348,11 +354,44 @@ class YokedCache:
         (``supports_nowait``: memory) is called without a coroutine per operation; others are
         called through the guard (breaker + retries)."""
         backend = self.backend
+        if self.near_stats is not None:
+            self._install_near_cache(backend)
         nowait = backend.supports_nowait
         self._get_nowait: Callable[[str], bytes | None] | None = backend.get_nowait if nowait else None
         self._set_nowait: Callable[..., None] | None = backend.set_nowait if nowait else None
         self._backend_get = backend.get
         self._backend_set = backend.set
+
+    def _install_near_cache(self, backend: Backend) -> None:
+        """Put a near cache in front of ``backend``; ``get`` then tries process memory first."""
+        settings = self.config.near_cache
+        assert isinstance(settings, NearCacheConfig) and self.near_stats is not None  # CacheConfig made it so
+        near = self._near = NearCache.install(backend, settings, self._prefix, self.near_stats)
+        if self._near_instruments is None:
+            self._near_instruments = NearInstruments.create(self.telemetry, self.near_stats)
+        near.on_lag = self._near_instruments.record_lag
+        if self._guard is not None and backend.pipeliner is not None:
+            self._guard.self_admitting = near  # see _observe_batches
+        self.get = self._near_get  # type: ignore[method-assign]
+
+    async def _near_get(self, key: str, default: Any = None) -> Any:
+        """``get`` with a near cache: a local copy that may be served answers with no round trip
+        and no CLIENT span (it touched no database), but with its duration recorded; anything
+        else is the plain :meth:`get`, whose backend call fills the local copy."""
+        started = perf_counter()
+        near = self._near
+        if near is not None and type(key) is str and _get_running_loop() is self._bound_loop:
+            raw = near.lookup(self._prefix + key)
+            if raw is not None:
+                try:
+                    value = self._loads(raw)
+                except Exception:
+                    return await YokedCache.get(self, key, default)
+                tel = self.telemetry
+                tel.counters.hits += 1
+                tel.finish(sc.OP_GET, started, None, True, value)
+                return value
+        return await YokedCache.get(self, key, default)
 
     @property
     def name(self) -> str:
@@ -368,8 +407,10 @@ class YokedCache:
         self.backend.observe_batches(self.telemetry)
         pipeliner = self.backend.pipeliner
         if self._guard is not None:
-            self._guard.self_admitting = pipeliner
-            if pipeliner is not None and self._guard.timeout is not None:  # each operation's deadline
+            # A near cache's fill and writes call the pipeliner: they skip them alike.
+            near = self._near if pipeliner is not None else None
+            self._guard.self_admitting = near if near is not None else pipeliner
+            if pipeliner is not None and self._guard.timeout is not None:  # the deadline, per round trip
                 pipeliner.timeout = self._guard.timeout
 
     def __repr__(self) -> str:
@@ -385,6 +426,8 @@ class YokedCache:
         self._loop = loop
         if self._needs_refresher and self._refresher is None:
             self._start_refresher()
+        if self._near is not None:
+            self._near.start()
         self._bound_loop = loop
 
     def _move_to_loop(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -815,7 +858,8 @@ class YokedCache:
         A configuration the server cannot serve (a cluster URL at a node without cluster mode)
         raises ``CacheConfigurationError`` whatever ``fail_open`` says, as every operation then
         would. An unreachable server raises its ``CacheConnectionError`` with ``fail_open=False``;
-        with ``fail_open`` it logs the outage's one WARNING and returns, like an operation.
+        with ``fail_open`` it logs the outage's one WARNING and returns, like an operation. With a
+        near cache it also waits (up to ``connect_timeout``) for its invalidation link.
         """
         try:  # not through _run: a start-up check is no operation (no span, counted nowhere)
             await self._call(self.backend.ping)
@@ -823,6 +867,9 @@ class YokedCache:
             self._note_failure(exc)
             if not self._fail_open:
                 raise
+            return
+        if self._near is not None:  # and the near cache's link (docs/near-cache.md), briefly
+            await self._near.wait_live(self.config.connect_timeout)
 
     async def health(self) -> bool:
         """True when the backend answers a ping within ``health_check_timeout``. Never raises."""

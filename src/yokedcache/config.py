@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from . import validation
 from ._urls import DEFAULT_REDIS_URL, REDIS_URL_ENV, env_redis_url, redact_url
+from .backends.near_cache import NearCacheConfig
 from .serializers import Serializer
 
 if TYPE_CHECKING:
@@ -118,6 +119,10 @@ class CacheConfig:
     lock_ttl: float = 10.0
     #: Seconds a caller waits for another's lock before computing for itself (never a deadlock).
     lock_wait: float = 10.0
+    #: Keep hot values in process memory, invalidated by Redis (``CLIENT TRACKING``): a
+    #: :class:`~yokedcache.NearCacheConfig`, ``True`` for its defaults, or ``None`` (off).
+    #: Redis and Sentinel only; see docs/near-cache.md.
+    near_cache: NearCacheConfig | bool | None = None
 
     def __post_init__(self) -> None:
         # The order of the checks is the order of the errors a config with several mistakes
@@ -134,6 +139,18 @@ class CacheConfig:
         self._check_providers()
         self._check_resilience()
         self._check_serializer()
+        self._check_near_cache()
+
+    def _check_near_cache(self) -> None:
+        if self.near_cache is True:
+            self.near_cache = NearCacheConfig()
+        elif self.near_cache is False:
+            self.near_cache = None
+        elif self.near_cache is not None and not isinstance(self.near_cache, NearCacheConfig):
+            kind = type(self.near_cache).__name__
+            raise TypeError(f"near_cache: expected a NearCacheConfig, True or None, got {kind}")
+        if self.near_cache is not None and self.backend == "memory":
+            raise ValueError("near_cache: needs a Redis backend (the memory backend is in-process already)")
 
     def _check_target(self) -> None:
         """Where the data goes and what reads it: URL, name, backend, metrics."""

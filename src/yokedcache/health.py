@@ -21,6 +21,7 @@ from .telemetry.semconv import error_type
 
 if TYPE_CHECKING:
     from .backends.base import Backend, Usage
+    from .backends.near_cache import NearStats
     from .resilience import CircuitBreaker
     from .telemetry.instrumentation import Instrumentation
     from .telemetry.observers import StateReading
@@ -54,6 +55,8 @@ class HealthSource(Protocol):
     rates: CounterWindow
     #: The newest backend failure: (monotonic time, reason in words, server error code).
     last_failure: tuple[float, str, str | None] | None
+    #: The near cache's counts and link state (``backends/near_cache.py``), or ``None``.
+    near_stats: NearStats | None
 
     @property
     def config(self) -> HealthSettings: ...
@@ -254,7 +257,7 @@ async def detailed_health_check(cache: HealthSource, *, probe: Backend | None = 
         if reasons:
             status = DEGRADED
     info = cache.backend.info
-    return {
+    report = {
         "name": cache.telemetry.label,  # the name cap's decision, as on the cache's series
         "status": status,
         "reasons": reasons,
@@ -272,6 +275,11 @@ async def detailed_health_check(cache: HealthSource, *, probe: Backend | None = 
         "performance_metrics": perf,
         "checked_at": time.time(),
     }
+    near = cache.near_stats
+    if near is not None:  # only with a near cache (docs/near-cache.md)
+        report["near_cache"] = {"link_up": near.link_up, "link_error": near.link_error, "entries": near.entries,
+                                "bytes": near.bytes, "flushes": near.flushes}  # fmt: skip
+    return report
 
 
 def _degraded_reasons(cache: HealthSource, breaker: dict[str, Any], pool: dict[str, Any] | None) -> list[str]:
@@ -283,6 +291,9 @@ def _degraded_reasons(cache: HealthSource, breaker: dict[str, Any], pool: dict[s
         reasons.append("circuit breaker half-open (recovering)")
     if pool is not None and pool["utilization"] >= 0.9:
         reasons.append(f"connection pool {pool['utilization']:.0%} in use")
+    near = cache.near_stats
+    if near is not None and not near.link_up and near.link_error is not None and not cache.closed:
+        reasons.append(f"near cache invalidation link down ({near.link_error}): every GET goes to Redis")
     return reasons
 
 

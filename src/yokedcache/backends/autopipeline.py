@@ -302,6 +302,10 @@ class AutoPipeliner:
     def exists(self, key: str) -> Awaitable[bool]:
         return self._call((("EXISTS", key),), _found)
 
+    def get_with_ttl(self, key: str) -> Awaitable[list[Any]]:
+        """GET and PTTL as one unit: a near cache's fill (backends/near_cache.py)."""
+        return self._call((("GET", key), ("PTTL", key)), _values)
+
     def get_many(self, keys: Sequence[str]) -> Awaitable[list[bytes | None]]:
         if not keys:
             return _value([])

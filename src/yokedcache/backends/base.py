@@ -285,6 +285,18 @@ class Backend(ABC):
         return _process_locks(self).held(name)
 
     # -- connections --------------------------------------------------------------------------
+    def tracking_connection(self) -> Any:
+        """A new, unconnected RESP2 connection for a near cache's invalidation link
+        (``CLIENT TRACKING``, see :mod:`.near_cache`). Raises ``ValueError`` saying why where
+        this backend cannot keep a near cache coherent (the default: no server to track)."""
+        raise ValueError(f"near_cache: the {self.info.kind} backend has no server that sends invalidations "
+                         "(a near cache sits in front of Redis; the memory backend is in-process already)")  # fmt: skip
+
+    async def get_with_ttl(self, key: str) -> tuple[bytes | None, int]:
+        """``key``'s value and its remaining time to live in ms (Redis ``PTTL``: -1 none, -2 gone),
+        in one round trip: how a near cache fills (only called where :meth:`tracking_connection` works)."""
+        raise NotImplementedError
+
     async def ping(self) -> None:
         """Round-trip to the store; raise if it cannot be reached (nothing to reach: return)."""
         return None

@@ -194,6 +194,7 @@ class RedisBackend(Backend):
         if p is not None:
             self.get, self.delete, self.exists, self.get_many = p.get, p.delete, p.exists, p.get_many  # type: ignore[method-assign]
             self._install_tagged_writes(p.set, p.set_many)
+            self.get_with_ttl = p.get_with_ttl  # type: ignore[method-assign,assignment]
 
     def _install_tagged_writes(self, plain_set: Any, plain_set_many: Any) -> None:
         """Bind ``set``/``set_many`` to the pipeliner's (or the direct path's): untagged writes
@@ -421,6 +422,25 @@ class RedisBackend(Backend):
 
     async def ping(self) -> None:
         await self._client.ping()
+
+    # -- near cache (backends/near_cache.py) ---------------------------------------------------
+    def tracking_connection(self) -> Any:
+        """A connection with this pool's settings (address, password, TLS, Sentinel master
+        lookup) but RESP2: its invalidations arrive as Pub/Sub messages on ``SUBSCRIBE``."""
+        # health_check_interval 0: redis-py's own PING-and-read before a command would race the
+        # link's reader for the replies; the link checks itself with PINGs its reader answers.
+        kwargs = {**self._pool.connection_kwargs, "protocol": 2, "health_check_interval": 0}
+        if "maint_notifications_config" in kwargs:  # redis-py 7+: RESP3 only, so off here
+            kwargs["maint_notifications_config"] = None
+        return self._pool.connection_class(**kwargs)
+
+    async def get_with_ttl(self, key: str) -> tuple[bytes | None, int]:
+        # Not atomic, and need not be: a write between the two is invalidated on the link.
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.get(key)
+            pipe.pttl(key)
+            value, pttl = await pipe.execute()
+        return value, int(pttl)
 
     # -- statistics ---------------------------------------------------------------------------
     def _db_index(self) -> int:

@@ -141,6 +141,13 @@ class RedisClusterBackend(RedisBackend):
     async def ping(self) -> None:
         await self._client.ping(target_nodes=self._client.PRIMARIES)
 
+    def tracking_connection(self) -> Any:
+        raise ValueError(
+            "near_cache: not supported on Redis Cluster: each node sends invalidations only for its own "
+            "slots, so coherence needs one tracking link per primary, re-made on every failover and "
+            "resharding, and this version keeps one link; use a plain or Sentinel URL, or no near cache"
+        )
+
     def _nodes(self) -> list[Any]:
         try:
             return list(self._client.get_nodes())

@@ -266,6 +266,7 @@ class StatusBoard:
             "errors": errors,
             "pool": _pool([p for p in (c.backend.pool_stats() for c in caches) if p is not None]),
             "usage": _usage([u for u in (c.usage_snapshot() for c in caches) if u is not None], wall),
+            "near_cache": _near([n for n in (c.near_stats for c in caches) if n is not None]),
             "alerts": [{k: a.get(k) for k in _ALERT_FIELDS} for c in caches for a in firing_for(c)],
             "alert_rules": [rule for c in caches for rule in rules_for(c)],
             "max_memory_bytes": _max_memory(caches),
@@ -490,6 +491,22 @@ def _pool(pools: list[dict[str, Any]]) -> dict[str, Any] | None:
         "idle": sum(p["idle"] for p in pools),
         "max": maximum,
         "utilization": _r(min(1.0, in_use / maximum), 6) if maximum else None,
+    }
+
+
+def _near(stats: list[Any]) -> dict[str, Any] | None:
+    """The near caches' figures (docs/near-cache.md), summed; ``None`` where none is configured."""
+    if not stats:
+        return None
+    hits, misses = sum(n.hits for n in stats), sum(n.misses for n in stats)
+    return {
+        "hit_rate_since_start": _r(hits / (hits + misses), 6) if hits + misses else None,
+        "hits": hits,
+        "misses": misses,
+        "entries": sum(n.entries for n in stats),
+        "bytes": sum(n.bytes for n in stats),
+        "invalidations": sum(n.invalidations for n in stats),
+        "flushes": sum(n.flushes for n in stats),
     }
 
 

@@ -62,6 +62,23 @@ SCOPE_LOCK: Final = "lock"
 #: Bucket advisory for factory durations: from a fast lookup to a slow report.
 COMPUTE_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
+#: Near cache (docs/near-cache.md): GETs served from process memory and GETs that went on to
+#: Redis (the seed's hits/misses still count every GET), keys Redis invalidated, whole-store
+#: flushes (link lost, FLUSHDB), local entries and bytes, and the sampled invalidation lag.
+NEAR_HITS: Final = "yokedcache.cache.near.hits"
+NEAR_MISSES: Final = "yokedcache.cache.near.misses"
+NEAR_INVALIDATIONS: Final = "yokedcache.cache.near.invalidations"
+NEAR_FLUSHES: Final = "yokedcache.cache.near.flushes"
+NEAR_ENTRIES: Final = "yokedcache.cache.near.entries"
+NEAR_SIZE: Final = "yokedcache.cache.near.size"
+NEAR_INVALIDATION_LAG: Final = "yokedcache.cache.near.invalidation_lag"
+NEAR_UNITS: Final = {
+    NEAR_HITS: "{hit}", NEAR_MISSES: "{miss}", NEAR_INVALIDATIONS: "{invalidation}", NEAR_FLUSHES: "{flush}",
+    NEAR_ENTRIES: "{entry}", NEAR_SIZE: "By", NEAR_INVALIDATION_LAG: "s",
+}  # fmt: skip
+#: Invalidation lag buckets (seconds): loopback is tens of µs, a cloud hop hundreds.
+NEAR_LAG_BUCKETS: Final = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
 #: Every built-in instrument and its unit (the Prometheus exporter derives name suffixes from it).
 #: No gauge uses unit ``1``: the Collector's Prometheus naming (Go otlptranslator) appends
 #: ``_ratio`` to a gauge of unit ``1`` and the Python exporter does not, so the two paths would
