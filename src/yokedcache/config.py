@@ -142,10 +142,11 @@ class CacheConfig:
         self._check_near_cache()
 
     def _check_near_cache(self) -> None:
+        # frozen: the one normalisation (True/False to a config or None) happens here, once
         if self.near_cache is True:
-            self.near_cache = NearCacheConfig()
+            object.__setattr__(self, "near_cache", NearCacheConfig())
         elif self.near_cache is False:
-            self.near_cache = None
+            object.__setattr__(self, "near_cache", None)
         elif self.near_cache is not None and not isinstance(self.near_cache, NearCacheConfig):
             kind = type(self.near_cache).__name__
             raise TypeError(f"near_cache: expected a NearCacheConfig, True or None, got {kind}")
