@@ -704,7 +704,7 @@ class YokedCache:
             self._failed(sc.OP_SET, started, active, exc)
             return False
         tel.counters.sets += 1
-        tel.finish(sc.OP_SET, started, active, None, True)
+        tel.finish(sc.OP_SET, started, active, None, True, bool(tag_keys))
         return True
 
     async def delete(self, key: str) -> bool:

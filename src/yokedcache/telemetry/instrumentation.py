@@ -1,10 +1,11 @@
 """The one instrumentation point every cache operation goes through.
 
-Per operation it queues one duration for the SDK histogram (recorded in batches on the event
-loop), bumps plain counters, and -- only when tracing is on and the span is sampled -- builds a
-span. Attribute dictionaries are built once here, never per call. With no SDK installed, the
-histogram and tracer are the API's no-ops, called inline, and the whole point costs well under
-a microsecond.
+Per operation it measures the duration once and queues it for the SDK histograms (ours and, on
+Redis, the conventions' ``db.client.operation.duration``, both recorded in the same small batches
+on the event loop, while the next command is in flight), bumps plain counters, and -- only when
+tracing is on and the span is sampled -- builds a span whose duration is exactly the one recorded.
+Attribute dictionaries are built once here, never per call. With no SDK installed, the histograms
+and tracer are the API's no-ops, called inline, and the whole point costs well under a microsecond.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator
-from time import perf_counter
+from time import perf_counter, time_ns
 from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry import metrics, trace
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .._version import __version__
@@ -38,10 +39,19 @@ __all__ = ["ActiveSpan", "Instrumentation"]
 
 log = logging.getLogger("yokedcache.telemetry")
 
-_FLUSH_BATCH = 64  # queued duration records that trigger a flush on the event loop
-_FLUSH_LIMIT = 4 * _FLUSH_BATCH  # queued records flushed inline when the loop never got to it
+#: Queued operations that trigger a flush on the event loop. Small on purpose: a flush runs while
+#: the caller's next command is in flight, and one longer than that round trip delays the caller.
+#: 64 (two SDK records each, ~5 µs warm) stalled about 1 call in 64 by ~0.4 ms at one task (p99
+#: 1.9x raw's); 8 fits in the round trip and keeps the records warm (benchmarks/tail.py).
+_FLUSH_BATCH = 8
+#: Most operations one flush records: many tasks queue many per loop turn, and warm batches are
+#: what makes a deferred record cheap; the rest go on the loop's next turn.
+_FLUSH_MOST = 128
+_FLUSH_LIMIT = 256  # queued operations recorded inline when the loop never got a turn
 
-ActiveSpan = tuple[trace.Span, object]  # the span and the context token to detach
+#: The span, the context token to detach and the span's start (``time_ns``): the duration
+#: recorded is the span's own, end minus start, as the database conventions ask.
+ActiveSpan = tuple[trace.Span, object, int]
 
 
 class Instrumentation:
@@ -58,7 +68,7 @@ class Instrumentation:
         metrics_enabled: bool = True,
         tracing_enabled: bool = False,
         capture_keys: bool = False,
-        db_client_metrics: bool = False,
+        db_client_metrics: bool = True,
         usage: Callable[[], Usage | None] = lambda: None,
         evictions: Callable[[], int | None] = lambda: None,
         state: Callable[[], StateReading | None] = lambda: None,
@@ -79,8 +89,11 @@ class Instrumentation:
         self._db_histogram: Any = None
         #: Record durations in batches on the event loop instead of inline (see finish and rebind).
         self._defer = False
-        self._pending: deque[tuple[float, dict[str, str]]] = deque()
+        #: (duration, our attributes, db.client.operation.duration's or None) per operation.
+        self._pending: deque[tuple[float, dict[str, str], dict[str, Any] | None]] = deque()
         self._flush_scheduled = False
+        #: Queued operations that trigger a flush (_FLUSH_BATCH; benchmarks/tail.py varies it).
+        self.flush_at = _FLUSH_BATCH
         self._explicit_meter_provider = meter_provider
         self._explicit_tracer_provider = tracer_provider
         self._metrics_requested = metrics_enabled
@@ -119,13 +132,22 @@ class Instrumentation:
             }  # fmt: skip
             self._tagged_set_name = tagged
             db_base = {k: v for k, v in base.items() if k != sc.CACHE_BACKEND}
-            #: Attributes of db.client.operation.duration points (the opt-in semconv histogram).
-            self._db_attrs = {op: {**db_base, sc.DB_OPERATION_NAME: commands[op]} for op in sc.OPERATIONS}
+            #: Attributes of db.client.operation.duration points (the span's, less our own).
+            self._db_attrs: dict[str, dict[str, Any] | None] = {
+                op: {**db_base, sc.DB_OPERATION_NAME: commands[op], sc.DB_QUERY_SUMMARY: commands[op]}
+                for op in sc.OPERATIONS
+            }
+            self._db_tagged_set_attrs = {**db_base, sc.DB_OPERATION_NAME: tagged, sc.DB_QUERY_SUMMARY: tagged}
         else:  # a dict in this process: no database, no db.* attributes, an INTERNAL span
             self._span_names = {op: f"yokedcache {op}" for op in sc.OPERATIONS}
             self._span_attrs = {op: {**base, sc.CACHE_OPERATION: op} for op in sc.OPERATIONS}
             self._tagged_set_attrs = self._span_attrs[sc.OP_SET]
             self._tagged_set_name = self._span_names[sc.OP_SET]
+            self._db_attrs = dict.fromkeys(sc.OPERATIONS)
+            self._db_tagged_set_attrs = {}
+        #: What finish queues for db.client.operation.duration per operation: None while it is off.
+        self._db_queued: dict[str, dict[str, Any] | None] = dict.fromkeys(sc.OPERATIONS)
+        self._db_error_attrs: dict[tuple[str, str, str | None], dict[str, Any]] = {}
         self._pipeline_attrs = {**base, sc.DB_OPERATION_NAME: sc.PIPELINE, sc.DB_QUERY_SUMMARY: sc.PIPELINE}
         self._batch_attrs = {sc.CACHE_NAME: self.name}
 
@@ -147,6 +169,7 @@ class Instrumentation:
             self._observed.discard(self)
             self._observed = None
         self._histogram = self._db_histogram = self._batch_histogram = None
+        self._db_queued = dict.fromkeys(sc.OPERATIONS)
         if self._closed:
             self.tracing_enabled = False
             return
@@ -156,30 +179,14 @@ class Instrumentation:
         if self._metrics_requested and (not follows or settings.enabled):
             if follows:
                 meter_provider = settings.meter_provider
-            meter = metrics.get_meter(
-                sc.SCOPE_NAME, __version__, meter_provider=meter_provider, schema_url=sc.SCHEMA_URL
-            )
-            self._histogram = meter.create_histogram(
-                sc.DURATION,
-                unit=sc.BUILT_IN_UNITS[sc.DURATION],
-                description="Duration of cache operations",
-                explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
-            )
-            self._batch_histogram = meter.create_histogram(
-                sc.PIPELINE_BATCH_SIZE,
-                unit=sc.BUILT_IN_UNITS[sc.PIPELINE_BATCH_SIZE],
-                description="Cache operations sent together in one auto-pipelined round trip",
-                explicit_bucket_boundaries_advisory=list(sc.BATCH_SIZE_BUCKETS),
-            )
+            # The provider's instruments, made once and shared by every cache reporting into it.
+            observed = self._observed = observed_caches(meter_provider)
+            self._histogram = observed.duration
+            self._batch_histogram = observed.batch_size
             if self._db_client_metrics and self._is_db:
-                self._db_histogram = meter.create_histogram(
-                    sc.DB_CLIENT_DURATION,
-                    unit="s",
-                    description="Duration of database client operations",
-                    explicit_bucket_boundaries_advisory=list(sc.DB_CLIENT_DURATION_BUCKETS),
-                )
-            self._observed = observed_caches(meter_provider, meter)
-            self._observed.add(self)
+                self._db_histogram = observed.db_duration()
+                self._db_queued = self._db_attrs
+            observed.add(self)
         # Queue only for a real SDK: the API's own no-op (and proxy) instruments cost less inline.
         self._defer = self._histogram is not None and not type(self._histogram).__module__.startswith(
             "opentelemetry.metrics"
@@ -212,22 +219,29 @@ class Instrumentation:
 
     def _flush_batch(self) -> None:
         self._flush_scheduled = False
-        self.flush(2 * _FLUSH_BATCH)
-        if len(self._pending) >= _FLUSH_BATCH:
+        self.flush(_FLUSH_MOST)
+        if len(self._pending) >= self.flush_at:
             self._schedule_flush()
 
     def flush(self, limit: int | None = None) -> int:
-        """Record queued durations (all, or ``limit``); safe from any thread (collection calls it)."""
+        """Record queued durations (all, or ``limit``); safe from any thread (collection calls it).
+
+        Both histograms record from the one measurement, in the same warm batch: the second
+        record costs a fraction of a record made alone after a round trip.
+        """
         histogram = self._histogram
+        db_histogram = self._db_histogram
         pop = self._pending.popleft
         done = 0
         while limit is None or done < limit:
             try:
-                elapsed, attrs = pop()
+                elapsed, attrs, db_attrs = pop()
             except IndexError:
                 break
             if histogram is not None:
                 histogram.record(elapsed, attrs)
+                if db_attrs is not None and db_histogram is not None:
+                    db_histogram.record(elapsed, db_attrs)
             done += 1
         return done
 
@@ -241,11 +255,13 @@ class Instrumentation:
         """
         if not self.tracing_enabled or otel_context.get_value(_SUPPRESS_INSTRUMENTATION_KEY):
             return None
+        start = time_ns()
         if tagged:
             span = self._tracer.start_span(self._tagged_set_name, kind=self._span_kind,
-                                           attributes=self._tagged_set_attrs)  # fmt: skip
+                                           attributes=self._tagged_set_attrs, start_time=start)  # fmt: skip
         else:
-            span = self._tracer.start_span(self._span_names[op], kind=self._span_kind, attributes=self._span_attrs[op])
+            span = self._tracer.start_span(self._span_names[op], kind=self._span_kind,
+                                           attributes=self._span_attrs[op], start_time=start)  # fmt: skip
         if not span.is_recording():
             return None
         if batch is not None:
@@ -264,24 +280,32 @@ class Instrumentation:
         context = trace.set_span_in_context(span)
         if self._is_db:
             context = otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True, context)
-        return span, otel_context.attach(context)
+        return span, otel_context.attach(context), start
 
     def finish(
-        self, op: str, started: float, active: ActiveSpan | None, hit: bool | None = None, result: Any = None
-    ) -> None:
+        self, op: str, started: float, active: ActiveSpan | None, hit: bool | None = None, result: Any = None,
+        tagged: bool = False,
+    ) -> None:  # fmt: skip
         """Record a successful operation that began at ``started`` (``perf_counter()``).
 
-        ``result`` (what the caller gets back) only reaches a configured ``response_hook``.
+        With a span, the duration is the span's (its start to the end given to it), so the
+        histograms and the trace agree exactly. ``result`` (what the caller gets back) only
+        reaches a configured ``response_hook``; ``tagged``: a SET with tags (a MULTI).
         """
-        elapsed = perf_counter() - started
+        if active is None:
+            elapsed = perf_counter() - started
+        else:
+            end = time_ns()
+            elapsed = (end - active[2]) / 1e9
         counters = self.counters
         counters.calls[op] += 1
         counters.duration_sum[op] += elapsed
         self.recent.append((started, elapsed, op))
         histogram = self._histogram
         if histogram is not None:
-            if self._db_histogram is not None:  # opt-in: a second record (README "Telemetry reference")
-                self._db_histogram.record(elapsed, self._db_attrs[op])
+            db_attrs = self._db_queued[op]  # None unless db.client.operation.duration is on
+            if tagged and db_attrs is not None:
+                db_attrs = self._db_tagged_set_attrs
             if active is None and self._defer:
                 # An SDK record costs ~4 µs warm but ~12 µs once redis-py's round trip (or an
                 # idle spell, for the memory backend) has evicted it from the CPU caches
@@ -289,23 +313,25 @@ class Instrumentation:
                 # loop, off the caller's path: while the next command is in flight, or as soon as
                 # the caller yields. Sampled operations record inline, so exemplars keep the trace.
                 pending = self._pending
-                pending.append((elapsed, self._op_attrs[op]))
+                pending.append((elapsed, self._op_attrs[op], db_attrs))
                 queued = len(pending)
-                if queued >= _FLUSH_BATCH:
+                if queued >= self.flush_at:
                     if not self._flush_scheduled:
                         self._schedule_flush()
                     elif queued >= _FLUSH_LIMIT:  # a caller that never yields: the loop gets no turn
                         self.flush()
             else:
                 histogram.record(elapsed, self._op_attrs[op])
+                if db_attrs is not None:
+                    self._db_histogram.record(elapsed, db_attrs)
         if active is not None:
-            span, token = active
+            span, token, _ = active
             if hit is not None:
                 span.set_attribute(sc.CACHE_HIT, hit)
             hook = self._settings.response_hook
             if hook is not None:
                 _run_hook("response_hook", hook, span, op, result)
-            span.end()
+            span.end(end_time=end)
             otel_context.detach(token)
 
     # -- auto-pipelined batches (the backend's BatchObserver) ---------------------------------
@@ -360,7 +386,7 @@ class Instrumentation:
 
     def end_span(self, active: ActiveSpan | None) -> None:
         if active is not None:
-            span, token = active
+            span, token, _ = active
             span.end()
             otel_context.detach(token)
 
@@ -375,36 +401,58 @@ class Instrumentation:
         """Record a failed operation: counted, timed with ``error.type``, span marked ERROR.
 
         ``error.type`` names the driver's exception (``redis.exceptions.ReadOnlyError``), not
-        our wrapper, as the semantic conventions ask.
+        our wrapper, as the semantic conventions ask; ``db.response.status_code`` is the Redis
+        error prefix (``WRONGTYPE``) when the server replied with one.
         """
-        elapsed = perf_counter() - started
+        if active is None:
+            elapsed = perf_counter() - started
+        else:
+            end = time_ns()
+            elapsed = (end - active[2]) / 1e9
         etype = sc.error_type(original_error(exc))
+        code = getattr(exc, "code", None) if isinstance(exc, CacheCommandError | CacheUnavailableError) else None
         counters = self.counters
         counters.calls[op] += 1
         counters.duration_sum[op] += elapsed
         counters.add_error(op, etype)
         self.recent.append((started, elapsed, op))
         if self._histogram is not None:
-            attrs = self._error_attrs.get((op, etype))
-            if attrs is None:
-                if len(self._error_attrs) >= MAX_ERROR_TYPES:  # the counters' cap, so both fold alike
-                    etype = OTHER_ERROR
-                attrs = self._error_attrs.setdefault(
-                    (op, etype), {sc.CACHE_NAME: self.name, sc.ATTR_OPERATION: op, sc.ATTR_ERROR_TYPE: etype}
-                )
+            attrs, db_attrs = self._failure_attrs(op, etype, code)
             self._histogram.record(elapsed, attrs)
-        if self._db_histogram is not None:
-            self._db_histogram.record(elapsed, {**self._db_attrs[op], sc.ERROR_TYPE: etype})
+            if db_attrs is not None:
+                self._db_histogram.record(elapsed, db_attrs)
         if active is not None:
-            span, token = active
+            span, token, _ = active
             span.set_attribute(sc.ERROR_TYPE, etype)
-            code = getattr(exc, "code", None)
-            if code is not None and isinstance(exc, CacheCommandError | CacheUnavailableError):
+            if code is not None:
                 span.set_attribute(sc.DB_RESPONSE_STATUS_CODE, code)  # the server's error prefix
             span.record_exception(exc)
             span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-            span.end()
+            span.end(end_time=end)
             otel_context.detach(token)
+
+    def _failure_attrs(self, op: str, etype: str, code: str | None) -> tuple[dict[str, str], dict[str, Any] | None]:
+        """Attributes of a failure's points, built once per kind of failure, within the counters'
+        cap on error types (beyond it both histograms fold into ``_OTHER``, as the counters do)."""
+        attrs = self._error_attrs.get((op, etype))
+        if attrs is None:
+            if len(self._error_attrs) >= MAX_ERROR_TYPES:
+                etype, code = OTHER_ERROR, None
+            attrs = self._error_attrs.setdefault(
+                (op, etype), {sc.CACHE_NAME: self.name, sc.ATTR_OPERATION: op, sc.ATTR_ERROR_TYPE: etype}
+            )
+        base = self._db_queued[op]
+        if base is None:
+            return attrs, None
+        db_attrs = self._db_error_attrs.get((op, etype, code))
+        if db_attrs is None:
+            if len(self._db_error_attrs) >= MAX_ERROR_TYPES:
+                etype, code = OTHER_ERROR, None
+            db_attrs = {**base, sc.ERROR_TYPE: etype}
+            if code is not None:
+                db_attrs[sc.DB_RESPONSE_STATUS_CODE] = code
+            db_attrs = self._db_error_attrs.setdefault((op, etype, code), db_attrs)
+        return attrs, db_attrs
 
 
 class _Batch:
