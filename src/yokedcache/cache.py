@@ -305,6 +305,7 @@ class YokedCache:
             tracing_enabled=config.enable_tracing if config.enable_tracing is not None else self.backend.remote,
             capture_keys=config.capture_keys,
             db_client_metrics=config.db_client_metrics,
+            driver=self.backend.driver_telemetry(),
             usage=self.usage_snapshot,
             evictions=lambda: self.backend.evictions,
             state=self.state,

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 from .. import validation
 from .._extras import require
 from .._urls import check_redis_url, env_redis_url, redact_url, url_error
-from . import redis_usage
+from . import redis_otel, redis_usage
 from ._connections import hang_up
-from .base import RESERVED_CONNECTIONS, Backend, BackendInfo, BatchObserver, Failure, Usage
+from .base import RESERVED_CONNECTIONS, Backend, BackendInfo, BatchObserver, DriverTelemetry, Failure, Usage
 from .redis_errors import classify_redis_error
 
 if TYPE_CHECKING:
@@ -177,6 +177,10 @@ class RedisBackend(Backend):
             p = self.pipeliner = self._new_pipeliner()
             self.get, self.set, self.set_many = p.get, p.set, p.set_many  # type: ignore[method-assign]
             self.delete, self.exists, self.get_many = p.delete, p.exists, p.get_many  # type: ignore[method-assign]
+
+    def driver_telemetry(self) -> DriverTelemetry:
+        """redis-py's own OpenTelemetry: its COMMAND group misses what the pipeliner sends."""
+        return redis_otel.driver_telemetry(pipelined=self.pipeliner is not None)
 
     def observe_batches(self, observer: BatchObserver) -> None:
         """Tell ``observer`` (the cache's instrumentation) about every auto-pipelined batch."""

@@ -23,7 +23,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .._version import __version__
-from ..backends.base import BackendInfo, Usage
+from ..backends.base import BackendInfo, DriverTelemetry, Usage
 from ..errors import CacheCommandError, CacheUnavailableError, original_error
 from . import semconv as sc
 from . import switch
@@ -69,6 +69,7 @@ class Instrumentation:
         tracing_enabled: bool = False,
         capture_keys: bool = False,
         db_client_metrics: bool = True,
+        driver: DriverTelemetry | None = None,
         usage: Callable[[], Usage | None] = lambda: None,
         evictions: Callable[[], int | None] = lambda: None,
         state: Callable[[], StateReading | None] = lambda: None,
@@ -86,6 +87,9 @@ class Instrumentation:
         self.owner = owner
         self.capture_keys = capture_keys
         self._db_client_metrics = db_client_metrics
+        driver = driver if driver is not None else DriverTelemetry()
+        #: db.client.connection.count for this cache's pool, unless the driver (redis-py) reports it.
+        self.reports_db_connections = not driver.counts_connections
         self._db_histogram: Any = None
         #: Record durations in batches on the event loop instead of inline (see finish and rebind).
         self._defer = False
@@ -116,7 +120,28 @@ class Instrumentation:
             if backend_info.port is not None:
                 base[sc.SERVER_PORT] = backend_info.port
         self._is_db = is_db
-        if is_db:
+        self._name_operations(backend_info, base, driver, db_client_metrics)
+        #: What finish queues for db.client.operation.duration per operation: None while it is off.
+        self._db_queued: dict[str, dict[str, Any] | None] = dict.fromkeys(sc.OPERATIONS)
+        self._db_error_attrs: dict[tuple[str, str, str | None], dict[str, Any]] = {}
+        self._pipeline_attrs = {**base, sc.DB_OPERATION_NAME: sc.PIPELINE, sc.DB_QUERY_SUMMARY: sc.PIPELINE}
+        self._batch_attrs = {sc.CACHE_NAME: self.name}
+
+        self._histogram: Any = None
+        self._batch_histogram: Any = None
+        self._observed: ObservedCaches | None = None
+        self._tracer: Any = None
+        self.tracing_enabled = False
+        self._settings = switch.current()
+        if meter_provider is None or tracer_provider is None:
+            switch.follow(self)
+        self.rebind()
+
+    def _name_operations(
+        self, backend_info: BackendInfo, base: dict[str, Any], driver: DriverTelemetry, db_client_metrics: bool
+    ) -> None:
+        """Span names and the attribute dictionaries of spans and db.client.operation.duration, per operation."""
+        if self._is_db:
             # Stable database conventions: the span is named after db.query.summary, which for
             # one Redis command is the command; our own verb rides along in our namespace.
             commands = {**sc.REDIS_COMMANDS, **backend_info.extra.get("commands", {})}
@@ -138,6 +163,9 @@ class Instrumentation:
                 for op in sc.OPERATIONS
             }
             self._db_tagged_set_attrs = {**db_base, sc.DB_OPERATION_NAME: tagged, sc.DB_QUERY_SUMMARY: tagged}
+            for op in driver.timed:  # the driver times these commands itself: never count them twice
+                self._db_attrs[op] = None
+            _tell_once(driver, db_client_metrics)
         else:  # a dict in this process: no database, no db.* attributes, an INTERNAL span
             self._span_names = {op: f"yokedcache {op}" for op in sc.OPERATIONS}
             self._span_attrs = {op: {**base, sc.CACHE_OPERATION: op} for op in sc.OPERATIONS}
@@ -145,21 +173,6 @@ class Instrumentation:
             self._tagged_set_name = self._span_names[sc.OP_SET]
             self._db_attrs = dict.fromkeys(sc.OPERATIONS)
             self._db_tagged_set_attrs = {}
-        #: What finish queues for db.client.operation.duration per operation: None while it is off.
-        self._db_queued: dict[str, dict[str, Any] | None] = dict.fromkeys(sc.OPERATIONS)
-        self._db_error_attrs: dict[tuple[str, str, str | None], dict[str, Any]] = {}
-        self._pipeline_attrs = {**base, sc.DB_OPERATION_NAME: sc.PIPELINE, sc.DB_QUERY_SUMMARY: sc.PIPELINE}
-        self._batch_attrs = {sc.CACHE_NAME: self.name}
-
-        self._histogram: Any = None
-        self._batch_histogram: Any = None
-        self._observed: ObservedCaches | None = None
-        self._tracer: Any = None
-        self.tracing_enabled = False
-        self._settings = switch.current()
-        if meter_provider is None or tracer_provider is None:
-            switch.follow(self)
-        self.rebind()
 
     def rebind(self) -> None:
         """(Re)resolve providers: explicit ones always, the global ones while the switch is on."""
@@ -462,6 +475,34 @@ class _Batch:
 
     def __init__(self, span: trace.Span | None) -> None:
         self.span = span
+
+
+_told: set[str] = set()
+
+
+def _tell_once(driver: DriverTelemetry, db_client_metrics: bool) -> None:
+    """One log line per process for each way redis-py's own OpenTelemetry shares the work with ours."""
+    told = []
+    if driver.unseen and db_client_metrics:
+        told.append((logging.WARNING, "redis-py's OpenTelemetry COMMAND metrics never see the commands yokedcache's "
+                     "auto-pipeliner sends (get, set, delete, exists, get_many, set_many): yokedcache records "
+                     "db.client.operation.duration for those, redis-py for the rest; use auto_pipeline=False to "
+                     "have redis-py time every command (docs/semconv.md)"))  # fmt: skip
+    elif driver.unseen:
+        told.append((logging.WARNING, "redis-py's OpenTelemetry COMMAND metrics never see the commands yokedcache's "
+                     "auto-pipeliner sends, and db_client_metrics=False: db.client.operation.duration has no point "
+                     "for get, set, delete, exists, get_many or set_many (docs/semconv.md)"))  # fmt: skip
+    elif driver.timed:
+        told.append((logging.INFO, "redis-py's OpenTelemetry COMMAND metrics are on: yokedcache leaves "
+                     "db.client.operation.duration to them (yokedcache.cache.operation.duration still times "
+                     "every cache operation)"))  # fmt: skip
+    if driver.counts_connections:
+        told.append((logging.INFO, "redis-py's OpenTelemetry reports db.client.connection.count: yokedcache leaves "
+                     "that name to it (its yokedcache.cache.pool.* gauges stay)"))  # fmt: skip
+    for level, message in told:
+        if message not in _told:
+            _told.add(message)
+            log.log(level, message)
 
 
 def _run_hook(name: str, hook: Callable[..., Any], *args: Any) -> None:

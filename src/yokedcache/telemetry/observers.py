@@ -56,6 +56,9 @@ class Observed(Protocol):
     #: A weak reference to the cache itself (``None`` when no cache owns the telemetry): the
     #: status page and ``/readyz`` (``server/``) find the caches reporting into a meter here.
     owner: Callable[[], Any] | None
+    #: False when the driver (redis-py's own OpenTelemetry) reports db.client.connection.count
+    #: for this cache's pool: the name is left to it, not counted twice.
+    reports_db_connections: bool
 
     def flush(self, limit: int | None = None) -> int: ...
 
@@ -294,9 +297,12 @@ class ObservedCaches:
             if values:
                 yield Observation(sum(getattr(u, field) for u in values), self._a(name))
 
-    def _states(self) -> dict[str, list[StateReading]]:
+    def _states(self, db_connections: bool = False) -> dict[str, list[StateReading]]:
+        """State readings by cache name (``db_connections``: only caches reporting that name)."""
         out: dict[str, list[StateReading]] = {}
         for name, members in self._groups().items():
+            if db_connections:
+                members = [m for m in members if m.reports_db_connections]
             states = [s for s in (m.state() for m in members) if s is not None]
             if states:
                 out[name] = states
@@ -321,9 +327,9 @@ class ObservedCaches:
                 opens = (retired.counts["breaker_opens"] if retired else 0) + sum(s.breaker_opens for s in with_breaker)
                 yield Observation(opens, self._a(name))
 
-    def _pools(self) -> dict[str, list[StateReading]]:
+    def _pools(self, db_connections: bool = False) -> dict[str, list[StateReading]]:
         out = {}
-        for name, states in self._states().items():
+        for name, states in self._states(db_connections).items():
             pools = [s for s in states if s.pool_max is not None]
             if pools:
                 out[name] = pools
@@ -351,7 +357,7 @@ class ObservedCaches:
         return attrs
 
     def _db_connections(self, options: CallbackOptions) -> Iterable[Observation]:
-        for name, pools in self._pools().items():
+        for name, pools in self._pools(db_connections=True).items():
             yield Observation(sum(s.pool_in_use or 0 for s in pools), self._pool_attrs(name, "used"))
             yield Observation(sum(s.pool_idle or 0 for s in pools), self._pool_attrs(name, "idle"))
 
