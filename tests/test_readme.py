@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = ["README.md", "collector-config/README.md"]
+DOCS = ["README.md", "collector-config/README.md", "docs/semconv.md"]
 FENCE = re.compile(r"^```(\S*)\s*$")
 
 
