@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import statistics
 from collections.abc import Awaitable, Callable
-from time import perf_counter
+from time import perf_counter, process_time
 from typing import Any
 
 from _measure import run_on_redis
@@ -40,8 +40,8 @@ Op = Callable[[str], Awaitable[object]]
 
 
 def loop_of(get: Op, set_: Op, keys: list[str], settle: Callable[[], object] | None = None) -> Any:
-    async def run(n: int, out: list[float]) -> float:
-        started = perf_counter()
+    async def run(n: int, out: list[float]) -> tuple[float, float]:
+        started, cpu = perf_counter(), process_time()
         for i in range(n):
             op, k = PLAN[i % len(PLAN)]
             t0 = perf_counter()
@@ -49,7 +49,7 @@ def loop_of(get: Op, set_: Op, keys: list[str], settle: Callable[[], object] | N
             out.append(perf_counter() - t0)
         if settle is not None:
             settle()
-        return (perf_counter() - started) / n
+        return (perf_counter() - started) / n, (process_time() - cpu) / n
 
     return run
 
@@ -76,7 +76,7 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def measure(url: str, rounds: int, ops: int, compare: tuple[int, ...] = (64,)) -> None:
+async def measure(url: str, rounds: int, ops: int, compare: tuple[tuple[int, bool], ...] = ((64, True),)) -> None:
     import redis.asyncio as aioredis
 
     provider = MeterProvider(metric_readers=[PrometheusMetricReader(registry=CollectorRegistry())])
@@ -87,10 +87,11 @@ async def measure(url: str, rounds: int, ops: int, compare: tuple[int, ...] = (6
         ),
         "cache, no SDK": YokedCache(CacheConfig(redis_url=url, enable_metrics=False, name="nosdk")),
     }
-    for at in compare:  # the same configuration, flushing every `at` operations (64: before issue 27)
-        cache = YokedCache(CacheConfig(redis_url=url, meter_provider=provider, name=f"at{at}"))
+    for at, db in compare:  # the same configuration, flushing every `at` operations (64: before issue 27)
+        cache = YokedCache(CacheConfig(redis_url=url, meter_provider=provider, name=f"at{at}{db}",
+                                       db_client_metrics=db))  # fmt: skip
         cache.telemetry.flush_at = at
-        caches[f"cache, metrics on, flush every {at}"] = cache
+        caches[f"cache, {'metrics on' if db else 'db metric off'}, flush every {at}"] = cache
     first = next(iter(caches.values()))
     await first.set_many({k: "v" for k in KEYS[:800]})
     plain = aioredis.from_url(url)
@@ -115,12 +116,14 @@ async def measure(url: str, rounds: int, ops: int, compare: tuple[int, ...] = (6
     for loop in loops.values():  # warm-up
         await loop(500, [])
     base = "raw from_url() + json"
-    rows: dict[str, dict[str, list[float]]] = {name: {"mean": [], "p50": [], "p99": []} for name in loops}
+    rows: dict[str, dict[str, list[float]]] = {name: {"mean": [], "cpu": [], "p50": [], "p99": []} for name in loops}
     for _ in range(rounds):
         for name, loop in loops.items():
             latencies: list[float] = []
             row = rows[name]
-            row["mean"].append(await loop(ops, latencies))
+            mean, cpu = await loop(ops, latencies)
+            row["mean"].append(mean)
+            row["cpu"].append(cpu)
             row["p50"].append(quantile(latencies, 0.5))
             row["p99"].append(quantile(latencies, 0.99))
 
@@ -128,11 +131,13 @@ async def measure(url: str, rounds: int, ops: int, compare: tuple[int, ...] = (6
         return statistics.median(v / b for v, b in zip(rows[name][field], rows[base][field], strict=True))
 
     print(f"  one task, {rounds} interleaved rounds x {ops} calls (80 % GET / 20 % SET); medians over rounds")
-    header = ("variant", "mean µs", "p50 µs", "p99 µs", "mean/raw", "p99/raw")
-    print("    {:34} {:>9} {:>8} {:>8} {:>9} {:>8}".format(*header))
+    # CPU: this process's CPU time per call (the client's cost; steadier than wall time on a shared machine)
+    header = ("variant", "mean µs", "CPU µs", "p50 µs", "p99 µs", "mean/raw", "CPU/raw", "p99/raw")
+    print("    {:38} {:>8} {:>7} {:>7} {:>7} {:>8} {:>7} {:>7}".format(*header))
     for name, row in rows.items():
-        mean, p50, p99 = (statistics.median(row[f]) * 1e6 for f in ("mean", "p50", "p99"))
-        print(f"    {name:34} {mean:9.1f} {p50:8.1f} {p99:8.1f} {ratio(name, 'mean'):9.3f} {ratio(name, 'p99'):8.3f}")
+        mean, cpu, p50, p99 = (statistics.median(row[f]) * 1e6 for f in ("mean", "cpu", "p50", "p99"))
+        print(f"    {name:38} {mean:8.1f} {cpu:7.1f} {p50:7.1f} {p99:7.1f} {ratio(name, 'mean'):8.3f} "
+              f"{ratio(name, 'cpu'):7.3f} {ratio(name, 'p99'):7.3f}")  # fmt: skip
     print("  one flush on the loop (what a call whose reply arrives meanwhile waits for), all rounds:")
     for name, spans in flushes.items():
         if spans:
