@@ -10,6 +10,8 @@ COMMAND never sees them. ``docs/semconv.md`` says what the cache records beside 
 
 from __future__ import annotations
 
+import sys
+
 from .base import DriverTelemetry
 
 #: Backend operations whose commands leave through the auto-pipeliner when it is on.
@@ -20,10 +22,13 @@ OPERATIONS = PIPELINED | {"invalidate_pattern", "invalidate_tags", "clear"}
 
 def metric_groups() -> frozenset[str]:
     """The names of redis-py's metric groups that are on (empty: not installed or not initialised)."""
+    if "redis.observability.providers" not in sys.modules:
+        # Nobody initialised it (init() needs that module), and importing it would import the SDK.
+        return frozenset()
     try:
         from redis.observability.config import MetricGroup
         from redis.observability.providers import get_observability_instance
-    except ImportError:  # redis-py < 7.2, or without its observability module
+    except ImportError:  # pragma: no cover (imported already, see above)
         return frozenset()
     instance = get_observability_instance()
     manager = instance.get_provider_manager() if instance.is_enabled() else None
