@@ -89,7 +89,8 @@ async def measure(url: str, rounds: int, ops: int, compare: tuple[tuple[int, boo
         "cache, db_client_metrics=False": YokedCache(
             CacheConfig(redis_url=url, meter_provider=provider, db_client_metrics=False, name="off")
         ),
-        "cache, no SDK": YokedCache(CacheConfig(redis_url=url, name="nosdk")),  # the global provider: the API's no-op,
+        # no provider given and none set globally: the API's no-op instruments
+        "cache, no SDK": YokedCache(CacheConfig(redis_url=url, name="nosdk")),
     }
     for at, db in compare:  # the same configuration, flushing every `at` operations (64: before issue 27)
         cache = YokedCache(CacheConfig(redis_url=url, meter_provider=provider, name=f"at{at}{db}",
