@@ -143,6 +143,24 @@ async def test_a_redis_error_reply_sets_the_status_code_and_the_original_error_t
     assert point.sum == (span.end_time - span.start_time) / 1e9
 
 
+async def test_a_failed_tagged_set_is_a_multi_on_the_metric_as_on_its_span(redis_url, telemetry):
+    import redis
+
+    from yokedcache.cache import TAG_ROOT
+
+    raw = redis.Redis.from_url(redis_url)
+    raw.set(f"{TAG_ROOT}yokedcache:t", "not a set")  # the tag's set is a string: SADD fails, WRONGTYPE
+    raw.close()
+    config = CacheConfig(redis_url=redis_url, tracer_provider=telemetry.tracer_provider,
+                         meter_provider=telemetry.meter_provider)  # fmt: skip
+    async with YokedCache(config) as cache:
+        assert await cache.set("k", 1, tags=["t"]) is False
+    (span,) = telemetry.spans.get_finished_spans()
+    (point,) = [p for _, p in telemetry.metrics(keep_name=True)[sc.DB_CLIENT_DURATION]]
+    assert span.name == point.attributes[sc.DB_OPERATION_NAME] == point.attributes[sc.DB_QUERY_SUMMARY] == "MULTI"
+    assert point.attributes[sc.ERROR_TYPE] == span.attributes[sc.ERROR_TYPE]
+
+
 @pytest.fixture(params=["cluster", "sentinel"])
 def flavour_url(request: pytest.FixtureRequest) -> str:
     """A Redis Cluster of three primaries, or a primary found through Sentinel (database 2)."""

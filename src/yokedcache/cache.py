@@ -505,7 +505,7 @@ class YokedCache:
         with suppressed():  # ours, not the caller's: no spans in its trace
             return await (fn(*args) if guard is None else guard.side_call(fn, *args, bounded=bounded))
 
-    def _failed(self, op: str, started: float, active: Any, exc: BaseException) -> None:
+    def _failed(self, op: str, started: float, active: Any, exc: BaseException, tagged: bool = False) -> None:
         """Record a failure; re-raise unless the backend failed and we fail open.
 
         A caller's own cancellation (or a timeout around its task) is not a backend error: it
@@ -517,7 +517,7 @@ class YokedCache:
         if isinstance(exc, CacheClosedError):
             self.telemetry.end_span(active)
             raise exc
-        self.telemetry.fail(op, started, active, exc)
+        self.telemetry.fail(op, started, active, exc, tagged)
         if isinstance(exc, CacheBackendError):
             self._note_failure(exc)
             if self._fail_open:
@@ -702,7 +702,7 @@ class YokedCache:
                 await (setter(full, data, expiry, tag_keys) if guard is None
                        else guard.call(setter, full, data, expiry, tag_keys))  # fmt: skip
         except BaseException as exc:
-            self._failed(sc.OP_SET, started, active, exc)
+            self._failed(sc.OP_SET, started, active, exc, bool(tag_keys))
             return False
         tel.counters.sets += 1
         tel.finish(sc.OP_SET, started, active, None, True, bool(tag_keys))

@@ -410,7 +410,9 @@ class Instrumentation:
             active[0].set_attribute(sc.CACHE_CANCELLED, True)
         self.end_span(active)
 
-    def fail(self, op: str, started: float, active: ActiveSpan | None, exc: BaseException) -> None:
+    def fail(
+        self, op: str, started: float, active: ActiveSpan | None, exc: BaseException, tagged: bool = False
+    ) -> None:
         """Record a failed operation: counted, timed with ``error.type``, span marked ERROR.
 
         ``error.type`` names the driver's exception (``redis.exceptions.ReadOnlyError``), not
@@ -430,7 +432,7 @@ class Instrumentation:
         counters.add_error(op, etype)
         self.recent.append((started, elapsed, op))
         if self._histogram is not None:
-            attrs, db_attrs = self._failure_attrs(op, etype, code)
+            attrs, db_attrs = self._failure_attrs(op, etype, code, tagged)
             self._histogram.record(elapsed, attrs)
             if db_attrs is not None:
                 self._db_histogram.record(elapsed, db_attrs)
@@ -444,7 +446,9 @@ class Instrumentation:
             span.end(end_time=end)
             otel_context.detach(token)
 
-    def _failure_attrs(self, op: str, etype: str, code: str | None) -> tuple[dict[str, str], dict[str, Any] | None]:
+    def _failure_attrs(
+        self, op: str, etype: str, code: str | None, tagged: bool
+    ) -> tuple[dict[str, str], dict[str, Any] | None]:
         """Attributes of a failure's points, built once per kind of failure, within the counters'
         cap on error types (beyond it both histograms fold into ``_OTHER``, as the counters do)."""
         attrs = self._error_attrs.get((op, etype))
@@ -457,6 +461,8 @@ class Instrumentation:
         base = self._db_queued[op]
         if base is None:
             return attrs, None
+        if tagged:  # a SET with tags is a MULTI, as its span says
+            base, op = self._db_tagged_set_attrs, f"{op} (with tags)"
         db_attrs = self._db_error_attrs.get((op, etype, code))
         if db_attrs is None:
             if len(self._db_error_attrs) >= MAX_ERROR_TYPES:
