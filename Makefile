@@ -35,9 +35,16 @@ $(ETSY_STATSD):
 	  npm install --prefix tests/.node --no-audit --no-fund --ignore-scripts --loglevel=error statsd@0.9.0; \
 	else echo "npm not found: the Etsy StatsD test will skip (apt-get install nodejs npm)"; fi
 
+# Older redis-py beside the installed one for tests/test_redis_otel.py (git-ignored): 7.3.0, the
+# first whose asyncio client has OpenTelemetry of its own, and 5.0.1, the lowest the cache runs on.
+REDIS_PY_VERSIONS := 7.3.0 5.0.1
+REDIS_PY_OLDER := $(foreach v,$(REDIS_PY_VERSIONS),tests/.redis-py/$(v)/redis/__init__.py)
+tests/.redis-py/%/redis/__init__.py: | install
+	$(BIN)/pip install --disable-pip-version-check --quiet --no-deps --target tests/.redis-py/$* redis==$*
+
 # lint first: CI (.ci/run) runs `make test` only, and the layering, complexity and dead-code
 # rules must hold there too
-test: install $(DOCS_STAMP) $(ETSY_STATSD) lint
+test: install $(DOCS_STAMP) $(ETSY_STATSD) $(REDIS_PY_OLDER) lint
 	$(BIN)/python -m pytest
 
 # radon prints every block rated D or worse (issue 17: none may be); vulture reports code nothing

@@ -37,6 +37,9 @@ class _RecordingMeter:
     def create_observable_up_down_counter(self, name: str, *args: Any, **kwargs: Any) -> None:
         self.kinds[name] = "up_down_counter"
 
+    def create_histogram(self, name: str, *args: Any, **kwargs: Any) -> None:
+        self.kinds[name] = "histogram"
+
 
 def _observable_counters() -> set[str]:
     meter = _RecordingMeter()

@@ -47,8 +47,9 @@ async def test_counter_totals_equal_operations_with_few_datagrams(listener, make
     assert listener.counter_total("myapp.cache.hits") + listener.counter_total("myapp.cache.misses") == n
     hit_lines = [x for x in listener.lines() if x.startswith("myapp.cache.gets:") and x.endswith(",result:hit")]
     assert sum(float(x.split(":")[1].split("|")[0]) for x in hit_lines) == n / 2
-    # one flush: a handful of datagrams, independent of the 4,000 operations
-    assert len(listener.datagrams) < 16
+    # one flush: a handful of datagrams, independent of the 4,000 operations (on Redis, twice the
+    # timers: db.client.operation.duration rides along with cache.operation_duration)
+    assert len(listener.datagrams) < (40 if cache.backend.remote else 16)
     assert all(len(d.encode()) <= 1432 for d in listener.datagrams)
     assert all(LINE.match(line) for line in listener.lines()), listener.lines()
     metrics.shutdown()

@@ -22,8 +22,8 @@ from . import health, validation
 from ._glob import escape_glob
 from .backends.base import Backend, Usage
 from .backends.memory import MemoryBackend
-from .cache_aside import CacheAside
 from .backends.near_cache import NearCache, NearCacheConfig, NearStats
+from .cache_aside import CacheAside
 from .config import MAX_TTL, CacheConfig
 from .errors import CacheBackendError, CacheClosedError, CircuitOpenError
 from .health import CacheStats, ComprehensiveMetrics
@@ -312,6 +312,7 @@ class YokedCache:
             tracing_enabled=config.enable_tracing if config.enable_tracing is not None else self.backend.remote,
             capture_keys=config.capture_keys,
             db_client_metrics=config.db_client_metrics,
+            driver=self.backend.driver_telemetry(),
             usage=self.usage_snapshot,
             evictions=lambda: self.backend.evictions,
             state=self.state,
@@ -550,7 +551,7 @@ class YokedCache:
         with suppressed():  # ours, not the caller's: no spans in its trace
             return await (fn(*args) if guard is None else guard.side_call(fn, *args, bounded=bounded))
 
-    def _failed(self, op: str, started: float, active: Any, exc: BaseException) -> None:
+    def _failed(self, op: str, started: float, active: Any, exc: BaseException, tagged: bool = False) -> None:
         """Record a failure; re-raise unless the backend failed and we fail open.
 
         A caller's own cancellation (or a timeout around its task) is not a backend error: it
@@ -562,7 +563,7 @@ class YokedCache:
         if isinstance(exc, CacheClosedError):
             self.telemetry.end_span(active)
             raise exc
-        self.telemetry.fail(op, started, active, exc)
+        self.telemetry.fail(op, started, active, exc, tagged)
         if isinstance(exc, CacheBackendError):
             self._note_failure(exc)
             if self._fail_open:
@@ -747,10 +748,10 @@ class YokedCache:
                 await (setter(full, data, expiry, tag_keys) if guard is None
                        else guard.call(setter, full, data, expiry, tag_keys))  # fmt: skip
         except BaseException as exc:
-            self._failed(sc.OP_SET, started, active, exc)
+            self._failed(sc.OP_SET, started, active, exc, bool(tag_keys))
             return False
         tel.counters.sets += 1
-        tel.finish(sc.OP_SET, started, active, None, True)
+        tel.finish(sc.OP_SET, started, active, None, True, bool(tag_keys))
         return True
 
     async def delete(self, key: str) -> bool:

@@ -101,9 +101,10 @@ class CacheConfig:
     #: Share of one core (app and Redis each) the exact count may use: 0.01 = 1 %.
     stats_exact_cpu_budget: float = 0.01
     health_check_timeout: float = 1.0
-    #: Also record ``db.client.operation.duration`` (stable database conventions) for Redis:
-    #: one more histogram record per operation, so off by default (docs/telemetry.md, "Telemetry reference").
-    db_client_metrics: bool = False
+    #: Redis: also record the stable database conventions' ``db.client.operation.duration``, from
+    #: the same measurement and in the same batched flush as our duration (docs/semconv.md).
+    #: False leaves it out, e.g. to let redis-py's own OTel (its COMMAND group) report it.
+    db_client_metrics: bool = True
     #: close() waits this long for operations in flight, then closes every connection anyway.
     close_timeout: float = 5.0
     #: Health says "degraded" while more than this share of the last minute's operations failed.

@@ -32,6 +32,7 @@ __all__ = [
     "BackendInfo",
     "BatchObserver",
     "DatabaseUsage",
+    "DriverTelemetry",
     "Failure",
     "Pipeliner",
     "ProcessLocks",
@@ -121,6 +122,20 @@ class BackendInfo:
         # ``kind`` becomes a label (``cache.backend``, and ``cache.name`` when the cache has no
         # name): checked here, where it enters, by the rule a cache name follows.
         validation.cache_name("kind", self.kind)
+
+
+@dataclass(frozen=True)
+class DriverTelemetry:
+    """What the client library's own OpenTelemetry records for a backend's calls (redis-py's,
+    ``redis[otel]``, once the application initialised it), so the facade records nothing twice."""
+
+    #: Operations (backend method names) whose commands the driver times itself.
+    timed: frozenset[str] = frozenset()
+    #: Operations the driver would time but never sees: their commands leave on connections of
+    #: this backend's own (the auto-pipeliner), outside the driver's command path.
+    unseen: frozenset[str] = frozenset()
+    #: The driver reports connection counts (``db.client.connection.count``) for this backend's pool.
+    counts_connections: bool = False
 
 
 class BatchObserver(Protocol):
@@ -313,6 +328,10 @@ class Backend(ABC):
     def abandon_connections(self) -> None:
         """Hang up every connection without the event loop that owns them (it is closed)."""
         return None
+
+    def driver_telemetry(self) -> DriverTelemetry:
+        """What the driver's own telemetry already records (read when the cache is made)."""
+        return DriverTelemetry()
 
     def observe_batches(self, observer: BatchObserver) -> None:
         """Tell ``observer`` about every auto-pipelined batch (a backend that pipelines)."""

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 from .. import validation
 from .._extras import require
 from .._urls import check_redis_url, default_redis_url, redact_url, url_error
-from . import redis_lock, redis_usage
+from . import redis_lock, redis_otel, redis_usage
 from ._connections import hang_up
-from .base import REJECTED, RESERVED_CONNECTIONS, Backend, BackendInfo, BatchObserver, Failure, Usage
+from .base import REJECTED, RESERVED_CONNECTIONS, Backend, BackendInfo, BatchObserver, DriverTelemetry, Failure, Usage
 from .redis_errors import classify_redis_error
 
 log = logging.getLogger("yokedcache.redis")
@@ -212,6 +212,10 @@ class RedisBackend(Backend):
             return self._undone_if_refused(plain_set_many(items, ttl, tags), [k for k, _ in items])
 
         self.set, self.set_many = set, set_many  # type: ignore[method-assign]
+
+    def driver_telemetry(self) -> DriverTelemetry:
+        """redis-py's own OpenTelemetry: its COMMAND group misses what the pipeliner sends."""
+        return redis_otel.driver_telemetry(pipelined=self.pipeliner is not None)
 
     def observe_batches(self, observer: BatchObserver) -> None:
         """Tell ``observer`` (the cache's instrumentation) about every auto-pipelined batch."""

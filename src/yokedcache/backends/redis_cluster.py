@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from .._extras import require
 from .._urls import url_error
-from . import redis_usage
-from .base import MISCONFIGURED, DatabaseUsage, Failure, Usage
+from . import redis_otel, redis_usage
+from .base import MISCONFIGURED, DatabaseUsage, DriverTelemetry, Failure, Usage
 from .redis import Opened, RedisBackend
 from .redis_errors import classify_redis_error
 
@@ -40,6 +40,10 @@ class RedisClusterBackend(RedisBackend):
 
     ``max_connections`` is per node for redis-py; the facade admits that many calls in all.
     """
+
+    def driver_telemetry(self) -> DriverTelemetry:
+        """The cluster's pipeliner sends through redis-py's own client: its COMMAND group sees all."""
+        return redis_otel.driver_telemetry(pipelined=False)
 
     schemes = CLUSTER_SCHEMES
     flavour = "cluster"

@@ -1,10 +1,11 @@
 """The one instrumentation point every cache operation goes through.
 
-Per operation it queues one duration for the SDK histogram (recorded in batches on the event
-loop), bumps plain counters, and -- only when tracing is on and the span is sampled -- builds a
-span. Attribute dictionaries are built once here, never per call. With no SDK installed, the
-histogram and tracer are the API's no-ops, called inline, and the whole point costs well under
-a microsecond.
+Per operation it measures the duration once and queues it for the SDK histograms (ours and, on
+Redis, the conventions' ``db.client.operation.duration``, both recorded in the same small batches
+on the event loop, while the next command is in flight), bumps plain counters, and -- only when
+tracing is on and the span is sampled -- builds a span whose duration is exactly the one recorded.
+Attribute dictionaries are built once here, never per call. With no SDK installed, the histograms
+and tracer are the API's no-ops, called inline, and the whole point costs well under a microsecond.
 """
 
 from __future__ import annotations
@@ -14,16 +15,16 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Iterator
-from time import perf_counter
+from time import perf_counter, time_ns
 from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry import metrics, trace
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .. import validation
 from .._version import __version__
-from ..backends.base import BackendInfo, Usage
+from ..backends.base import BackendInfo, DriverTelemetry, Usage
 from ..errors import CacheCommandError, CacheUnavailableError, original_error
 from . import semconv as sc
 from . import switch
@@ -40,13 +41,22 @@ __all__ = ["ActiveSpan", "Instrumentation"]
 
 log = logging.getLogger("yokedcache.telemetry")
 
-_FLUSH_BATCH = 64  # queued duration records that trigger a flush on the event loop
-_FLUSH_LIMIT = 4 * _FLUSH_BATCH  # queued records flushed inline when the loop never got to it
+#: Queued operations that trigger a flush on the event loop. Small on purpose: a flush runs while
+#: the caller's next command is in flight, and one longer than that round trip delays the caller.
+#: 64 (two SDK records each, ~5 µs warm) stalled about 1 call in 64 by ~0.4 ms at one task (p99
+#: 1.9x raw's); 8 fits in the round trip and keeps the records warm (benchmarks/tail.py).
+_FLUSH_BATCH = 8
+#: Most operations one flush records: many tasks queue many per loop turn, and warm batches are
+#: what makes a deferred record cheap; the rest go on the loop's next turn.
+_FLUSH_MOST = 128
+_FLUSH_LIMIT = 256  # queued operations recorded inline when the loop never got a turn
 
+#: The span, the context token to detach and the span's start (``time_ns``): the duration
+#: recorded is the span's own, end minus start, as the database conventions ask.
 #: "No provider": a cache that neither records nor traces is asked of no name cap.
 _UNCAPPED = object()
 
-ActiveSpan = tuple[trace.Span, object]  # the span and the context token to detach
+ActiveSpan = tuple[trace.Span, object, int]
 
 
 class Instrumentation:
@@ -63,7 +73,8 @@ class Instrumentation:
         metrics_enabled: bool = True,
         tracing_enabled: bool = False,
         capture_keys: bool = False,
-        db_client_metrics: bool = False,
+        db_client_metrics: bool = True,
+        driver: DriverTelemetry | None = None,
         usage: Callable[[], Usage | None] = lambda: None,
         evictions: Callable[[], int | None] = lambda: None,
         state: Callable[[], StateReading | None] = lambda: None,
@@ -84,11 +95,17 @@ class Instrumentation:
         self.owner = owner
         self.capture_keys = capture_keys
         self._db_client_metrics = db_client_metrics
+        driver = driver if driver is not None else DriverTelemetry()
+        #: db.client.connection.count for this cache's pool, unless the driver (redis-py) reports it.
+        self.reports_db_connections = not driver.counts_connections
         self._db_histogram: Any = None
         #: Record durations in batches on the event loop instead of inline (see finish and rebind).
         self._defer = False
-        self._pending: deque[tuple[float, dict[str, str]]] = deque()
+        #: (duration, our attributes, db.client.operation.duration's or None) per operation.
+        self._pending: deque[tuple[float, dict[str, str], dict[str, Any] | None]] = deque()
         self._flush_scheduled = False
+        #: Queued operations that trigger a flush (_FLUSH_BATCH; benchmarks/tail.py varies it).
+        self.flush_at = _FLUSH_BATCH
         self._explicit_meter_provider = meter_provider
         self._explicit_tracer_provider = tracer_provider
         self._metrics_requested = metrics_enabled
@@ -101,9 +118,11 @@ class Instrumentation:
         #: name, or ``_other`` beyond the name cap (``names.py``), decided in :meth:`rebind`.
         self.label = self.name
         self._backend_info = backend_info
+        self._driver = driver
         self._is_db = backend_info.system is not None
         self._span_kind = SpanKind.CLIENT if self._is_db else SpanKind.INTERNAL
         self._build_attributes()
+        _tell_once(driver, db_client_metrics)
 
         self._histogram: Any = None
         self._batch_histogram: Any = None
@@ -125,9 +144,8 @@ class Instrumentation:
         label, backend_info = self.label, self._backend_info
         self._op_attrs = {op: {sc.CACHE_NAME: label, sc.ATTR_OPERATION: op} for op in sc.OPERATIONS}
         self._error_attrs: dict[tuple[str, str], dict[str, str]] = {}
-        is_db = self._is_db
         base: dict[str, Any] = {sc.CACHE_NAME: label, sc.CACHE_BACKEND: backend_info.kind}
-        if is_db:
+        if self._is_db:
             base[sc.DB_SYSTEM_NAME] = backend_info.system
             if backend_info.db is not None:
                 base[sc.DB_NAMESPACE] = backend_info.db
@@ -135,6 +153,14 @@ class Instrumentation:
                 base[sc.SERVER_ADDRESS] = backend_info.host
             if backend_info.port is not None:
                 base[sc.SERVER_PORT] = backend_info.port
+        self._name_operations(backend_info, base, self._driver)
+        self._db_error_attrs: dict[tuple[str, str, str | None], dict[str, Any]] = {}
+        self._pipeline_attrs = {**base, sc.DB_OPERATION_NAME: sc.PIPELINE, sc.DB_QUERY_SUMMARY: sc.PIPELINE}
+        self._batch_attrs = {sc.CACHE_NAME: label}
+
+    def _name_operations(self, backend_info: BackendInfo, base: dict[str, Any], driver: DriverTelemetry) -> None:
+        """Span names and the attribute dictionaries of spans and db.client.operation.duration, per operation."""
+        if self._is_db:
             # Stable database conventions: the span is named after db.query.summary, which for
             # one Redis command is the command; our own verb rides along in our namespace.
             commands = {**sc.REDIS_COMMANDS, **backend_info.extra.get("commands", {})}
@@ -150,15 +176,21 @@ class Instrumentation:
             }  # fmt: skip
             self._tagged_set_name = tagged
             db_base = {k: v for k, v in base.items() if k != sc.CACHE_BACKEND}
-            #: Attributes of db.client.operation.duration points (the opt-in semconv histogram).
-            self._db_attrs = {op: {**db_base, sc.DB_OPERATION_NAME: commands[op]} for op in sc.OPERATIONS}
+            #: Attributes of db.client.operation.duration points (the span's, less our own).
+            self._db_attrs: dict[str, dict[str, Any] | None] = {
+                op: {**db_base, sc.DB_OPERATION_NAME: commands[op], sc.DB_QUERY_SUMMARY: commands[op]}
+                for op in sc.OPERATIONS
+            }
+            self._db_tagged_set_attrs = {**db_base, sc.DB_OPERATION_NAME: tagged, sc.DB_QUERY_SUMMARY: tagged}
+            for op in driver.timed:  # the driver times these commands itself: never count them twice
+                self._db_attrs[op] = None
         else:  # a dict in this process: no database, no db.* attributes, an INTERNAL span
             self._span_names = {op: f"yokedcache {op}" for op in sc.OPERATIONS}
             self._span_attrs = {op: {**base, sc.CACHE_OPERATION: op} for op in sc.OPERATIONS}
             self._tagged_set_attrs = self._span_attrs[sc.OP_SET]
             self._tagged_set_name = self._span_names[sc.OP_SET]
-        self._pipeline_attrs = {**base, sc.DB_OPERATION_NAME: sc.PIPELINE, sc.DB_QUERY_SUMMARY: sc.PIPELINE}
-        self._batch_attrs = {sc.CACHE_NAME: label}
+            self._db_attrs = dict.fromkeys(sc.OPERATIONS)
+            self._db_tagged_set_attrs = {}
 
     def rebind(self) -> None:
         """(Re)resolve providers: explicit ones always, the global ones while the switch is on."""
@@ -168,7 +200,8 @@ class Instrumentation:
             self._observed.discard(self)
             self._observed = None
         self._histogram = self._db_histogram = self._batch_histogram = None
-        #: The meter this cache records into (None: metrics off); cache-aside's instruments use it.
+        self._db_queued = dict.fromkeys(sc.OPERATIONS)
+        #: The provider's meter (None: metrics off): cache-aside's and the near cache's instruments use it.
         self.meter: Any = None
         if self._closed:
             self.tracing_enabled = False
@@ -184,7 +217,15 @@ class Instrumentation:
             tracer_provider = settings.tracer_provider
         self._relabel(meter_provider if records else tracer_provider if self.tracing_enabled else _UNCAPPED)
         if records:
-            self._bind_meter(meter_provider)
+            # The provider's instruments, made once and shared by every cache reporting into it.
+            observed = self._observed = observed_caches(meter_provider)
+            self.meter = observed.meter
+            self._histogram = observed.duration
+            self._batch_histogram = observed.batch_size
+            if self._db_client_metrics and self._is_db:
+                self._db_histogram = observed.db_duration()
+                self._db_queued = self._db_attrs
+            observed.add(self)
         # Queue only for a real SDK: the API's own no-op (and proxy) instruments cost less inline.
         self._defer = self._histogram is not None and not type(self._histogram).__module__.startswith(
             "opentelemetry.metrics"
@@ -204,31 +245,6 @@ class Instrumentation:
         if label != self.label:
             self.label = label
             self._build_attributes()
-
-    def _bind_meter(self, meter_provider: Any) -> None:
-        meter = metrics.get_meter(sc.SCOPE_NAME, __version__, meter_provider=meter_provider, schema_url=sc.SCHEMA_URL)
-        self._histogram = meter.create_histogram(
-            sc.DURATION,
-            unit=sc.BUILT_IN_UNITS[sc.DURATION],
-            description="Duration of cache operations",
-            explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
-        )
-        self._batch_histogram = meter.create_histogram(
-            sc.PIPELINE_BATCH_SIZE,
-            unit=sc.BUILT_IN_UNITS[sc.PIPELINE_BATCH_SIZE],
-            description="Cache operations sent together in one auto-pipelined round trip",
-            explicit_bucket_boundaries_advisory=list(sc.BATCH_SIZE_BUCKETS),
-        )
-        if self._db_client_metrics and self._is_db:
-            self._db_histogram = meter.create_histogram(
-                sc.DB_CLIENT_DURATION,
-                unit="s",
-                description="Duration of database client operations",
-                explicit_bucket_boundaries_advisory=list(sc.DB_CLIENT_DURATION_BUCKETS),
-            )
-        self.meter = meter
-        self._observed = observed_caches(meter_provider, meter)
-        self._observed.add(self)
 
     @property
     def tracer(self) -> Any:
@@ -252,22 +268,29 @@ class Instrumentation:
 
     def _flush_batch(self) -> None:
         self._flush_scheduled = False
-        self.flush(2 * _FLUSH_BATCH)
-        if len(self._pending) >= _FLUSH_BATCH:
+        self.flush(_FLUSH_MOST)
+        if len(self._pending) >= self.flush_at:
             self._schedule_flush()
 
     def flush(self, limit: int | None = None) -> int:
-        """Record queued durations (all, or ``limit``); safe from any thread (collection calls it)."""
+        """Record queued durations (all, or ``limit``); safe from any thread (collection calls it).
+
+        Both histograms record from the one measurement, in the same warm batch: the second
+        record costs a fraction of a record made alone after a round trip.
+        """
         histogram = self._histogram
+        db_histogram = self._db_histogram
         pop = self._pending.popleft
         done = 0
         while limit is None or done < limit:
             try:
-                elapsed, attrs = pop()
+                elapsed, attrs, db_attrs = pop()
             except IndexError:
                 break
             if histogram is not None:
                 histogram.record(elapsed, attrs)
+                if db_attrs is not None and db_histogram is not None:
+                    db_histogram.record(elapsed, db_attrs)
             done += 1
         return done
 
@@ -281,11 +304,13 @@ class Instrumentation:
         """
         if not self.tracing_enabled or otel_context.get_value(_SUPPRESS_INSTRUMENTATION_KEY):
             return None
+        start = time_ns()
         if tagged:
             span = self._tracer.start_span(self._tagged_set_name, kind=self._span_kind,
-                                           attributes=self._tagged_set_attrs)  # fmt: skip
+                                           attributes=self._tagged_set_attrs, start_time=start)  # fmt: skip
         else:
-            span = self._tracer.start_span(self._span_names[op], kind=self._span_kind, attributes=self._span_attrs[op])
+            span = self._tracer.start_span(self._span_names[op], kind=self._span_kind,
+                                           attributes=self._span_attrs[op], start_time=start)  # fmt: skip
         if not span.is_recording():
             return None
         if batch is not None:
@@ -304,24 +329,32 @@ class Instrumentation:
         context = trace.set_span_in_context(span)
         if self._is_db:
             context = otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True, context)
-        return span, otel_context.attach(context)
+        return span, otel_context.attach(context), start
 
     def finish(
-        self, op: str, started: float, active: ActiveSpan | None, hit: bool | None = None, result: Any = None
-    ) -> None:
+        self, op: str, started: float, active: ActiveSpan | None, hit: bool | None = None, result: Any = None,
+        tagged: bool = False,
+    ) -> None:  # fmt: skip
         """Record a successful operation that began at ``started`` (``perf_counter()``).
 
-        ``result`` (what the caller gets back) only reaches a configured ``response_hook``.
+        With a span, the duration is the span's (its start to the end given to it), so the
+        histograms and the trace agree exactly. ``result`` (what the caller gets back) only
+        reaches a configured ``response_hook``; ``tagged``: a SET with tags (a MULTI).
         """
-        elapsed = perf_counter() - started
+        if active is None:
+            elapsed = perf_counter() - started
+        else:
+            end = time_ns()
+            elapsed = (end - active[2]) / 1e9
         counters = self.counters
         counters.calls[op] += 1
         counters.duration_sum[op] += elapsed
         self.recent.append((started, elapsed, op))
         histogram = self._histogram
         if histogram is not None:
-            if self._db_histogram is not None:  # opt-in: a second record (docs/telemetry.md, "Telemetry reference")
-                self._db_histogram.record(elapsed, self._db_attrs[op])
+            db_attrs = self._db_queued[op]  # None unless db.client.operation.duration is on
+            if tagged and db_attrs is not None:
+                db_attrs = self._db_tagged_set_attrs
             if active is None and self._defer:
                 # An SDK record costs ~4 µs warm but ~12 µs once redis-py's round trip (or an
                 # idle spell, for the memory backend) has evicted it from the CPU caches
@@ -329,23 +362,25 @@ class Instrumentation:
                 # loop, off the caller's path: while the next command is in flight, or as soon as
                 # the caller yields. Sampled operations record inline, so exemplars keep the trace.
                 pending = self._pending
-                pending.append((elapsed, self._op_attrs[op]))
+                pending.append((elapsed, self._op_attrs[op], db_attrs))
                 queued = len(pending)
-                if queued >= _FLUSH_BATCH:
+                if queued >= self.flush_at:
                     if not self._flush_scheduled:
                         self._schedule_flush()
                     elif queued >= _FLUSH_LIMIT:  # a caller that never yields: the loop gets no turn
                         self.flush()
             else:
                 histogram.record(elapsed, self._op_attrs[op])
+                if db_attrs is not None:
+                    self._db_histogram.record(elapsed, db_attrs)
         if active is not None:
-            span, token = active
+            span, token, _ = active
             if hit is not None:
                 span.set_attribute(sc.CACHE_HIT, hit)
             hook = self._settings.response_hook
             if hook is not None:
                 _run_hook("response_hook", hook, span, op, result)
-            span.end()
+            span.end(end_time=end)
             otel_context.detach(token)
 
     # -- auto-pipelined batches (the backend's BatchObserver) ---------------------------------
@@ -400,7 +435,7 @@ class Instrumentation:
 
     def end_span(self, active: ActiveSpan | None) -> None:
         if active is not None:
-            span, token = active
+            span, token, _ = active
             span.end()
             otel_context.detach(token)
 
@@ -411,40 +446,68 @@ class Instrumentation:
             active[0].set_attribute(sc.CACHE_CANCELLED, True)
         self.end_span(active)
 
-    def fail(self, op: str, started: float, active: ActiveSpan | None, exc: BaseException) -> None:
+    def fail(
+        self, op: str, started: float, active: ActiveSpan | None, exc: BaseException, tagged: bool = False
+    ) -> None:
         """Record a failed operation: counted, timed with ``error.type``, span marked ERROR.
 
         ``error.type`` names the driver's exception (``redis.exceptions.ReadOnlyError``), not
-        our wrapper, as the semantic conventions ask.
+        our wrapper, as the semantic conventions ask; ``db.response.status_code`` is the Redis
+        error prefix (``WRONGTYPE``) when the server replied with one.
         """
-        elapsed = perf_counter() - started
+        if active is None:
+            elapsed = perf_counter() - started
+        else:
+            end = time_ns()
+            elapsed = (end - active[2]) / 1e9
         etype = sc.error_type(original_error(exc))
+        code = getattr(exc, "code", None) if isinstance(exc, CacheCommandError | CacheUnavailableError) else None
         counters = self.counters
         counters.calls[op] += 1
         counters.duration_sum[op] += elapsed
         counters.add_error(op, etype)
         self.recent.append((started, elapsed, op))
         if self._histogram is not None:
-            attrs = self._error_attrs.get((op, etype))
-            if attrs is None:
-                if len(self._error_attrs) >= MAX_ERROR_TYPES:  # the counters' cap, so both fold alike
-                    etype = OTHER_ERROR
-                attrs = self._error_attrs.setdefault(
-                    (op, etype), {sc.CACHE_NAME: self.label, sc.ATTR_OPERATION: op, sc.ATTR_ERROR_TYPE: etype}
-                )
+            attrs, db_attrs = self._failure_attrs(op, etype, code, tagged)
             self._histogram.record(elapsed, attrs)
-        if self._db_histogram is not None:
-            self._db_histogram.record(elapsed, {**self._db_attrs[op], sc.ERROR_TYPE: etype})
+            if db_attrs is not None:
+                self._db_histogram.record(elapsed, db_attrs)
         if active is not None:
-            span, token = active
+            span, token, _ = active
             span.set_attribute(sc.ERROR_TYPE, etype)
-            code = getattr(exc, "code", None)
-            if code is not None and isinstance(exc, CacheCommandError | CacheUnavailableError):
+            if code is not None:
                 span.set_attribute(sc.DB_RESPONSE_STATUS_CODE, code)  # the server's error prefix
             span.record_exception(exc)
             span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-            span.end()
+            span.end(end_time=end)
             otel_context.detach(token)
+
+    def _failure_attrs(
+        self, op: str, etype: str, code: str | None, tagged: bool
+    ) -> tuple[dict[str, str], dict[str, Any] | None]:
+        """Attributes of a failure's points, built once per kind of failure, within the counters'
+        cap on error types (beyond it both histograms fold into ``_OTHER``, as the counters do)."""
+        attrs = self._error_attrs.get((op, etype))
+        if attrs is None:
+            if len(self._error_attrs) >= MAX_ERROR_TYPES:
+                etype, code = OTHER_ERROR, None
+            attrs = self._error_attrs.setdefault(
+                (op, etype), {sc.CACHE_NAME: self.label, sc.ATTR_OPERATION: op, sc.ATTR_ERROR_TYPE: etype}
+            )
+        base = self._db_queued[op]
+        if base is None:
+            return attrs, None
+        if tagged:  # a SET with tags is a MULTI, as its span says
+            base, op = self._db_tagged_set_attrs, f"{op} (with tags)"
+        db_attrs = self._db_error_attrs.get((op, etype, code))
+        if db_attrs is None:
+            if len(self._db_error_attrs) >= MAX_ERROR_TYPES:
+                etype, code = OTHER_ERROR, None
+            db_attrs = {**base, sc.ERROR_TYPE: etype}
+            if code is not None:
+                db_attrs[sc.DB_RESPONSE_STATUS_CODE] = code
+            db_attrs = self._db_error_attrs.setdefault((op, etype, code), db_attrs)
+        return attrs, db_attrs
 
 
 class _Batch:
@@ -454,6 +517,34 @@ class _Batch:
 
     def __init__(self, span: trace.Span | None) -> None:
         self.span = span
+
+
+_told: set[str] = set()
+
+
+def _tell_once(driver: DriverTelemetry, db_client_metrics: bool) -> None:
+    """One log line per process for each way redis-py's own OpenTelemetry shares the work with ours."""
+    told = []
+    if driver.unseen and db_client_metrics:
+        told.append((logging.WARNING, "redis-py's OpenTelemetry COMMAND metrics never see the commands yokedcache's "
+                     "auto-pipeliner sends (get, set, delete, exists, get_many, set_many): yokedcache records "
+                     "db.client.operation.duration for those, redis-py for the rest; use auto_pipeline=False to "
+                     "have redis-py time every command (docs/semconv.md)"))  # fmt: skip
+    elif driver.unseen:
+        told.append((logging.WARNING, "redis-py's OpenTelemetry COMMAND metrics never see the commands yokedcache's "
+                     "auto-pipeliner sends, and db_client_metrics=False: db.client.operation.duration has no point "
+                     "for get, set, delete, exists, get_many or set_many (docs/semconv.md)"))  # fmt: skip
+    elif driver.timed:
+        told.append((logging.INFO, "redis-py's OpenTelemetry COMMAND metrics are on: yokedcache leaves "
+                     "db.client.operation.duration to them (yokedcache.cache.operation.duration still times "
+                     "every cache operation)"))  # fmt: skip
+    if driver.counts_connections:
+        told.append((logging.INFO, "redis-py's OpenTelemetry reports db.client.connection.count: yokedcache leaves "
+                     "that name to it (its yokedcache.cache.pool.* gauges stay)"))  # fmt: skip
+    for level, message in told:
+        if message not in _told:
+            _told.add(message)
+            log.log(level, message)
 
 
 def _run_hook(name: str, hook: Callable[..., Any], *args: Any) -> None:

@@ -1,9 +1,12 @@
-"""Observable instruments: counts and gauges read at collection time, not per operation.
+"""The instruments of one meter provider: observables read at collection time, and histograms.
 
-One set of observable instruments exists per meter provider (the SDK keeps the first callback
-registered under a name and ignores later ones), and its callbacks sum over every live cache
-that reports into that provider. Callbacks run in the reader's thread, so they only read
-plain numbers; they never await Redis.
+Every instrument exists once per meter provider, made when the first cache reports into it and
+shared by every cache after (OTel's guidance: create instruments once, reuse them). With no SDK,
+the API's proxy keeps every meter and instrument ever requested, so a per-cache instrument would
+leak ~1 KB per cache made and closed. Observable callbacks sum over every live cache that reports
+into that provider (the SDK keeps the first callback registered under a name and ignores later
+ones); they run in the reader's thread, so they only read plain numbers and never await Redis.
+The synchronous histograms tell caches apart by the ``cache.name`` each record carries.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
 
+from .._version import __version__
 from . import semconv as sc
 from .counters import CacheCounters
 
@@ -53,6 +58,9 @@ class Observed(Protocol):
     #: A weak reference to the cache itself (``None`` when no cache owns the telemetry): the
     #: status page and ``/readyz`` (``server/``) find the caches reporting into a meter here.
     owner: Callable[[], Any] | None
+    #: False when the driver (redis-py's own OpenTelemetry) reports db.client.connection.count
+    #: for this cache's pool: the name is left to it, not counted twice.
+    reports_db_connections: bool
 
     def flush(self, limit: int | None = None) -> int: ...
 
@@ -103,7 +111,8 @@ class _Totals:
 
 
 class ObservedCaches:
-    """The caches reporting into one meter, and the observable instruments that read them.
+    """The caches reporting into one meter, the observable instruments that read them, and the
+    histograms they record into.
 
     Every observation carries the cache's name (``cache.name``): caches of different names
     are series apart; caches sharing a name share (sum into) one series, on purpose.
@@ -111,6 +120,20 @@ class ObservedCaches:
 
     def __init__(self, meter: Meter) -> None:
         self._lock = threading.Lock()
+        self.meter = meter
+        self.duration: Histogram = meter.create_histogram(
+            sc.DURATION,
+            unit=sc.BUILT_IN_UNITS[sc.DURATION],
+            description="Duration of cache operations",
+            explicit_bucket_boundaries_advisory=list(sc.DURATION_BUCKETS),
+        )
+        self.batch_size: Histogram = meter.create_histogram(
+            sc.PIPELINE_BATCH_SIZE,
+            unit=sc.BUILT_IN_UNITS[sc.PIPELINE_BATCH_SIZE],
+            description="Cache operations sent together in one auto-pipelined round trip",
+            explicit_bucket_boundaries_advisory=list(sc.BATCH_SIZE_BUCKETS),
+        )
+        self._db_duration: Histogram | None = None
         self._members: weakref.WeakSet[Observed] = weakref.WeakSet()
         #: Counts of closed caches per name, so summed counters stay monotonic when one closes.
         self._retired: dict[str, _Totals] = {}
@@ -153,6 +176,18 @@ class ObservedCaches:
         up_down(sc.DB_CONNECTION_COUNT, self._db_connections, "Connections by state (db.client.connection.state)")
         up_down(sc.DB_CONNECTION_MAX, self._db_connection_max, "Connections the pool may open for operations")
         up_down(sc.DB_CONNECTION_PENDING, self._db_pending, "Operations waiting for a connection")
+
+    def db_duration(self) -> Histogram:
+        """``db.client.operation.duration``, made when the first database cache asks for it."""
+        with self._lock:
+            if self._db_duration is None:
+                self._db_duration = self.meter.create_histogram(
+                    sc.DB_CLIENT_DURATION,
+                    unit=sc.BUILT_IN_UNITS[sc.DB_CLIENT_DURATION],
+                    description="Duration of database client operations",
+                    explicit_bucket_boundaries_advisory=list(sc.DB_CLIENT_DURATION_BUCKETS),
+                )
+            return self._db_duration
 
     def add(self, member: Observed) -> None:
         with self._lock:
@@ -249,9 +284,12 @@ class ObservedCaches:
             if values:
                 yield Observation(sum(getattr(u, field) for u in values), self._a(name))
 
-    def _states(self) -> dict[str, list[StateReading]]:
+    def _states(self, db_connections: bool = False) -> dict[str, list[StateReading]]:
+        """State readings by cache name (``db_connections``: only caches reporting that name)."""
         out: dict[str, list[StateReading]] = {}
         for name, members in self._groups().items():
+            if db_connections:
+                members = [m for m in members if m.reports_db_connections]
             states = [s for s in (m.state() for m in members) if s is not None]
             if states:
                 out[name] = states
@@ -276,9 +314,9 @@ class ObservedCaches:
                 opens = (retired.counts["breaker_opens"] if retired else 0) + sum(s.breaker_opens for s in with_breaker)
                 yield Observation(opens, self._a(name))
 
-    def _pools(self) -> dict[str, list[StateReading]]:
+    def _pools(self, db_connections: bool = False) -> dict[str, list[StateReading]]:
         out = {}
-        for name, states in self._states().items():
+        for name, states in self._states(db_connections).items():
             pools = [s for s in states if s.pool_max is not None]
             if pools:
                 out[name] = pools
@@ -306,7 +344,7 @@ class ObservedCaches:
         return attrs
 
     def _db_connections(self, options: CallbackOptions) -> Iterable[Observation]:
-        for name, pools in self._pools().items():
+        for name, pools in self._pools(db_connections=True).items():
             yield Observation(sum(s.pool_in_use or 0 for s in pools), self._pool_attrs(name, "used"))
             yield Observation(sum(s.pool_idle or 0 for s in pools), self._pool_attrs(name, "idle"))
 
@@ -337,15 +375,17 @@ def members_of(meter_provider: Any) -> list[Observed]:
     return found.members() if found is not None else []
 
 
-def observed_caches(meter_provider: Any, meter: Meter) -> ObservedCaches:
-    """The registry for ``meter_provider`` (``None`` = the global provider), created once."""
+def observed_caches(meter_provider: Any) -> ObservedCaches:
+    """The instruments of ``meter_provider`` (``None`` = the global provider), made once."""
     global _global
     with _lock:
-        if meter_provider is None:
-            if _global is None:
-                _global = ObservedCaches(meter)
-            return _global
-        found = _by_provider.get(meter_provider)
+        found = _global if meter_provider is None else _by_provider.get(meter_provider)
         if found is None:
-            found = _by_provider[meter_provider] = ObservedCaches(meter)
+            meter = metrics.get_meter(sc.SCOPE_NAME, __version__, meter_provider=meter_provider,
+                                      schema_url=sc.SCHEMA_URL)  # fmt: skip
+            found = ObservedCaches(meter)
+            if meter_provider is None:
+                _global = found
+            else:
+                _by_provider[meter_provider] = found
         return found
