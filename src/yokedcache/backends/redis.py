@@ -214,8 +214,10 @@ class RedisBackend(Backend):
         self.set, self.set_many = set, set_many  # type: ignore[method-assign]
 
     def driver_telemetry(self) -> DriverTelemetry:
-        """redis-py's own OpenTelemetry: its COMMAND group misses what the pipeliner sends."""
-        return redis_otel.driver_telemetry(pipelined=self.pipeliner is not None)
+        """redis-py's own OpenTelemetry: its COMMAND group misses what the pipeliner sends, and
+        what the direct path (``auto_pipeline=False``, ``DirectCommands``) sends: both write
+        commands on connections of their own, below redis-py's command layer."""
+        return redis_otel.driver_telemetry(pipelined=self.pipeliner is not None or self._direct is not None)
 
     def observe_batches(self, observer: BatchObserver) -> None:
         """Tell ``observer`` (the cache's instrumentation) about every auto-pipelined batch."""

@@ -527,12 +527,12 @@ def _tell_once(driver: DriverTelemetry, db_client_metrics: bool) -> None:
     told = []
     if driver.unseen and db_client_metrics:
         told.append((logging.WARNING, "redis-py's OpenTelemetry COMMAND metrics never see the commands yokedcache's "
-                     "auto-pipeliner sends (get, set, delete, exists, get_many, set_many): yokedcache records "
-                     "db.client.operation.duration for those, redis-py for the rest; use auto_pipeline=False to "
-                     "have redis-py time every command (docs/semconv.md)"))  # fmt: skip
+                     "auto-pipeliner (or, with auto_pipeline=False, its direct path) sends (get, set, delete, exists, "
+                     "get_many, set_many): yokedcache records db.client.operation.duration for those, redis-py for "
+                     "the rest (docs/semconv.md)"))  # fmt: skip
     elif driver.unseen:
         told.append((logging.WARNING, "redis-py's OpenTelemetry COMMAND metrics never see the commands yokedcache's "
-                     "auto-pipeliner sends, and db_client_metrics=False: db.client.operation.duration has no point "
+                     "auto-pipeliner or direct path sends, and db_client_metrics=False: db.client.operation.duration has no point "
                      "for get, set, delete, exists, get_many or set_many (docs/semconv.md)"))  # fmt: skip
     elif driver.timed:
         told.append((logging.INFO, "redis-py's OpenTelemetry COMMAND metrics are on: yokedcache leaves "
