@@ -256,6 +256,7 @@ class MetricsServer:
         validation.port("port", port, allow_zero=True)
         validation.number("request_timeout", request_timeout, rule="expected a positive number of seconds",
                           minimum=0, allow_zero=False, finite=True)  # fmt: skip
+        validation.boolean("reuse_port", reuse_port)
         try:
             self._httpd = (_SharedPortServer if reuse_port else _Server)((addr, port), _Handler)
         except OSError as exc:
