@@ -216,12 +216,12 @@ def test_a_killed_worker_is_replaced_counters_never_fall_and_prometheus_sees_no_
         os.kill(victim, signal.SIGKILL)
         poll(lambda: victim not in {w["pid"] for w in service.readyz()["workers"]["workers"]}
              and service.readyz()["workers"]["reporting"] == WORKERS, 30, "the replacement reporting")  # fmt: skip
-        stopped = time.time()
         stop.set()
         for t in threads:
             t.join()
+        stopped = time.time()  # no request in flight after this
         # every live worker wrote after the load stopped: the sum is final
-        poll(lambda: all(w["age_seconds"] < time.time() - stopped for w in service.readyz()["workers"]["workers"]),
+        poll(lambda: all(w["written_at"] > stopped for w in service.readyz()["workers"]["workers"]),
              15, "writes after the load")  # fmt: skip
         settled = service.gets()
         seen.append(settled)

@@ -504,8 +504,8 @@ def service_workers(path: str) -> dict[str, Any]:
         "reporting": sum(1 for r in rows if r["reporting"]),
         "unhealthy": sum(1 for r in rows if r["reporting"] and r.get("status") == "unhealthy"),
         "workers": [
-            {"pid": r["pid"], "reporting": r["reporting"], "age_seconds": r["age_seconds"], "status": r.get("status"),
-             "caches": r.get("caches", {})}
+            {"pid": r["pid"], "reporting": r["reporting"], "age_seconds": r["age_seconds"],
+             "written_at": r["written_at"], "status": r.get("status"), "caches": r.get("caches", {})}
             for r in rows
         ],
     }  # fmt: skip
