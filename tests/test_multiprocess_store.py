@@ -3,7 +3,9 @@ stays bounded however many workers die (real files, real forked processes, real 
 
 from __future__ import annotations
 
+import gc
 import os
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -118,7 +120,8 @@ async def test_a_hundred_dead_workers_leave_two_archives_and_exact_sums(tmp_path
     async with YokedCache(CacheConfig(metrics=metrics)) as cache:
         await workload(cache)
         families = collector.reader.families()  # what each child writes as its own
-        sizes = []
+        sizes, traced = [], []
+        tracemalloc.start()
         for n in range(100):
             pid = os.fork()
             if pid == 0:  # the child: write as a worker would, then die without cleanup
@@ -136,6 +139,9 @@ async def test_a_hundred_dead_workers_leave_two_archives_and_exact_sums(tmp_path
                     "folded",
                 )
                 sizes.append(sum((tmp_path / name).stat().st_size for name in foreign()))
+                gc.collect()
+                traced.append(tracemalloc.get_traced_memory()[0])
+        tracemalloc.stop()
         await cache.get("k1")
     assert fold_dead(str(tmp_path)) == 0  # nothing left to fold
     merged = parse(collector)
@@ -146,6 +152,9 @@ async def test_a_hundred_dead_workers_leave_two_archives_and_exact_sums(tmp_path
     assert count.value == 10 * 101 + 1
     assert foreign() == ["counter_archive.db", "histogram_archive.db"]
     assert max(sizes) == min(sizes), f"the directory grew with restarts: {sizes}"
+    # memory: what the scraping process holds after 20 and after 100 dead workers (no per-worker state)
+    print(f"store {sizes[-1]} bytes after every 10 dead workers; traced memory {[t // 1024 for t in traced]} KiB")
+    assert traced[-1] - traced[1] < 256 * 1024, f"memory grew with restarts: {traced}"
     metrics.shutdown()
 
 

@@ -350,10 +350,12 @@ def fold_dead(path: str, pids: Iterable[int] | None = None, own: str | None = No
             merged = MultiProcessCollector.merge(files + ([archive] if os.path.exists(archive) else []),
                                                  accumulate=False)  # fmt: skip
             _write_file(archive, _store_entries(merged))
-        for token in tokens:
-            for f in glob.glob(os.path.join(path, f"*_{token}.*")):
+        # One listing, no glob per token: fnmatch caches every pattern it compiles (up to 32,768),
+        # so a pattern per dead worker would grow the scraping process with each restart.
+        for name in os.listdir(path):
+            if name.endswith((".db", ".json")) and _token_of(name) in tokens:
                 with contextlib.suppress(FileNotFoundError):
-                    os.remove(f)
+                    os.remove(os.path.join(path, name))
         return len(tokens)
 
 
@@ -504,8 +506,8 @@ def service_workers(path: str) -> dict[str, Any]:
         "reporting": sum(1 for r in rows if r["reporting"]),
         "unhealthy": sum(1 for r in rows if r["reporting"] and r.get("status") == "unhealthy"),
         "workers": [
-            {"pid": r["pid"], "reporting": r["reporting"], "age_seconds": r["age_seconds"], "status": r.get("status"),
-             "caches": r.get("caches", {})}
+            {"pid": r["pid"], "reporting": r["reporting"], "age_seconds": r["age_seconds"],
+             "written_at": r["written_at"], "status": r.get("status"), "caches": r.get("caches", {})}
             for r in rows
         ],
     }  # fmt: skip
