@@ -26,6 +26,7 @@ RECORDS = {
     "yokedcache.backends.redis_usage.Sample",
     "yokedcache.telemetry.switch.Settings",  # built by the instrumentor from its checked arguments
     "yokedcache.bench.Progress",  # the CLI's progress line, built from argparse's store_true
+    "yokedcache.cache_aside.Options",  # cache-aside's record of one call's arguments, checked in _checked
 }
 #: What a constructor needs besides the flag under test (nothing here connects anywhere).
 REQUIRED: dict[str, dict[str, Any]] = {
@@ -33,6 +34,7 @@ REQUIRED: dict[str, dict[str, Any]] = {
     "yokedcache.backends.redis_cluster.RedisClusterBackend": {"redis_url": "redis+cluster://127.0.0.1:1"},
     "yokedcache.backends.redis_sentinel.RedisSentinelBackend": {"redis_url": "redis+sentinel://127.0.0.1:1/mymaster"},
     "yokedcache.monitoring.prometheus.PrometheusCollector": {"port": None},
+    "yokedcache.server.http.MetricsServer": {"port": 0},  # never the fixed default port, even on a miss
     "yokedcache.monitoring.otlp.OTLPCollector": {"endpoint": "http://127.0.0.1:1", "protocol": "http/protobuf"},
     "yokedcache.telemetry.instrumentation.Instrumentation": {"backend_info": BackendInfo(kind="memory")},
 }
