@@ -35,6 +35,7 @@ REQUIRED: dict[str, dict[str, Any]] = {
     "yokedcache.backends.redis_cluster.RedisClusterBackend": {"redis_url": "redis+cluster://127.0.0.1:1"},
     "yokedcache.backends.redis_sentinel.RedisSentinelBackend": {"redis_url": "redis+sentinel://127.0.0.1:1/mymaster"},
     "yokedcache.monitoring.prometheus.PrometheusCollector": {"port": None},
+    "yokedcache.server.http.MetricsServer": {"port": 0},  # never the fixed default port, even on a miss
     "yokedcache.monitoring.otlp.OTLPCollector": {"endpoint": "http://127.0.0.1:1", "protocol": "http/protobuf"},
     "yokedcache.telemetry.instrumentation.Instrumentation": {"backend_info": BackendInfo(kind="memory")},
 }

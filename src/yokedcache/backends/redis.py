@@ -258,7 +258,8 @@ class RedisBackend(Backend):
         return await self._client.mget(keys)  # type: ignore[no-any-return]
 
     def _write_pipeline(self) -> Any:
-        """One MULTI: a tagged write and its tag sets land together or not at all."""
+        """One MULTI: a tagged write and its tag sets go out together (a refused command inside
+        it fails alone, MULTI has no rollback: :meth:`_undone_if_refused` removes the rest)."""
         return self._client.pipeline(transaction=True)
 
     def queue_set(self, pipe: Any, key: str, value: bytes, ttl: float | None, tags: Sequence[str]) -> None:

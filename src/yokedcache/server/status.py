@@ -89,13 +89,14 @@ class _Chunks:
         #: whole, so a request on another thread reads a consistent pair without the lock.
         self.view: tuple[int | None, tuple[tuple[float, int, dict[str, list[float]]], ...]] = (None, ())
 
-    def take(self, total: int, recent: deque[Entry], since: float) -> list[Entry]:
-        """Chunk what finished since the last call; returns those entries (for the p99 chart)."""
+    def take(self, total: int, recent: deque[Entry], since: float) -> dict[str, list[float]]:
+        """Chunk what finished since the last call; returns its sorted durations by operation
+        (for the p99 chart; none at a cache's first reading, which starts its series)."""
         seen, chunks = self.view
         fresh = _fresh(recent, total, seen)
         kept = list(chunks)
+        by_op: dict[str, list[float]] = {}
         if fresh:
-            by_op: dict[str, list[float]] = {}
             _durations_by_operation(fresh, -math.inf, by_op)
             for values in by_op.values():
                 values.sort()
@@ -105,7 +106,7 @@ class _Chunks:
         while kept and (self.count - kept[0][1] >= limit or kept[0][0] <= since):
             self.count -= kept.pop(0)[1]
         self.view = (total, tuple(kept))
-        return fresh if seen is not None else []  # a cache's first reading starts its p99 series
+        return by_op if seen is not None else {}
 
     def durations(self, recent: deque[Entry], total: int, since: float, into: dict[str, list[float]]) -> None:
         """Add the durations of the window by operation: the chunks', then those since the tick."""
@@ -199,8 +200,9 @@ class StatusBoard:
                 for cache in group.caches:
                     cache.rates.sample()
                     state = chunks[id(cache)] = self._chunks.get(id(cache)) or _Chunks()
-                    fresh = state.take(cache.telemetry.counters.total_calls, cache.telemetry.recent, since)
-                    durations.extend(elapsed for _, elapsed, _ in fresh)
+                    by_op = state.take(cache.telemetry.counters.total_calls, cache.telemetry.recent, since)
+                    for values in by_op.values():
+                        durations.extend(values)  # presorted runs: the sort below merges them
                     readings = self._calls.pop(id(cache), None)
                     if readings is None:
                         readings = deque(maxlen=int(self.window / TICK_SECONDS) + 3)

@@ -84,6 +84,8 @@ class Instrumentation:
         for flag, value in (("metrics_enabled", metrics_enabled), ("tracing_enabled", tracing_enabled),
                             ("capture_keys", capture_keys), ("db_client_metrics", db_client_metrics)):  # fmt: skip
             validation.boolean(flag, value)
+        if name is not None:  # CacheConfig checked it already; anyone else building this is checked here
+            validation.cache_name("name", name)
         self.counters = counters if counters is not None else CacheCounters()
         #: (start, duration, operation) of the most recent operations, for percentiles.
         self.recent: deque[tuple[float, float, str]] = deque(maxlen=recent_window)
