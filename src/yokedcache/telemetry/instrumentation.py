@@ -534,8 +534,9 @@ def _tell_once(driver: DriverTelemetry, db_client_metrics: bool) -> None:
                      "the rest (docs/semconv.md)"))  # fmt: skip
     elif driver.unseen:
         told.append((logging.WARNING, "redis-py's OpenTelemetry COMMAND metrics never see the commands yokedcache's "
-                     "auto-pipeliner or direct path sends, and db_client_metrics=False: db.client.operation.duration has no point "
-                     "for get, set, delete, exists, get_many or set_many (docs/semconv.md)"))  # fmt: skip
+                     "auto-pipeliner or direct path sends, and db_client_metrics=False: "
+                     "db.client.operation.duration has no point for get, set, delete, exists, get_many or set_many "
+                     "(docs/semconv.md)"))  # fmt: skip
     elif driver.timed:
         told.append((logging.INFO, "redis-py's OpenTelemetry COMMAND metrics are on: yokedcache leaves "
                      "db.client.operation.duration to them (yokedcache.cache.operation.duration still times "
