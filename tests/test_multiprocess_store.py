@@ -3,7 +3,9 @@ stays bounded however many workers die (real files, real forked processes, real 
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import json
 import os
 import tracemalloc
 from pathlib import Path
@@ -16,6 +18,7 @@ from yokedcache import CacheConfig, YokedCache
 from yokedcache.exporters.multiprocess import ProcessStore, fold_dead, service_workers
 from yokedcache.monitoring import CacheMetrics, PrometheusCollector, mark_process_dead
 
+from .redis_server import missing
 from .test_collector_config import poll
 
 
@@ -204,3 +207,65 @@ def test_make_asgi_app_and_make_wsgi_app_take_a_collector_or_its_metrics():
     with pytest.raises(TypeError, match="collector"):
         make_wsgi_app(object())
     metrics.shutdown()
+
+
+def test_make_wsgi_app_mounted_beside_a_django_application(tmp_path):
+    """Django's own WSGI handler and the telemetry routes on one real WSGI server (wsgiref),
+    the routes relative to their mount point; multiprocess mode, so the answer is the service's."""
+    import threading
+    import urllib.error
+    import urllib.request
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    try:
+        import django
+    except ImportError:
+        missing("django not installed: pip install -e '.[test]'")
+    from django.conf import settings
+    from django.http import HttpResponse
+    from django.urls import path
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+    from yokedcache.monitoring import make_wsgi_app
+
+    if not settings.configured:
+        settings.configure(ROOT_URLCONF=__name__, ALLOWED_HOSTS=["*"], SECRET_KEY="test", DEBUG=False)
+        django.setup()
+    global urlpatterns
+    urlpatterns = [path("hello", lambda request: HttpResponse(b"hello"))]
+    from django.core.wsgi import get_wsgi_application
+
+    collector = PrometheusCollector(port=None, multiprocess_dir=tmp_path)
+    metrics = CacheMetrics([collector])
+    application = DispatcherMiddleware(get_wsgi_application(), {"/observability": make_wsgi_app(metrics)})
+
+    async def use() -> YokedCache:
+        cache = YokedCache(CacheConfig(backend="memory", metrics=metrics))
+        await cache.get("absent")
+        return cache
+
+    cache = asyncio.run(use())
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = make_server("127.0.0.1", 0, application, handler_class=Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        assert urllib.request.urlopen(f"{base}/hello", timeout=5).read() == b"hello"
+        body = urllib.request.urlopen(f"{base}/observability/metrics", timeout=5).read().decode()
+        assert 'yokedcache_cache_gets_total{cache_name="memory",result="miss"} 1.0' in body
+        status = json.loads(urllib.request.urlopen(f"{base}/observability/status.json", timeout=5).read())
+        assert status["workers"]["count"] == 1
+        assert urllib.request.urlopen(f"{base}/observability/healthz", timeout=5).read() == b"ok\n"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(urllib.request.Request(f"{base}/observability/metrics", method="POST"), timeout=5)
+        assert refused.value.code == 405
+    finally:
+        server.shutdown()
+        server.server_close()
+        del cache
+        metrics.shutdown()
