@@ -4,7 +4,8 @@ Each stall (``DEBUG SLEEP`` or SIGSTOP of a private redis-server, for 2, 4 or 6 
 caller group at once: 1, 10 and 500 concurrent callers, on ``retry_attempts`` 0 and 1, with
 auto-pipelining on and off -- twelve caches on the one stalled server. Every caller's time, from
 entering ``get``/``set`` to its fail-open answer, must stay within the documented bound plus
-50 ms: ``(retry_attempts + 1) * operation_timeout`` plus the longest back-offs.
+50 ms: ``(retry_attempts + 1) * operation_timeout`` plus the longest back-offs; plus, measured,
+any time other processes kept this one off the CPU (``Scheduling``: about 0 on an idle machine).
 
 The groups start at staggered offsets into the stall, so that the 2,000 callers' deadlines do not
 all fall in the same instant (one loop would then spend the tolerance waking them); each caller's
@@ -83,25 +84,33 @@ async def run_group(group: Group, start_at: float) -> None:
 
 
 class Scheduling:
-    """How the machine treated this process during the stall, for a failure's message: a loop
-    that was late while this process hardly ran was held up by the machine's load (other
-    processes), not by the cache's work."""
+    """How much of the stall this process was kept off the CPU by other processes.
+
+    Every 10 ms a heartbeat compares how late the loop woke with the CPU this process used
+    meanwhile: a loop that is late because the cache is working used that CPU; a loop that is
+    late while the process hardly ran was waiting for the machine. ``stolen`` sums the latter
+    (beyond 5 ms per beat). On an idle machine (CI) it is about 0 and the bound is the
+    formula + 50 ms exactly; on a machine shared by other engineers' test runs the time taken
+    from this process is added back, measured, instead of failing on it.
+    """
 
     def __init__(self) -> None:
-        self.late = self.ran = 0.0
+        self.stolen = self.worst_late = self.worst_ran = 0.0
 
     async def heartbeat(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             due, cpu = loop.time() + 0.01, time.process_time()
             await asyncio.sleep(0.01)
-            late = loop.time() - due
-            if late > self.late:
-                self.late, self.ran = late, time.process_time() - cpu
+            late, ran = loop.time() - due, time.process_time() - cpu
+            self.stolen += max(0.0, late - ran - 0.005)
+            if late > self.worst_late:
+                self.worst_late, self.worst_ran = late, ran
 
     def __str__(self) -> str:
-        return (f"(the loop was up to {self.late * 1e3:.0f} ms late, while this process ran for "
-                f"{self.ran * 1e3:.0f} ms of it; load average {os.getloadavg()[0]:.1f})")  # fmt: skip
+        return (f"(the loop was up to {self.worst_late * 1e3:.0f} ms late, while this process ran for "
+                f"{self.worst_ran * 1e3:.0f} ms of it; {self.stolen * 1e3:.0f} ms kept off the CPU in all; "
+                f"load average {os.getloadavg()[0]:.1f})")  # fmt: skip
 
 
 def offsets(groups: list[Group]) -> list[float]:
@@ -178,15 +187,16 @@ async def test_no_caller_waits_past_its_deadline_during_a_stall(private_server: 
         assert len(group.elapsed) == group.callers
         worst = max(group.elapsed)
         print(f"{how} {seconds} s, {group}: worst {worst:.3f} s, bound {group.bound:.3f} s")
-        assert worst <= group.bound + TOLERANCE, (
-            f"{group}: the worst caller took {worst:.3f} s, bound {group.bound} s {watch}"
-        )
+        allowed = group.bound + TOLERANCE + watch.stolen
+        assert worst <= allowed, f"{group}: the worst caller took {worst:.3f} s, bound {group.bound} s {watch}"
         if group.retries == 0 and start + TIMEOUT + 0.1 < seconds:  # the whole call inside the stall
             assert not any(group.answered), f"{group}: a caller was answered during a {seconds} s stall"
             # ... and none of them gave up early either: each waited for its deadline (a batch is due
             # by its oldest operation's, so those issued later in the same loop turn may end up to
             # one turn sooner: 500 callers issuing their commands make a turn of 10-20 ms here)
-            assert min(group.elapsed) >= TIMEOUT - 0.05, f"{group}: a caller failed after {min(group.elapsed):.3f} s"
+            assert min(group.elapsed) >= TIMEOUT - 0.05 - watch.stolen, (
+                f"{group}: a caller failed after {min(group.elapsed):.3f} s"
+            )
         elif start + group.bound + 0.1 < seconds:  # retried, and still inside the stall
             assert not any(group.answered), f"{group}: a caller was answered during a {seconds} s stall"
     # the server is back (once the stall is over: SIGCONT comes from this loop) and serves again
