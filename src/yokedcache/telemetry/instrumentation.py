@@ -41,11 +41,13 @@ __all__ = ["ActiveSpan", "Instrumentation"]
 
 log = logging.getLogger("yokedcache.telemetry")
 
-#: Queued operations that trigger a flush on the event loop. Small on purpose: a flush runs while
-#: the caller's next command is in flight, and one longer than that round trip delays the caller.
-#: 64 (two SDK records each, ~5 µs warm) stalled about 1 call in 64 by ~0.4 ms at one task (p99
-#: 1.9x raw's); 8 fits in the round trip and keeps the records warm (benchmarks/tail.py).
-_FLUSH_BATCH = 8
+#: Queued operations that trigger a flush on the event loop: the first. The flush runs on the
+#: loop's next turn, which for one task is while its next command is in flight: one operation's
+#: two records (~20 µs) fit in that round trip, so the caller never waits for them. Many tasks
+#: still get warm batches, since every operation that finished in the same turn is queued before
+#: the flush runs (up to _FLUSH_MOST). Measured at one task (benchmarks/tail.py, quiet machine):
+#: p99 0.93x raw's flushing every operation, 1.46x every 8 and 6.0x every 64.
+_FLUSH_BATCH = 1
 #: Most operations one flush records: many tasks queue many per loop turn, and warm batches are
 #: what makes a deferred record cheap; the rest go on the loop's next turn.
 _FLUSH_MOST = 128
