@@ -93,12 +93,17 @@ class Service:
 
 
 def load(port: int, n: int, threads: int = 4, pids: set | None = None) -> int:
-    """``n`` GETs of ``/item/<k>`` over keep-alive connections; returns how many answered 200."""
+    """``n`` GETs of ``/item/<k>`` over keep-alive connections, a new one every 20 requests (so
+    the accepting workers vary: a shared socket may hand a few connections all to one worker);
+    returns how many answered 200."""
     ok = [0] * threads
 
     def run(t: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         for i in range(t, n, threads):
+            if i >= threads and (i // threads) % 20 == 0:
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
             try:
                 conn.request("GET", f"/item/k{i % 50}")
                 resp = conn.getresponse()

@@ -108,6 +108,9 @@ class Instrumentation:
         #: (duration, our attributes, db.client.operation.duration's or None) per operation.
         self._pending: deque[tuple[float, dict[str, str], dict[str, Any] | None]] = deque()
         self._flush_scheduled = False
+        #: The loop's handle of the scheduled flush: close() cancels it, so a closed cache is not
+        #: kept alive by a callback of a loop that has not turned since (a caller that never yields).
+        self._flush_handle: asyncio.Handle | None = None
         #: Queued operations that trigger a flush (_FLUSH_BATCH; benchmarks/tail.py varies it).
         self.flush_at = _FLUSH_BATCH
         self._explicit_meter_provider = meter_provider
@@ -256,8 +259,12 @@ class Instrumentation:
         return self._tracer if self.tracing_enabled else None
 
     def close(self) -> None:
-        """Stop reporting this cache's counts and gauges."""
+        """Stop reporting this cache's counts and gauges (what was queued is recorded first)."""
         self._closed = True
+        handle, self._flush_handle = self._flush_handle, None
+        if handle is not None:
+            handle.cancel()  # drops its reference to this object at once
+        self._flush_scheduled = False
         self.rebind()
 
     # -- deferred duration records ---------------------------------------------------------
@@ -268,10 +275,11 @@ class Instrumentation:
             self.flush()
             return
         self._flush_scheduled = True
-        loop.call_soon(self._flush_batch)
+        self._flush_handle = loop.call_soon(self._flush_batch)
 
     def _flush_batch(self) -> None:
         self._flush_scheduled = False
+        self._flush_handle = None
         self.flush(_FLUSH_MOST)
         if len(self._pending) >= self.flush_at:
             self._schedule_flush()
@@ -435,6 +443,7 @@ class Instrumentation:
     def reset_for_loop(self) -> None:
         """The cache moved to another event loop: a flush scheduled on the old one never runs."""
         self._flush_scheduled = False
+        self._flush_handle = None
         self.flush()
 
     def end_span(self, active: ActiveSpan | None) -> None:
