@@ -180,9 +180,18 @@ def test_property_single_flight(callers: int, fails: bool, cancel_runner: bool) 
 
 
 # -- outages ---------------------------------------------------------------------------------
+#: A Redis of each flavour that nothing answers (plain, Sentinel, Cluster).
+DEAD = {
+    "plain": "redis://127.0.0.1:{port}/0",
+    "sentinel": "redis+sentinel://127.0.0.1:{port}/mymaster",
+    "cluster": "redis+cluster://127.0.0.1:{port}",
+}
+
+
+@pytest.mark.parametrize("flavour", DEAD)
 @pytest.mark.parametrize("lock", [False, True])
-async def test_fail_open_with_redis_unreachable_computes_and_counts_the_miss(lock, telemetry):
-    dead = f"redis://127.0.0.1:{free_port()}/0"
+async def test_fail_open_with_redis_unreachable_computes_and_counts_the_miss(lock, flavour, telemetry):
+    dead = DEAD[flavour].format(port=free_port())
     async with YokedCache(CacheConfig(redis_url=dead, retry_attempts=0, lock=lock,
                                       meter_provider=telemetry.meter_provider)) as cache:  # fmt: skip
         assert await cache.get_or_set("k", lambda: "computed") == "computed"
@@ -190,9 +199,10 @@ async def test_fail_open_with_redis_unreachable_computes_and_counts_the_miss(loc
         assert cache.computations()["computations_ok"] == 1
 
 
+@pytest.mark.parametrize("flavour", DEAD)
 @pytest.mark.parametrize("lock", [False, True])
-async def test_fail_closed_with_redis_unreachable_raises_and_never_computes(lock):
-    dead = f"redis://127.0.0.1:{free_port()}/0"
+async def test_fail_closed_with_redis_unreachable_raises_and_never_computes(lock, flavour):
+    dead = DEAD[flavour].format(port=free_port())
     calls = []
     async with YokedCache(CacheConfig(redis_url=dead, retry_attempts=0, lock=lock, fail_open=False)) as cache:
         with pytest.raises(CacheConnectionError):
