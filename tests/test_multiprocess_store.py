@@ -95,6 +95,32 @@ async def test_three_workers_sum_counters_but_not_the_shared_redis_keys(tmp_path
         m.shutdown()
 
 
+async def test_workers_with_different_names_still_give_at_most_65_per_family(tmp_path):
+    """Each worker caps its own names at 64; two workers that met 70 different names each would
+    report 140 together. The merged view caps the service: 64 names plus ``_other``, with every
+    count kept (folded into ``_other``, not lost)."""
+    collectors = [PrometheusCollector(port=None, multiprocess_dir=tmp_path) for _ in range(2)]
+    metrics = [CacheMetrics([c]) for c in collectors]
+    caches = [YokedCache(CacheConfig(metrics=m, name=f"w{w}-n{i:02d}")) for w, m in enumerate(metrics)
+              for i in range(70)]  # fmt: skip
+    for cache in caches:
+        await cache.set("k", 1)
+        await cache.get("k")
+    for c in collectors:
+        c.store.write()
+    merged = parse(collectors[0])
+    for name in ("yokedcache_cache_gets", "yokedcache_cache_operation_duration_seconds", "yokedcache_cache_hit_rate"):
+        names = {s.labels["cache_name"] for s in merged[name].samples}
+        assert len(names) == 65 and "_other" in names, (name, len(names))
+    assert sum(s.value for s in merged["yokedcache_cache_gets"].samples) == 140  # every get, once
+    counts = [s for s in merged["yokedcache_cache_operation_duration_seconds"].samples if s.name.endswith("_count")]
+    assert sum(s.value for s in counts) == 280  # 140 sets and 140 gets
+    for cache in caches:
+        await cache.close()
+    for m in metrics:
+        m.shutdown()
+
+
 async def test_memory_caches_are_per_worker_so_their_keys_add_up(tmp_path):
     collectors = [PrometheusCollector(port=None, multiprocess_dir=tmp_path) for _ in range(2)]
     metrics = [CacheMetrics([c]) for c in collectors]

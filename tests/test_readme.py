@@ -9,6 +9,7 @@ snippets runs as a complete program in ``examples/`` (``tests/test_examples.py``
 from __future__ import annotations
 
 import ast
+import itertools
 import os
 import re
 import subprocess
@@ -75,3 +76,31 @@ def test_python_programs_run(doc, line, code, redis_url, tmp_path):
                             cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, f"{doc}:{line}\n{result.stderr}"
     assert "Traceback" not in result.stderr
+    shown = OUTPUTS.get((doc, line))
+    if shown is not None:  # the page shows what it prints: it must print exactly that
+        assert result.stdout.strip().splitlines() == shown.strip().splitlines(), f"{doc}:{line}"
+
+
+#: The output a page shows right after a program: a block marked exactly
+#: ``<!-- fragment: the output of the program above -->`` ("sample output" marks figures that vary
+#: from run to run, such as timings, which are not compared).
+OUTPUT_MARK = "<!-- fragment: the output of the program above -->"
+
+
+def _outputs() -> dict[tuple[str, int], str]:
+    found = {}
+    for (doc, line, lang, frag, _), following in itertools.pairwise(BLOCKS):
+        if lang != "python" or frag or following[0] != doc:
+            continue
+        marker = (ROOT / doc).read_text(encoding="utf-8").splitlines()[following[1] - 2]
+        if marker.strip() == OUTPUT_MARK:
+            found[(doc, line)] = following[4]
+    return found
+
+
+OUTPUTS = _outputs()
+
+
+def test_pages_show_the_outputs_of_their_programs():
+    """The pages that show a program's output are the ones whose output is compared above."""
+    assert len(OUTPUTS) >= 5, sorted(OUTPUTS)

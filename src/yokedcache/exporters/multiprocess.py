@@ -53,6 +53,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .._extras import require
+from ..telemetry.names import MAX_CACHE_NAMES, OTHER_NAME
 
 require("prometheus_client", "prometheus")
 
@@ -408,6 +409,7 @@ def _finish(families: list[Any], store: ProcessStore) -> list[Any]:
     """The merged families as a single process renders them: units back, every bucket of each
     histogram series in bucket/count/sum order, and ``hit_rate`` from the summed hits and misses."""
     prefix, units, docs = store.prefix, store.units, store.docs
+    _cap(families)
     by_name = {f.name: f for f in families}
     out = []
     for family in families:
@@ -422,6 +424,41 @@ def _finish(families: list[Any], store: ProcessStore) -> list[Any]:
     if rate is not None:
         out.append(rate)
     return out
+
+
+def _cap(families: list[Any]) -> None:
+    """The name cap over the whole service: each worker caps its own names (``telemetry/names.py``),
+    but workers that met different names would together report more than 64. Beyond 64, the merged
+    view keeps the first 64 names in sorted order (the same whichever worker answers, and stable
+    while no new name sorts before them) and folds the rest into ``_other``, summed (the most a
+    gauge that is a maximum or a minimum can say is the extreme over the folded series)."""
+    names = sorted(
+        {n for f in families for s in f.samples if (n := s.labels.get("cache_name")) is not None} - {OTHER_NAME}
+    )
+    if len(names) <= MAX_CACHE_NAMES:
+        return
+    kept = set(names[:MAX_CACHE_NAMES])
+    for family in families:
+        combine = _combiner(family)
+        folded: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}
+        for sample in family.samples:
+            labels = sample.labels
+            if labels.get("cache_name") not in kept and "cache_name" in labels:
+                labels = {**labels, "cache_name": OTHER_NAME}
+            key = (sample.name, tuple(sorted(labels.items())))
+            found = folded.get(key)
+            value = sample.value if found is None else combine(found.value, sample.value)
+            folded[key] = sample._replace(labels=labels, value=value)
+        family.samples = list(folded.values())
+
+
+def _combiner(family: Any) -> Callable[[float, float], float]:
+    """How two series of one family fold together: summed, but a gauge whose workers' values
+    combine by max or min (``_gauge_mode``) folds the same way."""
+    if family.type != "gauge":
+        return lambda a, b: a + b
+    mode = _gauge_mode(family.name, shared=False)
+    return {"max": max, "min": min}.get(mode or "", lambda a, b: a + b)
 
 
 def _bounds(family: Any) -> list[str]:
