@@ -92,11 +92,12 @@ class Service:
         self.log.close()
 
 
-def load(port: int, n: int, threads: int = 4, pids: set | None = None) -> int:
+def load(port: int, n: int, threads: int = 4, pids: set | None = None, per_pid: dict[int, int] | None = None) -> int:
     """``n`` GETs of ``/item/<k>`` over keep-alive connections, a new one every 20 requests (so
     the accepting workers vary: a shared socket may hand a few connections all to one worker);
-    returns how many answered 200."""
+    returns how many answered 200 (``pids``: the workers that answered; ``per_pid``: how many each)."""
     ok = [0] * threads
+    lock = threading.Lock()
 
     def run(t: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -112,6 +113,9 @@ def load(port: int, n: int, threads: int = 4, pids: set | None = None) -> int:
                     ok[t] += 1
                     if pids is not None:
                         pids.add(int(body))
+                    if per_pid is not None:
+                        with lock:
+                            per_pid[int(body)] = per_pid.get(int(body), 0) + 1
             except (OSError, http.client.HTTPException):
                 conn.close()
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -207,10 +211,11 @@ def test_a_killed_worker_is_replaced_counters_never_fall_and_prometheus_sees_no_
         seen = [service.gets()]
         stop = threading.Event()
         answered = [0]
+        by_pid: dict[int, int] = {}
 
         def background() -> None:
             while not stop.is_set():
-                answered[0] += load(service.app_port, 40, threads=2)
+                answered[0] += load(service.app_port, 40, threads=2, per_pid=by_pid)
 
         def scrape() -> None:
             while not stop.is_set():
@@ -237,6 +242,9 @@ def test_a_killed_worker_is_replaced_counters_never_fall_and_prometheus_sees_no_
         seen.append(settled)
         assert all(b >= a for a, b in itertools.pairwise(seen)), "a summed counter went down"
         assert first <= settled <= first + answered[0] + 40  # at most the killed worker's unwritten second lost
+        # only the killed worker may lose counts (what it had not written yet): every survivor's are all there
+        survivors = sum(count for pid, count in by_pid.items() if pid != victim)
+        assert settled >= first + survivors, f"{first} + {survivors} answered by live workers, {settled} counted"
 
         pids: set[int] = set()
         third = load(service.app_port, 300, pids=pids)
