@@ -427,6 +427,34 @@ async def test_the_prometheus_names_are_the_documented_ones(redis_url):
     provider.shutdown()
 
 
+async def test_two_near_caches_on_one_provider_are_both_observed(redis_url):
+    """The near-cache instruments are made once per meter and summed per cache.name: a second
+    cache on the same provider is observed too (a per-cache instrument would be ignored by the SDK,
+    which keeps the first one registered under a name)."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    made = [CacheConfig(redis_url=redis_url, near_cache=FAST, meter_provider=provider, name=n, key_prefix=f"{n}:")
+            for n in ("one", "two")]  # fmt: skip
+    async with YokedCache(made[0]) as one, YokedCache(made[1]) as two:
+        for cache, gets in ((one, 3), (two, 5)):
+            await cache.connect()
+            await cache.set("k", 1)
+            for _ in range(gets):
+                await cache.get("k")
+        hits = {n: c.near_stats.hits for n, c in (("one", one), ("two", two))}
+        data = reader.get_metrics_data()
+    points = {
+        p.attributes[sc.CACHE_NAME]: p.value
+        for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics if m.name == sc.NEAR_HITS
+        for p in m.data.data_points
+    }  # fmt: skip
+    assert points == hits and set(points) == {"one", "two"} and all(hits.values())
+    provider.shutdown()
+
+
 def _lag_samples(provider, registry) -> int:
     from prometheus_client import generate_latest
 
