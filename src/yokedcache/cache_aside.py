@@ -83,6 +83,19 @@ class Options:
         return self.early_refresh is not None or self.stale_ttl is not None
 
 
+@dataclass(frozen=True, slots=True)
+class Computation:
+    """One miss's work, made only on a miss (never on a hit): the key, the factory with its
+    arguments, and the call's options, handed as one through single-flight, the lock and the
+    computation."""
+
+    key: str
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    options: Options
+
+
 class CacheAside:
     """Cache-aside for one cache: its in-flight computations and what they recorded."""
 
@@ -168,7 +181,7 @@ class CacheAside:
             if found is not _MISSING:
                 return found
             self._count_failed_read(failure)
-            return (await self.miss(key, fn, args, kwargs, options, _MISSING))[0]
+            return (await self.miss(Computation(key, fn, args, kwargs, options), _MISSING))[0]
         with telemetry.operation_span(_name_of(fn)) as span:
             value, source = await self._fetch(key, fn, args, kwargs, options)
             if span is not None:
@@ -184,7 +197,7 @@ class CacheAside:
         found = await host.get(key, _MISSING)
         if found is _MISSING:
             self._count_failed_read(failure)
-            return await self.miss(key, fn, args, kwargs, options, _MISSING)
+            return await self.miss(Computation(key, fn, args, kwargs, options), _MISSING)
         if not options.envelope:
             return found, _HIT
         entry = _unwrap(found)
@@ -195,9 +208,9 @@ class CacheAside:
         if expires is None or now < expires:
             beta = options.early_refresh
             if beta is not None and expires is not None and _xfetch(now, delta, beta, expires):
-                self._refresh_early(key, fn, args, kwargs, options)
+                self._refresh_early(Computation(key, fn, args, kwargs, options))
             return value, _HIT
-        return await self.miss(key, fn, args, kwargs, options, value)  # expired: stale if it fails
+        return await self.miss(Computation(key, fn, args, kwargs, options), value)  # expired: stale if it fails
 
     def _count_failed_read(self, failure_before: Any) -> None:
         """A read that failed open returned "absent": count it as the miss it is for the caller."""
@@ -205,27 +218,20 @@ class CacheAside:
             self._host.telemetry.counters.misses += 1
 
     # -- single-flight --------------------------------------------------------------------------
-    async def miss(
-        self,
-        key: str,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        options: Options,
-        stale: Any,
-    ) -> tuple[Any, str]:
+    async def miss(self, work: Computation, stale: Any) -> tuple[Any, str]:
         """Compute once for every concurrent caller of ``key`` in this process.
 
         The first caller runs the computation in its own task; the others await its future,
         shielded, so a waiter's cancellation is its own. If the runner is cancelled, the future
         says so and the first waiter to wake takes over; an exception reaches every waiter.
         """
+        key = work.key
         loop = asyncio.get_running_loop()
         flights = self._flights
         while True:
             flight = flights.get(key)
             if flight is None or flight.get_loop() is not loop:
-                return await self._run(key, fn, args, kwargs, options, stale, loop)
+                return await self._run(work, stale, loop)
             outcome = await asyncio.shield(flight)
             if outcome is _TAKE_OVER:
                 continue
@@ -236,24 +242,16 @@ class CacheAside:
                 self.telemetry.coalesced(sc.SCOPE_PROCESS)
             return value, (_STALE if source == _STALE else _COALESCED)
 
-    async def _run(
-        self,
-        key: str,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        options: Options,
-        stale: Any,
-        loop: asyncio.AbstractEventLoop,
-    ) -> tuple[Any, str]:
+    async def _run(self, work: Computation, stale: Any, loop: asyncio.AbstractEventLoop) -> tuple[Any, str]:
+        key, options = work.key, work.options
         flight: asyncio.Future[Any] = loop.create_future()
         flights = self._flights
         flights[key] = flight
         try:
             if options.lock:
-                outcome = await self._locked(key, fn, args, kwargs, options, stale)
+                outcome = await self._locked(work, stale)
             else:
-                outcome = await self._compute(key, fn, args, kwargs, options, stale)
+                outcome = await self._compute(work, stale)
         except asyncio.CancelledError:
             _land(flights, key, flight, _TAKE_OVER)
             raise
@@ -263,21 +261,14 @@ class CacheAside:
         _land(flights, key, flight, outcome)
         return outcome
 
-    async def _compute(
-        self,
-        key: str,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        options: Options,
-        stale: Any,
-    ) -> tuple[Any, str]:
+    async def _compute(self, work: Computation, stale: Any) -> tuple[Any, str]:
         """Run the factory under its span, count it, store a value (None is not stored)."""
+        key, options = work.key, work.options
         telemetry = self.telemetry
         started = perf_counter()
         try:
-            with telemetry.factory_span(_name_of(fn)):
-                value = fn(*args, **kwargs)
+            with telemetry.factory_span(_name_of(work.fn)):
+                value = work.fn(*work.args, **work.kwargs)
                 if inspect.isawaitable(value):
                     value = await value
         except Exception:
@@ -307,16 +298,7 @@ class CacheAside:
         await host.set(key, entry, ttl=kept, tags=options.tags)
 
     # -- the lock -------------------------------------------------------------------------------
-    async def _locked(
-        self,
-        key: str,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        options: Options,
-        stale: Any,
-        early: bool = False,
-    ) -> tuple[Any, str]:
+    async def _locked(self, work: Computation, stale: Any, early: bool = False) -> tuple[Any, str]:
         """Compute under the key's backend lock, or wait for its holder's value.
 
         A waiter looks at the lock (not the value: no extra misses) with a growing interval;
@@ -324,6 +306,7 @@ class CacheAside:
         so a lock never deadlocks a caller. An unreachable backend with ``fail_open`` computes
         unlocked; without, raises.
         """
+        key, options = work.key, work.options
         host = self._host
         backend = host.backend
         config = host.config
@@ -337,39 +320,29 @@ class CacheAside:
             except CacheBackendError:
                 if not config.fail_open:
                     raise
-                return await self._compute(key, fn, args, kwargs, options, stale)
+                return await self._compute(work, stale)
             if taken:
-                return await self._holding(name, token, key, fn, args, kwargs, options, stale, early)
+                return await self._holding(name, token, work, stale, early)
             if early:  # someone else refreshes it already
                 return _MISSING, _HIT
             if not await self._await_release(name, give_up):
                 log.debug("lock wait for a cached key ran out: computing without it")
-                return await self._compute(key, fn, args, kwargs, options, stale)
+                return await self._compute(work, stale)
             found = await self._read(key, options)
             if found is not _MISSING:
                 self.telemetry.coalesced(sc.SCOPE_LOCK)
                 return found, _COALESCED
 
-    async def _holding(
-        self,
-        name: str,
-        token: str,
-        key: str,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        options: Options,
-        stale: Any,
-        early: bool,
-    ) -> tuple[Any, str]:
+    async def _holding(self, name: str, token: str, work: Computation, stale: Any, early: bool) -> tuple[Any, str]:
         """Lock taken: look again (its last holder may have just stored it), then compute."""
+        key, options = work.key, work.options
         try:
             if not early:
                 found = await self._read(key, options)
                 if found is not _MISSING:
                     self.telemetry.coalesced(sc.SCOPE_LOCK)
                     return found, _COALESCED
-            return await self._compute(key, fn, args, kwargs, options, stale)
+            return await self._compute(work, stale)
         finally:
             try:
                 await self._call(self._host.backend.release_lock, name, token)
@@ -399,41 +372,28 @@ class CacheAside:
         return found if entry is None else entry[0]
 
     # -- early refresh --------------------------------------------------------------------------
-    def _refresh_early(
-        self,
-        key: str,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        options: Options,
-    ) -> None:
+    def _refresh_early(self, work: Computation) -> None:
         """XFetch chose this caller: recompute in the background while callers keep the value."""
+        key = work.key
         flights = self._flights
         if key in flights:
             return
         self.telemetry.early_refresh()
         loop = asyncio.get_running_loop()
         flight = flights[key] = loop.create_future()  # now: the next caller's draw sees it
-        task = loop.create_task(self._early(key, fn, args, kwargs, options, flight))
+        task = loop.create_task(self._early(work, flight))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _early(
-        self,
-        key: str,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        options: Options,
-        flight: asyncio.Future[Any],
-    ) -> None:
+    async def _early(self, work: Computation, flight: asyncio.Future[Any]) -> None:
+        key, options = work.key, work.options
         flights = self._flights
         outcome: Any = _TAKE_OVER  # unless a value was computed, a waiter computes instead
         try:
             if options.lock:
-                result = await self._locked(key, fn, args, kwargs, options, _MISSING, early=True)
+                result = await self._locked(work, _MISSING, early=True)
             else:
-                result = await self._compute(key, fn, args, kwargs, options, _MISSING)
+                result = await self._compute(work, _MISSING)
             if result[1] == _COMPUTED:
                 outcome = result
         except Exception:
@@ -498,7 +458,7 @@ def cached_function(
             if found is not _MISSING:
                 return found
             aside._count_failed_read(failure)
-            return (await miss(key, fn, args, kwargs, options, _MISSING))[0]
+            return (await miss(Computation(key, fn, args, kwargs, options), _MISSING))[0]
         return await fetch(key, fn, args, kwargs, options)
 
     async def invalidate(*args: Any, **kwargs: Any) -> bool:
