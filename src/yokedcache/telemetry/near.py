@@ -33,20 +33,11 @@ class _NearMeter:
         self._members: weakref.WeakSet[NearInstruments] = weakref.WeakSet()
         self._retired: dict[str, dict[str, int]] = {}
 
-        def counter(field: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
-            def observe(options: CallbackOptions) -> Iterable[Observation]:
-                totals = {name: counts.get(field, 0) for name, counts in self._retired.items()}
-                for member in self._live():
-                    label = member.telemetry.label
-                    totals[label] = totals.get(label, 0) + getattr(member.stats, field)
-                for label, value in totals.items():
-                    yield Observation(value, {sc.CACHE_NAME: label})
+        def summed(field: str, counted: bool) -> Callable[[CallbackOptions], Iterable[Observation]]:
+            """Per cache.name: the live caches' ``field``, plus the gone ones' for a counter."""
 
-            return observe
-
-        def gauge(field: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
             def observe(options: CallbackOptions) -> Iterable[Observation]:
-                totals: dict[str, int] = {}
+                totals = {n: c.get(field, 0) for n, c in self._retired.items()} if counted else {}
                 for member in self._live():
                     label = member.telemetry.label
                     totals[label] = totals.get(label, 0) + getattr(member.stats, field)
@@ -60,13 +51,13 @@ class _NearMeter:
                     (sc.NEAR_INVALIDATIONS, "invalidations", "Keys named by Redis invalidation messages"),
                     (sc.NEAR_FLUSHES, "flushes", "Whole near-cache flushes (link lost, FLUSHDB)"))  # fmt: skip
         for instrument, field, description in counters:
-            meter.create_observable_counter(instrument, callbacks=[counter(field)], unit=sc.NEAR_UNITS[instrument],
+            meter.create_observable_counter(instrument, callbacks=[summed(field, True)], unit=sc.NEAR_UNITS[instrument],
                                             description=description)  # fmt: skip
         for instrument, field, description in (
             (sc.NEAR_ENTRIES, "entries", "Entries held by the near cache"),
             (sc.NEAR_SIZE, "bytes", "Bytes held by the near cache (estimated)"),
         ):
-            meter.create_observable_gauge(instrument, callbacks=[gauge(field)], unit=sc.NEAR_UNITS[instrument],
+            meter.create_observable_gauge(instrument, callbacks=[summed(field, False)], unit=sc.NEAR_UNITS[instrument],
                                           description=description)  # fmt: skip
         self.lag = meter.create_histogram(
             sc.NEAR_INVALIDATION_LAG,
